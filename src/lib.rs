@@ -1,0 +1,5 @@
+//! Face liveness: active challenges judged over sequences of frames, plus passive anti-spoofing.
+//!
+//! See `DESIGN.md` in the shared folder for the architecture; [`vision`] turns frames into observations.
+
+pub mod vision;

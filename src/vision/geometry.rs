@@ -1,0 +1,181 @@
+//! Boxes, rotated crops and bilinear resampling: the one place where image pixels become model inputs.
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+/// An axis-aligned box in image pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BoundingBox {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+}
+
+impl BoundingBox {
+    /// Centre point.
+    pub fn center(&self) -> (f32, f32) {
+        (self.x + self.width / 2.0, self.y + self.height / 2.0)
+    }
+
+    /// Area in square pixels.
+    pub fn area(&self) -> f32 {
+        self.width.max(0.0) * self.height.max(0.0)
+    }
+
+    /// The box scaled by `factor` about its centre.
+    pub fn scaled(&self, factor: f32) -> BoundingBox {
+        let (cx, cy) = self.center();
+        let (width, height) = (self.width * factor, self.height * factor);
+        BoundingBox { x: cx - width / 2.0, y: cy - height / 2.0, width, height }
+    }
+
+    /// Intersection over union with another box, 0 when they do not overlap.
+    pub fn iou(&self, other: &BoundingBox) -> f32 {
+        let left = self.x.max(other.x);
+        let top = self.y.max(other.y);
+        let right = (self.x + self.width).min(other.x + other.width);
+        let bottom = (self.y + self.height).min(other.y + other.height);
+        let intersection = (right - left).max(0.0) * (bottom - top).max(0.0);
+        let union = self.area() + other.area() - intersection;
+        if union > 0.0 {
+            intersection / union
+        } else {
+            0.0
+        }
+    }
+
+    /// The smallest box holding every point.
+    pub fn around(points: impl IntoIterator<Item = (f32, f32)>) -> Option<BoundingBox> {
+        let mut iter = points.into_iter();
+        let (x0, y0) = iter.next()?;
+        let (mut left, mut top, mut right, mut bottom) = (x0, y0, x0, y0);
+        for (x, y) in iter {
+            left = left.min(x);
+            right = right.max(x);
+            top = top.min(y);
+            bottom = bottom.max(y);
+        }
+        Some(BoundingBox { x: left, y: top, width: right - left, height: bottom - top })
+    }
+}
+
+/// A rectangle in the image, possibly rotated, that a model sees stretched onto its whole input.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CropRegion {
+    pub center_x: f32,
+    pub center_y: f32,
+    pub width: f32,
+    pub height: f32,
+    /// Radians, clockwise in image coordinates (y down): the direction of the crop's x axis.
+    pub angle: f32,
+}
+
+impl CropRegion {
+    /// An unrotated region.
+    pub fn axis_aligned(bbox: &BoundingBox) -> Self {
+        let (center_x, center_y) = bbox.center();
+        Self { center_x, center_y, width: bbox.width, height: bbox.height, angle: 0.0 }
+    }
+
+    /// Maps a point given in the pixels of an `out_w` x `out_h` crop back to image pixels.
+    pub fn to_image(&self, u: f32, v: f32, out_w: usize, out_h: usize) -> (f32, f32) {
+        let dx = (u / out_w as f32 - 0.5) * self.width;
+        let dy = (v / out_h as f32 - 0.5) * self.height;
+        let (sin, cos) = self.angle.sin_cos();
+        (self.center_x + dx * cos - dy * sin, self.center_y + dx * sin + dy * cos)
+    }
+}
+
+/// What the sampler reads outside the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Border {
+    /// Black, as letterboxing pads.
+    Zero,
+    /// The nearest edge pixel, as OpenCV's resize does.
+    Replicate,
+}
+
+/// Resamples `region` of `image` onto an `out_w` x `out_h` grid with bilinear interpolation (pixel centres at
+/// half-integers, as OpenCV and MediaPipe do). Returns row-major RGB values in 0..=255.
+pub fn resample(image: &RgbImage, region: &CropRegion, out_w: usize, out_h: usize, border: Border) -> Vec<[f32; 3]> {
+    let (width, height) = (image.width() as i64, image.height() as i64);
+    let raw = image.as_raw();
+    let pixel = |x: i64, y: i64| -> [f32; 3] {
+        let (x, y) = match border {
+            Border::Zero if x < 0 || y < 0 || x >= width || y >= height => return [0.0; 3],
+            Border::Zero => (x, y),
+            Border::Replicate => (x.clamp(0, width - 1), y.clamp(0, height - 1)),
+        };
+        let i = ((y * width + x) * 3) as usize;
+        [f32::from(raw[i]), f32::from(raw[i + 1]), f32::from(raw[i + 2])]
+    };
+    let mut out = Vec::with_capacity(out_w * out_h);
+    for v in 0..out_h {
+        for u in 0..out_w {
+            let (sx, sy) = region.to_image(u as f32 + 0.5, v as f32 + 0.5, out_w, out_h);
+            let (sx, sy) = (sx - 0.5, sy - 0.5);
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = (sx - x0, sy - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            let (a, b, c, d) = (pixel(x0, y0), pixel(x0 + 1, y0), pixel(x0, y0 + 1), pixel(x0 + 1, y0 + 1));
+            let mut rgb = [0.0f32; 3];
+            for k in 0..3 {
+                let top = a[k] + (b[k] - a[k]) * fx;
+                let bottom = c[k] + (d[k] - c[k]) * fx;
+                rgb[k] = top + (bottom - top) * fy;
+            }
+            out.push(rgb);
+        }
+    }
+    out
+}
+
+/// Rec. 601 luma of an RGB triple.
+pub fn luma(rgb: [f32; 3]) -> f32 {
+    0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_crop_reproduces_pixels() {
+        let image = RgbImage::from_fn(8, 6, |x, y| image::Rgb([(x * 10) as u8, (y * 20) as u8, 7]));
+        let region = CropRegion { center_x: 4.0, center_y: 3.0, width: 8.0, height: 6.0, angle: 0.0 };
+        let out = resample(&image, &region, 8, 6, Border::Zero);
+        assert_eq!(out[6 * 8 - 1], [70.0, 100.0, 7.0]);
+        assert_eq!(out[9], [10.0, 20.0, 7.0]);
+    }
+
+    #[test]
+    fn rotated_crop_maps_points_back() {
+        let region = CropRegion {
+            center_x: 100.0,
+            center_y: 50.0,
+            width: 20.0,
+            height: 20.0,
+            angle: std::f32::consts::FRAC_PI_2,
+        };
+        // The crop's right edge midpoint lies below the centre when the crop is turned a quarter clockwise.
+        let (x, y) = region.to_image(256.0, 128.0, 256, 256);
+        assert!((x - 100.0).abs() < 1e-4 && (y - 60.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn zero_border_pads_black_and_replicate_repeats_edges() {
+        let image = RgbImage::from_pixel(4, 4, image::Rgb([200, 100, 50]));
+        let region = CropRegion { center_x: 2.0, center_y: 2.0, width: 16.0, height: 16.0, angle: 0.0 };
+        assert_eq!(resample(&image, &region, 4, 4, Border::Zero)[0], [0.0; 3]);
+        assert_eq!(resample(&image, &region, 4, 4, Border::Replicate)[0], [200.0, 100.0, 50.0]);
+    }
+
+    #[test]
+    fn iou_of_boxes() {
+        let a = BoundingBox { x: 0.0, y: 0.0, width: 10.0, height: 10.0 };
+        let b = BoundingBox { x: 5.0, y: 0.0, width: 10.0, height: 10.0 };
+        assert!((a.iou(&b) - 50.0 / 150.0).abs() < 1e-6);
+        assert_eq!(a.iou(&BoundingBox { x: 20.0, ..a }), 0.0);
+    }
+}

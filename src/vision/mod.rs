@@ -1,0 +1,259 @@
+//! Vision: frame bytes in, one [`FrameObservation`] out, computed with real models run by tract.
+//!
+//! The pipeline: decode ([`decode`]), detect faces (BlazeFace), mesh the main face (FaceMesh v2, 478 points),
+//! score expressions (blendshapes), derive pose and openness from the mesh ([`face_metrics`]), and score passive
+//! anti-spoofing (MiniFASNet) when its models are installed. Models load once into an [`Analyzer`], which is
+//! `Send + Sync` and shared by reference; services depend on the [`FrameAnalyzer`] trait so tests can use fakes.
+
+pub mod antispoof;
+pub mod blendshapes;
+pub mod decode;
+pub mod detector;
+pub mod face_metrics;
+pub mod geometry;
+pub mod mesh;
+pub mod model_files;
+pub mod onnx;
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+pub use decode::{decode_frame, DecodeError, DecodeLimits};
+pub use face_metrics::{FaceQuality, HeadPose};
+pub use geometry::{BoundingBox, CropRegion};
+pub use onnx::ModelError;
+
+use antispoof::AntiSpoofModels;
+use blendshapes::BlendshapesModel;
+use detector::FaceDetector;
+use mesh::{FaceMeshModel, Mesh};
+use model_files::{ANTISPOOF_DIR, BLENDSHAPES_FILE, DETECTOR_FILE, MESH_FILE};
+
+/// Below this mesh face-presence, the detector's face is taken for something else (a cat, a cup, a pattern).
+const MIN_PRESENCE: f32 = 0.5;
+
+/// Everything one frame tells about the face in front of the camera.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameObservation {
+    /// Decoded (upright) image size in pixels.
+    pub width: u32,
+    pub height: u32,
+    /// Faces in the frame. When the detector was skipped because a known face region was reused, 1.
+    pub faces: usize,
+    /// Whether the detector ran on this frame (false when a known face region was reused).
+    pub detector_ran: bool,
+    /// The main (largest) face, if there is one.
+    pub face: Option<FaceObservation>,
+    /// Milliseconds spent per stage.
+    pub timings_ms: StageTimings,
+}
+
+/// The main face of a frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaceObservation {
+    /// The box spanned by the face mesh, in image pixels.
+    pub bbox: BoundingBox,
+    /// Mesh face-presence probability.
+    pub presence: f32,
+    /// Head pose; see [`face_metrics`] for the signs (positive yaw: the user's left).
+    pub pose: HeadPose,
+    /// Eye closure `[left, right]` (the user's own eyes), 0 open, 1 closed, from the mesh's eye aspect ratio
+    /// (it separated a closed eye from open ones more clearly than the blendshapes' eyeBlink; see the README).
+    pub eye_closure: [f32; 2],
+    /// Smile, 0..1: the blendshapes' mouthSmile, left and right averaged.
+    pub smile: f32,
+    /// Mouth opening, 0..1: the blendshapes' jawOpen.
+    pub mouth_open: f32,
+    /// Brightness and sharpness of the face.
+    pub quality: FaceQuality,
+    /// MiniFASNet's probability that the face is live; `None` when the models are not installed.
+    pub antispoof_real: Option<f32>,
+    /// The crop to reuse for this face in the next frame, so the detector can be skipped.
+    pub next_region: CropRegion,
+    /// The 478 mesh landmarks `(x, y, z)` in image pixels (z: depth, away from the camera).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub landmarks: Vec<[f32; 3]>,
+}
+
+/// Time per stage, milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageTimings {
+    pub decode: f32,
+    pub detect: f32,
+    pub mesh: f32,
+    pub expressions: f32,
+    pub antispoof: f32,
+    pub total: f32,
+}
+
+/// Why a frame could not be analysed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// The bytes are not an acceptable image.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A model failed while running: a server-side fault, not the client's.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// Frame analysis as the rest of the service sees it: real models in production, fakes in tests.
+pub trait FrameAnalyzer: Send + Sync {
+    /// Analyses one encoded frame. `known_region` is the previous frame's [`FaceObservation::next_region`]: when
+    /// given, the analyser may skip face detection.
+    fn analyze(&self, bytes: &[u8], known_region: Option<&CropRegion>) -> Result<FrameObservation, AnalysisError>;
+
+    /// Whether passive anti-spoofing scores are produced.
+    fn has_antispoof(&self) -> bool;
+}
+
+/// Tunable parts of the real analyser.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnalyzerOptions {
+    /// Bounds on incoming frames.
+    pub decode: DecodeLimits,
+    /// Run the mesh a second time on the crop its first result implies (sharper landmarks, one more mesh run).
+    pub refine_mesh: bool,
+    /// Keep the 478 landmarks in the observation.
+    pub keep_landmarks: bool,
+}
+
+impl Default for AnalyzerOptions {
+    fn default() -> Self {
+        Self { decode: DecodeLimits::default(), refine_mesh: true, keep_landmarks: false }
+    }
+}
+
+/// The real analyser: every model loaded and optimised once.
+#[derive(Debug, Clone)]
+pub struct Analyzer {
+    detector: FaceDetector,
+    mesh: FaceMeshModel,
+    blendshapes: BlendshapesModel,
+    antispoof: Option<AntiSpoofModels>,
+    options: AnalyzerOptions,
+}
+
+impl Analyzer {
+    /// Loads the committed models from `models_dir` and the anti-spoofing models from `models_dir/antispoof`
+    /// when they are installed (their absence is not an error; a corrupt or partial install is).
+    pub fn load(models_dir: &Path, options: AnalyzerOptions) -> Result<Self, ModelError> {
+        Ok(Self {
+            detector: FaceDetector::load(&models_dir.join(DETECTOR_FILE))?,
+            mesh: FaceMeshModel::load(&models_dir.join(MESH_FILE))?,
+            blendshapes: BlendshapesModel::load(&models_dir.join(BLENDSHAPES_FILE))?,
+            antispoof: AntiSpoofModels::load(&models_dir.join(ANTISPOOF_DIR))?,
+            options,
+        })
+    }
+
+    /// Analyses an already decoded image; `timings.decode` is left for the caller.
+    pub fn analyze_image(
+        &self,
+        image: &image::RgbImage,
+        known_region: Option<&CropRegion>,
+    ) -> Result<FrameObservation, ModelError> {
+        let started = Instant::now();
+        let mut timings = StageTimings::default();
+        let mut observation = FrameObservation {
+            width: image.width(),
+            height: image.height(),
+            faces: 0,
+            detector_ran: false,
+            face: None,
+            timings_ms: timings,
+        };
+
+        // A reused region skips detection only if the mesh still finds a face there.
+        let mut mesh = None;
+        if let Some(region) = known_region {
+            let clock = Instant::now();
+            let tracked = self.mesh.run(image, region)?;
+            timings.mesh += ms(clock);
+            if tracked.presence >= MIN_PRESENCE {
+                observation.faces = 1;
+                mesh = Some(tracked);
+            }
+        }
+        if mesh.is_none() {
+            let clock = Instant::now();
+            let detections = self.detector.detect(image)?;
+            timings.detect = ms(clock);
+            observation.detector_ran = true;
+            observation.faces = detections.len();
+            let main = detections.iter().max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()));
+            if let Some(main) = main {
+                let clock = Instant::now();
+                let mut first = self.mesh.run(image, &main.mesh_region())?;
+                if self.options.refine_mesh && first.presence >= MIN_PRESENCE {
+                    first = self.mesh.run(image, &first.next_region())?;
+                }
+                timings.mesh += ms(clock);
+                if first.presence >= MIN_PRESENCE {
+                    mesh = Some(first);
+                } else {
+                    observation.faces -= 1;
+                }
+            }
+        }
+
+        if let Some(mesh) = mesh {
+            observation.face = Some(self.describe_face(image, mesh, &mut timings)?);
+        }
+        timings.total = ms(started);
+        observation.timings_ms = timings;
+        Ok(observation)
+    }
+
+    fn describe_face(
+        &self,
+        image: &image::RgbImage,
+        mesh: Mesh,
+        timings: &mut StageTimings,
+    ) -> Result<FaceObservation, ModelError> {
+        let clock = Instant::now();
+        let expressions = self.blendshapes.run(&mesh)?;
+        timings.expressions = ms(clock);
+        let bbox = mesh.extent();
+        let clock = Instant::now();
+        let antispoof_real = match &self.antispoof {
+            Some(models) => Some(models.real_score_for_mesh(image, &bbox)?),
+            None => None,
+        };
+        timings.antispoof = ms(clock);
+        Ok(FaceObservation {
+            bbox,
+            presence: mesh.presence,
+            pose: face_metrics::head_pose(&mesh),
+            eye_closure: face_metrics::eye_closure(&mesh),
+            smile: expressions.smile,
+            mouth_open: expressions.jaw_open,
+            quality: face_metrics::face_quality(image, &mesh),
+            antispoof_real,
+            next_region: mesh.next_region(),
+            landmarks: if self.options.keep_landmarks { mesh.points } else { Vec::new() },
+        })
+    }
+}
+
+impl FrameAnalyzer for Analyzer {
+    fn analyze(&self, bytes: &[u8], known_region: Option<&CropRegion>) -> Result<FrameObservation, AnalysisError> {
+        let clock = Instant::now();
+        let image = decode_frame(bytes, &self.options.decode)?;
+        let decode_ms = ms(clock);
+        let mut observation = self.analyze_image(&image, known_region)?;
+        observation.timings_ms.decode = decode_ms;
+        observation.timings_ms.total += decode_ms;
+        Ok(observation)
+    }
+
+    fn has_antispoof(&self) -> bool {
+        self.antispoof.is_some()
+    }
+}
+
+fn ms(since: Instant) -> f32 {
+    since.elapsed().as_secs_f32() * 1000.0
+}

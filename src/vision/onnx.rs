@@ -1,0 +1,69 @@
+//! One ONNX model, parsed, given a fixed input shape and optimised once by tract, then run many times.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file is not there.
+    #[error("model file {0} is missing")]
+    Missing(PathBuf),
+    /// The file exists but its content is not the pinned one.
+    #[error("model file {path} has sha256 {actual}, expected {expected}")]
+    Checksum { path: PathBuf, expected: String, actual: String },
+    /// tract could not parse, type or optimise the model.
+    #[error("cannot load model {path}: {message}")]
+    Load { path: PathBuf, message: String },
+    /// tract failed while running the model.
+    #[error("inference failed in {model}: {message}")]
+    Inference { model: String, message: String },
+}
+
+/// A loaded model with one float input of a fixed shape. Cheap to share: `run` takes `&self`.
+#[derive(Debug, Clone)]
+pub struct OnnxModel {
+    name: String,
+    input_shape: Vec<usize>,
+    plan: Arc<TypedRunnableModel>,
+}
+
+impl OnnxModel {
+    /// Reads, types and optimises the model at `path` for an `input_shape` float32 input.
+    pub fn load(path: &Path, input_shape: &[usize]) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(|_| ModelError::Missing(path.to_owned()))?;
+        Self::from_bytes(path, &bytes, input_shape)
+    }
+
+    /// As [`OnnxModel::load`], from bytes already read (and checked) by the caller.
+    pub fn from_bytes(path: &Path, bytes: &[u8], input_shape: &[usize]) -> Result<Self, ModelError> {
+        let load_error = |e: TractError| ModelError::Load { path: path.to_owned(), message: format!("{e:#}") };
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(bytes))
+            .and_then(|model| model.with_input_fact(0, f32::fact(input_shape).into()))
+            .and_then(|model| model.into_optimized())
+            .and_then(|model| model.into_runnable())
+            .map_err(load_error)?;
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        Ok(Self { name, input_shape: input_shape.to_vec(), plan })
+    }
+
+    /// Runs the model on `input` (row-major, exactly the input shape's length) and returns every output
+    /// flattened, in the model's output order.
+    pub fn run(&self, input: Vec<f32>) -> Result<Vec<Vec<f32>>, ModelError> {
+        let fail = |e: TractError| ModelError::Inference { model: self.name.clone(), message: format!("{e:#}") };
+        let tensor = Tensor::from_shape(&self.input_shape, &input).map_err(fail)?;
+        let outputs = self.plan.run(tvec!(tensor.into())).map_err(fail)?;
+        outputs
+            .iter()
+            .map(|output| Ok(output.to_plain_array_view::<f32>().map_err(fail)?.iter().copied().collect()))
+            .collect()
+    }
+
+    /// The file name the model was loaded from.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
