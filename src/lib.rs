@@ -2,4 +2,5 @@
 //!
 //! See `DESIGN.md` in the shared folder for the architecture; [`vision`] turns frames into observations.
 
+pub mod domain;
 pub mod vision;

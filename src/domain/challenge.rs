@@ -1,0 +1,108 @@
+//! The seven challenge types, their instructions, and how a session's challenges are drawn.
+
+use rand::seq::SliceRandom;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+/// An action the user is asked to perform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChallengeType {
+    TurnLeft,
+    TurnRight,
+    LookUp,
+    LookDown,
+    Blink,
+    Smile,
+    OpenMouth,
+}
+
+impl ChallengeType {
+    /// Every type, in the spec's order.
+    pub const ALL: [ChallengeType; 7] = [
+        ChallengeType::TurnLeft,
+        ChallengeType::TurnRight,
+        ChallengeType::LookUp,
+        ChallengeType::LookDown,
+        ChallengeType::Blink,
+        ChallengeType::Smile,
+        ChallengeType::OpenMouth,
+    ];
+
+    /// The instruction shown to the user, exactly as the spec words it.
+    pub fn instruction(self) -> &'static str {
+        match self {
+            ChallengeType::TurnLeft => "Turn your head to the left",
+            ChallengeType::TurnRight => "Turn your head to the right",
+            ChallengeType::LookUp => "Look upward",
+            ChallengeType::LookDown => "Look downward",
+            ChallengeType::Blink => "Blink your eyes",
+            ChallengeType::Smile => "Smile",
+            ChallengeType::OpenMouth => "Open your mouth",
+        }
+    }
+
+    /// The spec's wire name, e.g. `TURN_LEFT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeType::TurnLeft => "TURN_LEFT",
+            ChallengeType::TurnRight => "TURN_RIGHT",
+            ChallengeType::LookUp => "LOOK_UP",
+            ChallengeType::LookDown => "LOOK_DOWN",
+            ChallengeType::Blink => "BLINK",
+            ChallengeType::Smile => "SMILE",
+            ChallengeType::OpenMouth => "OPEN_MOUTH",
+        }
+    }
+}
+
+/// One challenge of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Challenge {
+    #[serde(rename = "type")]
+    pub kind: ChallengeType,
+    pub timeout_seconds: f64,
+}
+
+/// Draws `count` distinct challenge types in random order from a cryptographically secure generator (the caller
+/// passes the OS generator in production, a seeded one in tests).
+pub fn draw_challenges(rng: &mut dyn RngCore, count: usize, timeout_seconds: f64) -> Vec<Challenge> {
+    let mut kinds = ChallengeType::ALL;
+    kinds.shuffle(rng);
+    kinds.iter().take(count).map(|&kind| Challenge { kind, timeout_seconds }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    #[test]
+    fn draws_distinct_types() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for count in 1..=7 {
+            let challenges = draw_challenges(&mut rng, count, 5.0);
+            assert_eq!(challenges.len(), count);
+            let mut kinds: Vec<_> = challenges.iter().map(|c| c.kind.as_str()).collect();
+            kinds.dedup();
+            kinds.sort();
+            kinds.dedup();
+            assert_eq!(kinds.len(), count);
+        }
+    }
+
+    #[test]
+    fn draws_vary() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let first: Vec<_> = (0..20).map(|_| draw_challenges(&mut rng, 3, 5.0)[0].kind).collect();
+        assert!(first.iter().any(|k| *k != first[0]));
+    }
+
+    #[test]
+    fn wire_names_match_serde() {
+        for kind in ChallengeType::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+    }
+}

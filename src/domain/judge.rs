@@ -1,0 +1,406 @@
+//! Judging challenges from a sequence of face samples measured against the user's own baseline.
+//!
+//! Pure functions: the session keeps the samples, this module reads them. A sample counts only if the frame has
+//! exactly one usable face; the rest get a [`Feedback`] code.
+
+use serde::{Deserialize, Serialize};
+
+use super::challenge::ChallengeType;
+use crate::vision::{BoundingBox, FrameObservation};
+
+/// Every threshold the judge uses, in one place. Angles in degrees, scores 0..1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JudgeConfig {
+    /// Yaw change from the baseline that counts as a head turn.
+    pub turn_degrees: f32,
+    /// Pitch change from the baseline that counts as looking up or down.
+    pub look_degrees: f32,
+    /// Consecutive counted frames an action must be held.
+    pub hold_frames: usize,
+    /// Eye closure (both eyes' mean) that counts as closed, and its least rise over the baseline.
+    pub eyes_closed: f32,
+    pub eyes_closed_rise: f32,
+    /// Eye closure at or under which eyes count as open again, and its most rise over the baseline.
+    pub eyes_open: f32,
+    pub eyes_open_rise: f32,
+    /// Smile score that counts, and its least rise over the baseline.
+    pub smile: f32,
+    pub smile_rise: f32,
+    /// Mouth opening that counts, and its least rise over the baseline.
+    pub mouth_open: f32,
+    pub mouth_open_rise: f32,
+    /// Mouth opening that is a deliberate wrong action during any other challenge.
+    pub mouth_wrong: f32,
+    /// Baseline: frames averaged, and how frontal and neutral they must be.
+    pub baseline_frames: usize,
+    pub baseline_max_yaw: f32,
+    pub baseline_pitch_range: (f32, f32),
+    pub baseline_max_closure: f32,
+    pub baseline_max_mouth_open: f32,
+    pub baseline_max_smile: f32,
+    /// Frame quality: face width as a fraction of the image width, centre margins, luma and sharpness.
+    pub min_face_fraction: f32,
+    pub center_margin: f32,
+    pub min_brightness: f32,
+    pub max_brightness: f32,
+    pub min_sharpness: f32,
+    /// Continuity: largest jump of the face centre between counted frames (fraction of face width) and largest
+    /// change of face width (ratio).
+    pub max_center_jump: f32,
+    pub max_size_ratio: f32,
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        Self {
+            turn_degrees: 20.0,
+            look_degrees: 15.0,
+            hold_frames: 2,
+            eyes_closed: 0.6,
+            eyes_closed_rise: 0.35,
+            eyes_open: 0.4,
+            eyes_open_rise: 0.15,
+            smile: 0.6,
+            smile_rise: 0.35,
+            mouth_open: 0.35,
+            mouth_open_rise: 0.25,
+            mouth_wrong: 0.5,
+            baseline_frames: 2,
+            baseline_max_yaw: 15.0,
+            baseline_pitch_range: (-30.0, 12.0),
+            baseline_max_closure: 0.5,
+            baseline_max_mouth_open: 0.2,
+            baseline_max_smile: 0.5,
+            min_face_fraction: 0.12,
+            center_margin: 0.1,
+            min_brightness: 40.0,
+            max_brightness: 220.0,
+            min_sharpness: 15.0,
+            max_center_jump: 0.6,
+            max_size_ratio: 1.5,
+        }
+    }
+}
+
+/// Why a frame did not count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Feedback {
+    NoFace,
+    MultipleFaces,
+    FaceTooSmall,
+    FaceNotCentered,
+    TooDark,
+    TooBright,
+    Blurry,
+    FaceChanged,
+}
+
+/// What the judge keeps of one counted frame.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FaceSample {
+    pub yaw: f32,
+    pub pitch: f32,
+    pub eye_closure: f32,
+    pub smile: f32,
+    pub mouth_open: f32,
+    pub bbox: BoundingBox,
+    pub antispoof_real: Option<f32>,
+}
+
+/// Turns an observation into a sample, or says why the frame does not count. Continuity with the previous
+/// counted face is checked separately ([`continuity`]).
+pub fn sample_frame(observation: &FrameObservation, config: &JudgeConfig) -> Result<FaceSample, Feedback> {
+    let face = match (&observation.face, observation.faces) {
+        (_, n) if n > 1 => return Err(Feedback::MultipleFaces),
+        (None, _) | (_, 0) => return Err(Feedback::NoFace),
+        (Some(face), _) => face,
+    };
+    let (width, height) = (observation.width as f32, observation.height as f32);
+    if face.bbox.width < config.min_face_fraction * width {
+        return Err(Feedback::FaceTooSmall);
+    }
+    let (cx, cy) = face.bbox.center();
+    let inside = |v: f32, side: f32| v >= config.center_margin * side && v <= (1.0 - config.center_margin) * side;
+    if !inside(cx, width) || !inside(cy, height) {
+        return Err(Feedback::FaceNotCentered);
+    }
+    if face.quality.brightness < config.min_brightness {
+        return Err(Feedback::TooDark);
+    }
+    if face.quality.brightness > config.max_brightness {
+        return Err(Feedback::TooBright);
+    }
+    if face.quality.sharpness < config.min_sharpness {
+        return Err(Feedback::Blurry);
+    }
+    Ok(FaceSample {
+        yaw: face.pose.yaw,
+        pitch: face.pose.pitch,
+        eye_closure: (face.eye_closure[0] + face.eye_closure[1]) / 2.0,
+        smile: face.smile,
+        mouth_open: face.mouth_open,
+        bbox: face.bbox,
+        antispoof_real: face.antispoof_real,
+    })
+}
+
+/// Whether `next` can be the same face as `previous`, a frame or two later: no jump of position or size.
+pub fn continuity(previous: &FaceSample, next: &FaceSample, config: &JudgeConfig) -> Result<(), Feedback> {
+    let (px, py) = previous.bbox.center();
+    let (nx, ny) = next.bbox.center();
+    let jump = (nx - px).hypot(ny - py) / previous.bbox.width.max(1.0);
+    let ratio = next.bbox.width / previous.bbox.width.max(1.0);
+    if jump > config.max_center_jump || ratio > config.max_size_ratio || ratio < 1.0 / config.max_size_ratio {
+        Err(Feedback::FaceChanged)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether a sample may serve as (part of) the baseline: frontal, eyes open, mouth closed, not smiling.
+pub fn is_neutral(sample: &FaceSample, config: &JudgeConfig) -> bool {
+    let (low, high) = config.baseline_pitch_range;
+    sample.yaw.abs() <= config.baseline_max_yaw
+        && (low..=high).contains(&sample.pitch)
+        && sample.eye_closure <= config.baseline_max_closure
+        && sample.mouth_open <= config.baseline_max_mouth_open
+        && sample.smile <= config.baseline_max_smile
+}
+
+/// The user's neutral face: the mean of the first neutral samples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    pub yaw: f32,
+    pub pitch: f32,
+    pub eye_closure: f32,
+    pub smile: f32,
+    pub mouth_open: f32,
+}
+
+impl Baseline {
+    /// The mean of `samples` (at least one).
+    pub fn from_samples(samples: &[FaceSample]) -> Baseline {
+        let n = samples.len().max(1) as f32;
+        let mean = |f: fn(&FaceSample) -> f32| samples.iter().map(f).sum::<f32>() / n;
+        Baseline {
+            yaw: mean(|s| s.yaw),
+            pitch: mean(|s| s.pitch),
+            eye_closure: mean(|s| s.eye_closure),
+            smile: mean(|s| s.smile),
+            mouth_open: mean(|s| s.mouth_open),
+        }
+    }
+}
+
+/// The judge's verdict on a challenge after the latest sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    /// Not yet: `confidence` below 0.5 says how close the evidence came.
+    Pending { confidence: f32 },
+    /// Done: `confidence` 0.5 at the threshold, toward 1 as the evidence goes past it.
+    Passed { confidence: f32 },
+    /// A deliberate wrong action, held.
+    WrongAction,
+}
+
+/// Maps evidence over a threshold into 0..1 with 0.5 at the threshold (1 at twice the threshold).
+fn confidence(evidence: f32, threshold: f32) -> f32 {
+    (0.5 * evidence / threshold).clamp(0.0, 1.0)
+}
+
+/// How far each deliberate action went in one sample, relative to the baseline, in units of its threshold
+/// (1.0 = exactly at threshold). Positive only in the action's direction.
+struct Actions {
+    left: f32,
+    right: f32,
+    up: f32,
+    down: f32,
+    smile: f32,
+    mouth: f32,
+    mouth_wrong: f32,
+    eyes_closed: f32,
+}
+
+fn actions(sample: &FaceSample, base: &Baseline, config: &JudgeConfig) -> Actions {
+    let dyaw = sample.yaw - base.yaw;
+    let dpitch = sample.pitch - base.pitch;
+    // An action must pass both its rise over the baseline and its absolute level: the weaker of the two counts.
+    let both = |value: f32, base_value: f32, level: f32, rise: f32| ((value - base_value) / rise).min(value / level);
+    Actions {
+        left: dyaw / config.turn_degrees,
+        right: -dyaw / config.turn_degrees,
+        up: dpitch / config.look_degrees,
+        down: -dpitch / config.look_degrees,
+        smile: both(sample.smile, base.smile, config.smile, config.smile_rise),
+        mouth: both(sample.mouth_open, base.mouth_open, config.mouth_open, config.mouth_open_rise),
+        mouth_wrong: sample.mouth_open / config.mouth_wrong,
+        eyes_closed: both(sample.eye_closure, base.eye_closure, config.eyes_closed, config.eyes_closed_rise),
+    }
+}
+
+/// The strength (threshold units) of the requested action in one sample.
+fn requested(kind: ChallengeType, a: &Actions) -> f32 {
+    match kind {
+        ChallengeType::TurnLeft => a.left,
+        ChallengeType::TurnRight => a.right,
+        ChallengeType::LookUp => a.up,
+        ChallengeType::LookDown => a.down,
+        ChallengeType::Smile => a.smile,
+        ChallengeType::OpenMouth => a.mouth,
+        ChallengeType::Blink => a.eyes_closed,
+    }
+}
+
+/// Whether one sample shows a deliberate action other than the one requested. Blinks and smiles never count
+/// as wrong (they are involuntary or natural during other actions); opening the mouth wide does, except when
+/// asked to smile (a broad smile opens the jaw) or to open it.
+fn wrong_action(kind: ChallengeType, a: &Actions) -> bool {
+    let turned = a.left >= 1.0 || a.right >= 1.0;
+    let looked = a.up >= 1.0 || a.down >= 1.0;
+    match kind {
+        ChallengeType::TurnLeft => a.right >= 1.0 || (looked && a.left < 0.5) || a.mouth_wrong >= 1.0,
+        ChallengeType::TurnRight => a.left >= 1.0 || (looked && a.right < 0.5) || a.mouth_wrong >= 1.0,
+        ChallengeType::LookUp => a.down >= 1.0 || (turned && a.up < 0.5) || a.mouth_wrong >= 1.0,
+        ChallengeType::LookDown => a.up >= 1.0 || (turned && a.down < 0.5) || a.mouth_wrong >= 1.0,
+        ChallengeType::Blink => turned || looked || a.mouth_wrong >= 1.0,
+        ChallengeType::Smile => turned || looked,
+        ChallengeType::OpenMouth => turned || looked,
+    }
+}
+
+/// Judges `kind` over the counted samples since the challenge started (oldest first).
+pub fn judge(kind: ChallengeType, samples: &[FaceSample], base: &Baseline, config: &JudgeConfig) -> Verdict {
+    let all: Vec<Actions> = samples.iter().map(|s| actions(s, base, config)).collect();
+    let hold = config.hold_frames.max(1);
+    if all.len() >= hold && all[all.len() - hold..].iter().all(|a| wrong_action(kind, a)) {
+        return Verdict::WrongAction;
+    }
+    if kind == ChallengeType::Blink {
+        return judge_blink(samples, base, &all, config);
+    }
+    let best_recent = all.iter().map(|a| requested(kind, a)).fold(0.0f32, f32::max);
+    if all.len() >= hold {
+        let held = all[all.len() - hold..].iter().map(|a| requested(kind, a)).fold(f32::INFINITY, f32::min);
+        if held >= 1.0 {
+            return Verdict::Passed { confidence: confidence(held, 1.0) };
+        }
+    }
+    Verdict::Pending { confidence: confidence(best_recent.min(0.99), 1.0) }
+}
+
+/// BLINK: eyes open, then closed, then open again, in that order within the challenge.
+fn judge_blink(samples: &[FaceSample], base: &Baseline, all: &[Actions], config: &JudgeConfig) -> Verdict {
+    let open = |s: &FaceSample| s.eye_closure <= config.eyes_open && s.eye_closure - base.eye_closure <= config.eyes_open_rise;
+    let mut seen_open = false;
+    let mut deepest_closed: Option<f32> = None;
+    let mut best = 0.0f32;
+    for (sample, action) in samples.iter().zip(all) {
+        best = best.max(action.eyes_closed);
+        let closed = action.eyes_closed >= 1.0;
+        match deepest_closed {
+            Some(depth) if open(sample) => return Verdict::Passed { confidence: confidence(depth, 1.0) },
+            Some(depth) if closed => deepest_closed = Some(depth.max(action.eyes_closed)),
+            None if seen_open && closed => deepest_closed = Some(action.eyes_closed),
+            None if open(sample) => seen_open = true,
+            _ => {}
+        }
+    }
+    Verdict::Pending { confidence: confidence(best.min(0.99), 1.0) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn neutral() -> FaceSample {
+        FaceSample {
+            yaw: 2.0,
+            pitch: -8.0,
+            eye_closure: 0.1,
+            smile: 0.02,
+            mouth_open: 0.02,
+            bbox: BoundingBox { x: 220.0, y: 140.0, width: 200.0, height: 240.0 },
+            antispoof_real: Some(0.9),
+        }
+    }
+
+    fn base() -> Baseline {
+        Baseline::from_samples(&[neutral()])
+    }
+
+    fn with(f: impl Fn(&mut FaceSample)) -> FaceSample {
+        let mut s = neutral();
+        f(&mut s);
+        s
+    }
+
+    fn run(kind: ChallengeType, samples: &[FaceSample]) -> Verdict {
+        judge(kind, samples, &base(), &JudgeConfig::default())
+    }
+
+    #[test]
+    fn a_turn_must_be_held_for_two_frames() {
+        let turned = with(|s| s.yaw = 30.0);
+        assert!(matches!(run(ChallengeType::TurnLeft, &[neutral(), turned]), Verdict::Pending { .. }));
+        let Verdict::Passed { confidence } = run(ChallengeType::TurnLeft, &[neutral(), turned, turned]) else {
+            panic!("held turn should pass")
+        };
+        assert!((confidence - 0.5 * 28.0 / 20.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_wrong_direction_fails() {
+        let right = with(|s| s.yaw = -30.0);
+        assert_eq!(run(ChallengeType::TurnLeft, &[right, right]), Verdict::WrongAction);
+        let up = with(|s| s.pitch = 15.0);
+        assert_eq!(run(ChallengeType::TurnLeft, &[up, up]), Verdict::WrongAction);
+        let down = with(|s| s.pitch = -30.0);
+        assert_eq!(run(ChallengeType::LookUp, &[down, down]), Verdict::WrongAction);
+    }
+
+    #[test]
+    fn blink_needs_open_closed_open() {
+        let closed = with(|s| s.eye_closure = 0.9);
+        let open = neutral();
+        assert!(matches!(run(ChallengeType::Blink, &[closed, open]), Verdict::Pending { .. }));
+        assert!(matches!(run(ChallengeType::Blink, &[closed, closed, closed]), Verdict::Pending { .. }));
+        assert!(matches!(run(ChallengeType::Blink, &[open, closed, open]), Verdict::Passed { .. }));
+    }
+
+    #[test]
+    fn blinking_is_never_a_wrong_action() {
+        let closed = with(|s| s.eye_closure = 0.9);
+        for kind in ChallengeType::ALL {
+            assert_ne!(run(kind, &[closed, closed, closed]), Verdict::WrongAction, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn smile_needs_a_rise_and_a_level() {
+        let smiling = with(|s| s.smile = 0.9);
+        assert!(matches!(run(ChallengeType::Smile, &[smiling, smiling]), Verdict::Passed { .. }));
+        let already = Baseline { smile: 0.5, ..base() };
+        let config = JudgeConfig::default();
+        let slight = with(|s| s.smile = 0.7);
+        assert!(matches!(judge(ChallengeType::Smile, &[slight, slight], &already, &config), Verdict::Pending { .. }));
+    }
+
+    #[test]
+    fn open_mouth_passes_and_is_wrong_during_a_turn() {
+        let open = with(|s| s.mouth_open = 0.7);
+        assert!(matches!(run(ChallengeType::OpenMouth, &[open, open]), Verdict::Passed { .. }));
+        assert_eq!(run(ChallengeType::TurnRight, &[open, open]), Verdict::WrongAction);
+    }
+
+    #[test]
+    fn continuity_rejects_a_jump() {
+        let config = JudgeConfig::default();
+        let moved = with(|s| s.bbox.x += 300.0);
+        assert_eq!(continuity(&neutral(), &moved, &config), Err(Feedback::FaceChanged));
+        let shrunk = with(|s| s.bbox.width = 100.0);
+        assert_eq!(continuity(&neutral(), &shrunk, &config), Err(Feedback::FaceChanged));
+        let nudged = with(|s| s.bbox.x += 20.0);
+        assert_eq!(continuity(&neutral(), &nudged, &config), Ok(()));
+    }
+}

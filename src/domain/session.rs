@@ -1,0 +1,340 @@
+//! A liveness session and its state machine. Time comes in as epoch milliseconds; nothing here does I/O.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::challenge::{Challenge, ChallengeType};
+use super::judge::{self, Baseline, FaceSample, Feedback, JudgeConfig, Verdict};
+use crate::vision::{CropRegion, FrameObservation};
+
+/// The five states of the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Pending,
+    InProgress,
+    Completed,
+    Failed,
+    Expired,
+}
+
+impl SessionState {
+    /// Whether the session has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, SessionState::Completed | SessionState::Failed | SessionState::Expired)
+    }
+
+    /// The spec's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Pending => "pending",
+            SessionState::InProgress => "in_progress",
+            SessionState::Completed => "completed",
+            SessionState::Failed => "failed",
+            SessionState::Expired => "expired",
+        }
+    }
+}
+
+/// Why a session ended the way it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EndReason {
+    /// Every challenge passed and the passive anti-spoofing verdict is live.
+    Live,
+    /// The current challenge's time ran out.
+    ChallengeTimeout,
+    /// The user did a different deliberate action.
+    WrongAction,
+    /// The face in front of the camera changed.
+    FaceChanged,
+    /// The passive anti-spoofing scores say spoof.
+    SpoofDetected,
+    /// Every challenge passed, but no passive anti-spoofing evidence was available: never called live.
+    AntispoofUnavailable,
+    /// The session outlived its TTL.
+    Expired,
+}
+
+/// Session-wide rules that are not about judging one challenge.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SessionRules {
+    pub judge: JudgeConfig,
+    /// Passive anti-spoofing: a session is live only if the mean "real" score of its scored frames reaches this.
+    pub passive_threshold: f32,
+    /// Scored frames after which a clearly fake mean ends the session early.
+    pub passive_min_frames: u32,
+    /// A session whose mean score is under this after `passive_min_frames` fails at once.
+    pub passive_early_fail: f32,
+    /// Frames a session accepts in all.
+    pub max_frames: u32,
+    /// Counted samples kept for the current challenge (older ones are dropped).
+    pub max_history: usize,
+}
+
+impl Default for SessionRules {
+    fn default() -> Self {
+        Self {
+            judge: JudgeConfig::default(),
+            passive_threshold: 0.5,
+            passive_min_frames: 3,
+            passive_early_fail: 0.2,
+            max_frames: 300,
+            max_history: 64,
+        }
+    }
+}
+
+/// The running sum of passive anti-spoofing scores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PassiveScores {
+    pub sum: f64,
+    pub count: u32,
+}
+
+impl PassiveScores {
+    /// Mean "real" score, if any frame was scored.
+    pub fn mean(&self) -> Option<f32> {
+        (self.count > 0).then(|| (self.sum / f64::from(self.count)) as f32)
+    }
+}
+
+/// A challenge's recorded outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ChallengeOutcome {
+    pub kind: ChallengeType,
+    pub passed: bool,
+    pub confidence: f32,
+}
+
+/// A liveness session: everything needed to judge its next frame, in one serialisable value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: Uuid,
+    /// Incremented by every write; stores use it for optimistic concurrency.
+    pub version: u64,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub challenges: Vec<Challenge>,
+    /// Outcomes so far, in challenge order.
+    pub outcomes: Vec<ChallengeOutcome>,
+    /// The stored state; [`Session::state_at`] adds what time alone implies.
+    pub state: SessionState,
+    pub end_reason: Option<EndReason>,
+    pub is_live: Option<bool>,
+    /// When the current challenge's clock started.
+    pub challenge_started_ms: Option<i64>,
+    pub baseline: Option<Baseline>,
+    /// Neutral samples gathered toward the baseline.
+    pub baseline_samples: Vec<FaceSample>,
+    /// Counted samples since the current challenge started.
+    pub history: Vec<FaceSample>,
+    /// The last counted face, for continuity.
+    pub last_face: Option<FaceSample>,
+    /// Where the face was last seen, so the next frame's analysis can skip detection.
+    pub last_region: Option<CropRegion>,
+    pub passive: PassiveScores,
+    pub frames_received: u32,
+}
+
+/// What one frame did to the session.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameOutcome {
+    /// The challenge this frame was judged against.
+    pub challenge: Option<ChallengeType>,
+    /// Whether that challenge passed with this frame.
+    pub passed: bool,
+    pub confidence: f32,
+    /// Why the frame did not count, if it did not.
+    pub feedback: Option<Feedback>,
+}
+
+/// Why a frame was refused without changing the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameRejection {
+    #[error("the session has already ended ({})", .0.as_str())]
+    Ended(SessionState),
+    #[error("the session has expired")]
+    Expired,
+    #[error("the session has received its maximum of {0} frames")]
+    TooManyFrames(u32),
+}
+
+impl Session {
+    /// A new pending session.
+    pub fn new(id: Uuid, challenges: Vec<Challenge>, now_ms: i64, ttl_ms: i64) -> Session {
+        Session {
+            id,
+            version: 0,
+            created_at_ms: now_ms,
+            expires_at_ms: now_ms + ttl_ms,
+            challenges,
+            outcomes: Vec::new(),
+            state: SessionState::Pending,
+            end_reason: None,
+            is_live: None,
+            challenge_started_ms: None,
+            baseline: None,
+            baseline_samples: Vec::new(),
+            history: Vec::new(),
+            last_face: None,
+            last_region: None,
+            passive: PassiveScores::default(),
+            frames_received: 0,
+        }
+    }
+
+    /// The challenge being worked on, if the session is still open.
+    pub fn current_challenge(&self) -> Option<&Challenge> {
+        if self.state.is_terminal() {
+            None
+        } else {
+            self.challenges.get(self.outcomes.len())
+        }
+    }
+
+    /// Challenges not yet passed.
+    pub fn challenges_remaining(&self) -> usize {
+        self.challenges.len() - self.outcomes.iter().filter(|o| o.passed).count()
+    }
+
+    /// Deadline of the current challenge, once its clock has started.
+    pub fn challenge_deadline_ms(&self) -> Option<i64> {
+        let challenge = self.current_challenge()?;
+        Some(self.challenge_started_ms? + (challenge.timeout_seconds * 1000.0).round() as i64)
+    }
+
+    /// The session as it stands at `now_ms`: past its TTL it is expired, past a challenge deadline it has failed,
+    /// whether or not anything was written since.
+    pub fn at(&self, now_ms: i64) -> Session {
+        let mut session = self.clone();
+        if session.state.is_terminal() {
+            return session;
+        }
+        if now_ms >= session.expires_at_ms {
+            session.end(SessionState::Expired, EndReason::Expired);
+        } else if session.challenge_deadline_ms().is_some_and(|deadline| now_ms > deadline) {
+            session.fail_current(0.0, EndReason::ChallengeTimeout);
+        }
+        session
+    }
+
+    /// Shorthand for `self.at(now_ms).state`.
+    pub fn state_at(&self, now_ms: i64) -> SessionState {
+        self.at(now_ms).state
+    }
+
+    /// Applies one analysed frame received at `now_ms`. A rejected frame changes nothing.
+    pub fn apply_frame(
+        &self,
+        observation: &FrameObservation,
+        now_ms: i64,
+        rules: &SessionRules,
+    ) -> Result<(Session, FrameOutcome), FrameRejection> {
+        let mut session = self.at(now_ms);
+        match session.state {
+            SessionState::Expired => return Err(FrameRejection::Expired),
+            state if state.is_terminal() => return Err(FrameRejection::Ended(state)),
+            _ => {}
+        }
+        if session.frames_received >= rules.max_frames {
+            return Err(FrameRejection::TooManyFrames(rules.max_frames));
+        }
+        session.frames_received += 1;
+        if session.state == SessionState::Pending {
+            session.state = SessionState::InProgress;
+            session.challenge_started_ms = Some(now_ms);
+        }
+        if let Some(face) = &observation.face {
+            session.last_region = Some(face.next_region);
+        }
+        let challenge = session.current_challenge().map(|c| c.kind).expect("an open session has a challenge");
+        let mut outcome = FrameOutcome { challenge: Some(challenge), passed: false, confidence: 0.0, feedback: None };
+
+        let sample = match judge::sample_frame(observation, &rules.judge) {
+            Ok(sample) => sample,
+            Err(feedback) => {
+                outcome.feedback = Some(feedback);
+                return Ok((session, outcome));
+            }
+        };
+        if let Some(previous) = &session.last_face {
+            if let Err(feedback) = judge::continuity(previous, &sample, &rules.judge) {
+                outcome.feedback = Some(feedback);
+                session.fail_current(0.0, EndReason::FaceChanged);
+                return Ok((session, outcome));
+            }
+        }
+        session.last_face = Some(sample);
+        if let Some(score) = sample.antispoof_real {
+            session.passive.sum += f64::from(score);
+            session.passive.count += 1;
+            if session.passive.count >= rules.passive_min_frames
+                && session.passive.mean().is_some_and(|mean| mean < rules.passive_early_fail)
+            {
+                session.fail_current(0.0, EndReason::SpoofDetected);
+                return Ok((session, outcome));
+            }
+        }
+
+        let Some(baseline) = session.baseline.or_else(|| session.gather_baseline(sample, &rules.judge)) else {
+            return Ok((session, outcome));
+        };
+        session.history.push(sample);
+        if session.history.len() > rules.max_history {
+            session.history.remove(0);
+        }
+        match judge::judge(challenge, &session.history, &baseline, &rules.judge) {
+            Verdict::Pending { confidence } => outcome.confidence = confidence,
+            Verdict::WrongAction => session.fail_current(0.0, EndReason::WrongAction),
+            Verdict::Passed { confidence } => {
+                outcome.passed = true;
+                outcome.confidence = confidence;
+                session.pass_current(confidence, now_ms, rules);
+            }
+        }
+        Ok((session, outcome))
+    }
+
+    /// Adds a neutral sample toward the baseline; returns the baseline once enough are gathered. The frames that
+    /// set it do not count toward the first challenge.
+    fn gather_baseline(&mut self, sample: FaceSample, config: &JudgeConfig) -> Option<Baseline> {
+        if judge::is_neutral(&sample, config) {
+            self.baseline_samples.push(sample);
+        }
+        if self.baseline_samples.len() >= config.baseline_frames {
+            self.baseline = Some(Baseline::from_samples(&self.baseline_samples));
+        }
+        None
+    }
+
+    fn pass_current(&mut self, confidence: f32, now_ms: i64, rules: &SessionRules) {
+        let kind = self.current_challenge().expect("open").kind;
+        self.outcomes.push(ChallengeOutcome { kind, passed: true, confidence });
+        self.history.clear();
+        self.challenge_started_ms = Some(now_ms);
+        if self.outcomes.len() < self.challenges.len() {
+            return;
+        }
+        // Every counted frame of a session with the models is scored, so a finished session has several.
+        match self.passive.mean() {
+            Some(mean) if mean >= rules.passive_threshold => self.end(SessionState::Completed, EndReason::Live),
+            Some(_) => self.end(SessionState::Failed, EndReason::SpoofDetected),
+            None => self.end(SessionState::Completed, EndReason::AntispoofUnavailable),
+        }
+    }
+
+    fn fail_current(&mut self, confidence: f32, reason: EndReason) {
+        if let Some(challenge) = self.current_challenge() {
+            let kind = challenge.kind;
+            self.outcomes.push(ChallengeOutcome { kind, passed: false, confidence });
+        }
+        self.end(SessionState::Failed, reason);
+    }
+
+    fn end(&mut self, state: SessionState, reason: EndReason) {
+        self.state = state;
+        self.end_reason = Some(reason);
+        self.is_live = Some(reason == EndReason::Live);
+    }
+}
