@@ -211,6 +211,7 @@ fn confidence(evidence: f32, threshold: f32) -> f32 {
 
 /// How far each deliberate action went in one sample, relative to the baseline, in units of its threshold
 /// (1.0 = exactly at threshold). Positive only in the action's direction.
+#[derive(Clone, Copy)]
 struct Actions {
     left: f32,
     right: f32,
@@ -252,6 +253,20 @@ fn requested(kind: ChallengeType, a: &Actions) -> f32 {
     }
 }
 
+/// Forgets the previous challenge's action in one sample: the user is still returning from it.
+fn without(previous: ChallengeType, a: &Actions) -> Actions {
+    let mut a = Actions { ..*a };
+    match previous {
+        ChallengeType::TurnLeft => a.left = 0.0,
+        ChallengeType::TurnRight => a.right = 0.0,
+        ChallengeType::LookUp => a.up = 0.0,
+        ChallengeType::LookDown => a.down = 0.0,
+        ChallengeType::OpenMouth => a.mouth_wrong = 0.0,
+        ChallengeType::Blink | ChallengeType::Smile => {}
+    }
+    a
+}
+
 /// Whether one sample shows a deliberate action other than the one requested. Blinks and smiles never count
 /// as wrong (they are involuntary or natural during other actions); opening the mouth wide does, except when
 /// asked to smile (a broad smile opens the jaw) or to open it.
@@ -269,9 +284,22 @@ fn wrong_action(kind: ChallengeType, a: &Actions) -> bool {
     }
 }
 
-/// Judges `kind` over the counted samples since the challenge started (oldest first).
-pub fn judge(kind: ChallengeType, samples: &[FaceSample], base: &Baseline, config: &JudgeConfig) -> Verdict {
-    let all: Vec<Actions> = samples.iter().map(|s| actions(s, base, config)).collect();
+/// Judges `kind` over the counted samples since the challenge started (oldest first). `previous` is the challenge
+/// passed just before: while the user is still returning from that action, it is not a wrong action.
+pub fn judge(
+    kind: ChallengeType,
+    previous: Option<ChallengeType>,
+    samples: &[FaceSample],
+    base: &Baseline,
+    config: &JudgeConfig,
+) -> Verdict {
+    let mut all: Vec<Actions> = samples.iter().map(|s| actions(s, base, config)).collect();
+    if let Some(previous) = previous {
+        let returning = all.iter().take_while(|a| requested(previous, a) >= 0.5).count();
+        for a in &mut all[..returning] {
+            *a = without(previous, a);
+        }
+    }
     let hold = config.hold_frames.max(1);
     if all.len() >= hold && all[all.len() - hold..].iter().all(|a| wrong_action(kind, a)) {
         return Verdict::WrongAction;
@@ -336,7 +364,7 @@ mod tests {
     }
 
     fn run(kind: ChallengeType, samples: &[FaceSample]) -> Verdict {
-        judge(kind, samples, &base(), &JudgeConfig::default())
+        judge(kind, None, samples, &base(), &JudgeConfig::default())
     }
 
     #[test]
@@ -383,7 +411,7 @@ mod tests {
         let already = Baseline { smile: 0.5, ..base() };
         let config = JudgeConfig::default();
         let slight = with(|s| s.smile = 0.7);
-        assert!(matches!(judge(ChallengeType::Smile, &[slight, slight], &already, &config), Verdict::Pending { .. }));
+        assert!(matches!(judge(ChallengeType::Smile, None, &[slight, slight], &already, &config), Verdict::Pending { .. }));
     }
 
     #[test]
@@ -391,6 +419,18 @@ mod tests {
         let open = with(|s| s.mouth_open = 0.7);
         assert!(matches!(run(ChallengeType::OpenMouth, &[open, open]), Verdict::Passed { .. }));
         assert_eq!(run(ChallengeType::TurnRight, &[open, open]), Verdict::WrongAction);
+    }
+
+    #[test]
+    fn returning_from_the_previous_action_is_not_wrong() {
+        let turned = with(|s| s.yaw = 35.0);
+        let config = JudgeConfig::default();
+        let after_turn = judge(ChallengeType::Blink, Some(ChallengeType::TurnLeft), &[turned, turned], &base(), &config);
+        assert!(matches!(after_turn, Verdict::Pending { .. }));
+        // Turning back to it after having returned is wrong again.
+        let again = [turned, neutral(), turned, turned];
+        let verdict = judge(ChallengeType::Blink, Some(ChallengeType::TurnLeft), &again, &base(), &config);
+        assert_eq!(verdict, Verdict::WrongAction);
     }
 
     #[test]

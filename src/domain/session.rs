@@ -284,7 +284,8 @@ impl Session {
         if session.history.len() > rules.max_history {
             session.history.remove(0);
         }
-        match judge::judge(challenge, &session.history, &baseline, &rules.judge) {
+        let previous = session.outcomes.last().map(|o| o.kind);
+        match judge::judge(challenge, previous, &session.history, &baseline, &rules.judge) {
             Verdict::Pending { confidence } => outcome.confidence = confidence,
             Verdict::WrongAction => session.fail_current(0.0, EndReason::WrongAction),
             Verdict::Passed { confidence } => {

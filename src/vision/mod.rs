@@ -10,6 +10,7 @@ pub mod blendshapes;
 pub mod decode;
 pub mod detector;
 pub mod face_metrics;
+pub mod fake;
 pub mod geometry;
 pub mod mesh;
 pub mod model_files;

@@ -1,0 +1,278 @@
+//! Sessions driven by synthetic observations: for every challenge type a genuine sequence passes, and the
+//! classic cheats fail.
+
+use liveness::domain::{Challenge, ChallengeType, EndReason, Feedback, FrameRejection, Session, SessionRules, SessionState};
+use liveness::vision::fake::{crowd, empty_frame, FakeFace};
+use liveness::vision::FrameObservation;
+use uuid::Uuid;
+
+const FRAME_MS: i64 = 125; // 8 frames a second
+const TTL_MS: i64 = 180_000;
+
+fn session(kinds: &[ChallengeType]) -> Session {
+    let challenges = kinds.iter().map(|&kind| Challenge { kind, timeout_seconds: 5.0 }).collect();
+    Session::new(Uuid::new_v4(), challenges, 0, TTL_MS)
+}
+
+struct Run {
+    session: Session,
+    now: i64,
+    rules: SessionRules,
+}
+
+impl Run {
+    fn new(kinds: &[ChallengeType]) -> Run {
+        Run { session: session(kinds), now: 1_000, rules: SessionRules::default() }
+    }
+
+    fn send(&mut self, observation: &FrameObservation) -> Result<liveness::domain::FrameOutcome, FrameRejection> {
+        self.now += FRAME_MS;
+        let (next, outcome) = self.session.apply_frame(observation, self.now, &self.rules)?;
+        self.session = next;
+        Ok(outcome)
+    }
+
+    fn send_all(&mut self, faces: &[FakeFace]) {
+        for face in faces {
+            if self.session.state.is_terminal() {
+                return;
+            }
+            self.send(&face.observation()).unwrap();
+        }
+    }
+}
+
+fn neutral() -> FakeFace {
+    FakeFace::default()
+}
+
+/// A genuine performance of `kind`: a ramp over several frames, a hold, and a return to neutral.
+fn genuine(kind: ChallengeType) -> Vec<FakeFace> {
+    let step = |t: f32| {
+        let mut f = neutral();
+        match kind {
+            ChallengeType::TurnLeft => f.yaw += 35.0 * t,
+            ChallengeType::TurnRight => f.yaw -= 35.0 * t,
+            ChallengeType::LookUp => f.pitch += 25.0 * t,
+            ChallengeType::LookDown => f.pitch -= 25.0 * t,
+            ChallengeType::Smile => f.smile = 0.02 + 0.9 * t,
+            ChallengeType::OpenMouth => f.mouth_open = 0.02 + 0.6 * t,
+            ChallengeType::Blink => f.eye_closure = 0.1 + 0.85 * t,
+        }
+        f
+    };
+    let ramp = [0.0, 0.3, 0.7, 1.0, 1.0, 1.0, 0.5, 0.0];
+    ramp.iter().map(|&t| step(t)).collect()
+}
+
+#[test]
+fn every_challenge_type_passes_when_performed() {
+    for kind in ChallengeType::ALL {
+        let mut run = Run::new(&[kind]);
+        run.send_all(&[neutral(), neutral()]);
+        run.send_all(&genuine(kind));
+        assert_eq!(run.session.state, SessionState::Completed, "{kind:?}: {:?}", run.session.end_reason);
+        assert_eq!(run.session.is_live, Some(true), "{kind:?}");
+        assert!(run.session.outcomes[0].passed && run.session.outcomes[0].confidence >= 0.5);
+    }
+}
+
+#[test]
+fn three_challenges_in_a_row() {
+    let kinds = [ChallengeType::TurnLeft, ChallengeType::Blink, ChallengeType::Smile];
+    let mut run = Run::new(&kinds);
+    run.send_all(&[neutral(), neutral()]);
+    for kind in kinds {
+        assert_eq!(run.session.current_challenge().unwrap().kind, kind);
+        run.send_all(&genuine(kind));
+    }
+    assert_eq!(run.session.state, SessionState::Completed);
+    assert_eq!(run.session.challenges_remaining(), 0);
+}
+
+#[test]
+fn the_same_frame_repeated_times_out() {
+    for kind in ChallengeType::ALL {
+        let mut run = Run::new(&[kind]);
+        let still = neutral().observation();
+        while run.send(&still).is_ok() {}
+        assert_eq!(run.session.state_at(run.now), SessionState::Failed, "{kind:?}");
+        assert_eq!(run.session.at(run.now).end_reason, Some(EndReason::ChallengeTimeout));
+    }
+}
+
+#[test]
+fn a_closed_eye_photo_alone_never_blinks() {
+    let mut run = Run::new(&[ChallengeType::Blink]);
+    let closed = FakeFace { eye_closure: 0.95, ..neutral() };
+    run.send_all(&[neutral(), neutral()]);
+    for _ in 0..20 {
+        run.send(&closed.observation()).unwrap();
+    }
+    assert_eq!(run.session.state, SessionState::InProgress);
+    assert!(run.session.outcomes.is_empty());
+}
+
+#[test]
+fn a_closed_eye_photo_from_the_start_never_sets_a_baseline() {
+    let mut run = Run::new(&[ChallengeType::Blink]);
+    let closed = FakeFace { eye_closure: 0.95, ..neutral() };
+    for _ in 0..20 {
+        run.send(&closed.observation()).unwrap();
+    }
+    assert!(run.session.baseline.is_none());
+    assert_eq!(run.session.state, SessionState::InProgress);
+}
+
+#[test]
+fn looping_through_every_action_fails() {
+    // A looping video performs every action in turn; whatever was asked, some other action comes first.
+    let loop_order = [
+        ChallengeType::TurnRight,
+        ChallengeType::LookUp,
+        ChallengeType::TurnLeft,
+        ChallengeType::LookDown,
+        ChallengeType::OpenMouth,
+        ChallengeType::Smile,
+        ChallengeType::Blink,
+    ];
+    for asked in [ChallengeType::TurnLeft, ChallengeType::LookDown, ChallengeType::Smile, ChallengeType::Blink] {
+        let mut run = Run::new(&[asked]);
+        run.send_all(&[neutral(), neutral()]);
+        for action in loop_order.iter().cycle().take(14) {
+            run.send_all(&genuine(*action));
+        }
+        assert_eq!(run.session.state, SessionState::Failed, "asked {asked:?}");
+        assert_eq!(run.session.end_reason, Some(EndReason::WrongAction), "asked {asked:?}");
+    }
+}
+
+#[test]
+fn the_wrong_direction_fails() {
+    for (asked, done) in [
+        (ChallengeType::TurnLeft, ChallengeType::TurnRight),
+        (ChallengeType::TurnRight, ChallengeType::TurnLeft),
+        (ChallengeType::LookUp, ChallengeType::LookDown),
+        (ChallengeType::LookDown, ChallengeType::LookUp),
+        (ChallengeType::TurnLeft, ChallengeType::LookUp),
+        (ChallengeType::Blink, ChallengeType::TurnLeft),
+        (ChallengeType::Smile, ChallengeType::LookDown),
+        (ChallengeType::OpenMouth, ChallengeType::TurnRight),
+        (ChallengeType::TurnRight, ChallengeType::OpenMouth),
+    ] {
+        let mut run = Run::new(&[asked]);
+        run.send_all(&[neutral(), neutral()]);
+        run.send_all(&genuine(done));
+        assert_eq!(run.session.end_reason, Some(EndReason::WrongAction), "asked {asked:?}, did {done:?}");
+        assert_eq!(run.session.is_live, Some(false));
+    }
+}
+
+#[test]
+fn a_face_that_changes_mid_session_fails() {
+    let mut run = Run::new(&[ChallengeType::TurnLeft]);
+    run.send_all(&[neutral(), neutral()]);
+    let other = FakeFace { shift_x: 220.0, width: 120.0, ..neutral() };
+    let outcome = run.send(&other.observation()).unwrap();
+    assert_eq!(outcome.feedback, Some(Feedback::FaceChanged));
+    assert_eq!(run.session.state, SessionState::Failed);
+    assert_eq!(run.session.end_reason, Some(EndReason::FaceChanged));
+}
+
+#[test]
+fn frames_that_do_not_count_say_why() {
+    let mut run = Run::new(&[ChallengeType::Smile]);
+    let cases = [
+        (crowd(&neutral(), 2), Feedback::MultipleFaces),
+        (empty_frame(), Feedback::NoFace),
+        (FakeFace { width: 40.0, ..neutral() }.observation(), Feedback::FaceTooSmall),
+        (FakeFace { shift_x: 280.0, ..neutral() }.observation(), Feedback::FaceNotCentered),
+        (FakeFace { brightness: 10.0, ..neutral() }.observation(), Feedback::TooDark),
+        (FakeFace { brightness: 250.0, ..neutral() }.observation(), Feedback::TooBright),
+    ];
+    for (observation, expected) in cases {
+        let outcome = run.send(&observation).unwrap();
+        assert_eq!(outcome.feedback, Some(expected));
+        assert!(!outcome.passed);
+    }
+    assert_eq!(run.session.state, SessionState::InProgress);
+    assert!(run.session.baseline_samples.is_empty());
+}
+
+#[test]
+fn two_faces_never_pass_a_challenge() {
+    let mut run = Run::new(&[ChallengeType::Smile]);
+    for face in [neutral(), neutral()].into_iter().chain(genuine(ChallengeType::Smile)) {
+        let outcome = run.send(&crowd(&face, 2)).unwrap();
+        assert!(!outcome.passed);
+    }
+    assert_eq!(run.session.state, SessionState::InProgress);
+}
+
+#[test]
+fn a_late_frame_after_the_deadline_fails() {
+    let mut run = Run::new(&[ChallengeType::TurnLeft]);
+    run.send_all(&[neutral(), neutral()]);
+    run.now += 5_100;
+    assert_eq!(run.session.state_at(run.now), SessionState::Failed);
+    let rejection = run.send(&genuine(ChallengeType::TurnLeft)[3].observation()).unwrap_err();
+    assert_eq!(rejection, FrameRejection::Ended(SessionState::Failed));
+}
+
+#[test]
+fn frames_after_the_session_ended_are_refused() {
+    let mut run = Run::new(&[ChallengeType::Smile]);
+    run.send_all(&[neutral(), neutral()]);
+    run.send_all(&genuine(ChallengeType::Smile));
+    assert_eq!(run.session.state, SessionState::Completed);
+    let before = run.session.clone();
+    assert_eq!(run.send(&neutral().observation()).unwrap_err(), FrameRejection::Ended(SessionState::Completed));
+    assert_eq!(run.session, before);
+}
+
+#[test]
+fn the_ttl_expires_a_session() {
+    let mut run = Run::new(&[ChallengeType::Smile]);
+    assert_eq!(run.session.state_at(TTL_MS + 1), SessionState::Expired);
+    run.now = TTL_MS;
+    assert_eq!(run.send(&neutral().observation()).unwrap_err(), FrameRejection::Expired);
+}
+
+#[test]
+fn too_many_frames_are_refused() {
+    let mut run = Run::new(&[ChallengeType::Smile]);
+    run.rules.max_frames = 5;
+    for _ in 0..5 {
+        run.send(&empty_frame()).unwrap();
+    }
+    assert_eq!(run.send(&empty_frame()).unwrap_err(), FrameRejection::TooManyFrames(5));
+}
+
+#[test]
+fn a_spoof_fails_even_when_every_challenge_passes() {
+    let mut run = Run::new(&[ChallengeType::Smile]);
+    let spoof = |f: FakeFace| FakeFace { antispoof_real: Some(0.3), ..f };
+    run.send_all(&[spoof(neutral()), spoof(neutral())]);
+    run.send_all(&genuine(ChallengeType::Smile).into_iter().map(spoof).collect::<Vec<_>>());
+    assert_eq!(run.session.state, SessionState::Failed);
+    assert_eq!(run.session.end_reason, Some(EndReason::SpoofDetected));
+}
+
+#[test]
+fn a_clear_spoof_ends_the_session_early() {
+    let mut run = Run::new(&[ChallengeType::Smile, ChallengeType::Blink]);
+    let screen = FakeFace { antispoof_real: Some(0.01), ..neutral() };
+    run.send_all(&[screen, screen, screen]);
+    assert_eq!(run.session.end_reason, Some(EndReason::SpoofDetected));
+}
+
+#[test]
+fn without_passive_evidence_a_session_is_never_live() {
+    let mut run = Run::new(&[ChallengeType::Smile]);
+    let unscored = |f: FakeFace| FakeFace { antispoof_real: None, ..f };
+    run.send_all(&[unscored(neutral()), unscored(neutral())]);
+    run.send_all(&genuine(ChallengeType::Smile).into_iter().map(unscored).collect::<Vec<_>>());
+    assert_eq!(run.session.state, SessionState::Completed);
+    assert_eq!(run.session.is_live, Some(false));
+    assert_eq!(run.session.end_reason, Some(EndReason::AntispoofUnavailable));
+}
