@@ -2,5 +2,10 @@
 //!
 //! See `DESIGN.md` in the shared folder for the architecture; [`vision`] turns frames into observations.
 
+pub mod config;
 pub mod domain;
+pub mod http;
+pub mod server;
+pub mod service;
+pub mod store;
 pub mod vision;

@@ -1,4 +1,4 @@
-//! The `liveness` command: analyse images, install models.
+//! The `liveness` command: run the local server (the default), analyse images, install models.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +8,8 @@ use liveness::vision::{AnalysisError, Analyzer, AnalyzerOptions, FrameAnalyzer};
 use serde_json::{json, Value};
 
 const USAGE: &str = "usage:
+  liveness [serve]                            run the local server (REST API, embedded store); settings from
+                                              LIVENESS_* environment variables (see the README)
   liveness analyze [--landmarks] FILE...      one JSON line per file: faces, box, pose, eyes, smile, mouth, anti-spoofing
   liveness models install [--from DIR]        install the anti-spoofing models into <models>/antispoof
                                               (copied from DIR, or downloaded from their pinned URLs), sha256-checked
@@ -16,6 +18,7 @@ environment: LIVENESS_MODELS_DIR (default: ./models, else the source tree's mode
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        None | Some("serve") => serve(),
         Some("analyze") => analyze(&args[1..]),
         Some("models") if args.get(1).map(String::as_str) == Some("install") => install(&args[2..]),
         _ => Err(USAGE.to_owned()),
@@ -27,6 +30,18 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn serve() -> Result<ExitCode, String> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,liveness=info".into()),
+        )
+        .init();
+    let config = liveness::config::Config::from_env().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(liveness::server::serve(config)).map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn install(args: &[String]) -> Result<ExitCode, String> {

@@ -224,6 +224,20 @@ impl Session {
         self.at(now_ms).state
     }
 
+    /// Whether a frame arriving at `now_ms` would be accepted: the session is open and under its frame limit.
+    pub fn accepts_frame_at(&self, now_ms: i64, rules: &SessionRules) -> Result<(), FrameRejection> {
+        self.at(now_ms).check_accepts_frame(rules)
+    }
+
+    fn check_accepts_frame(&self, rules: &SessionRules) -> Result<(), FrameRejection> {
+        match self.state {
+            SessionState::Expired => Err(FrameRejection::Expired),
+            state if state.is_terminal() => Err(FrameRejection::Ended(state)),
+            _ if self.frames_received >= rules.max_frames => Err(FrameRejection::TooManyFrames(rules.max_frames)),
+            _ => Ok(()),
+        }
+    }
+
     /// Applies one analysed frame received at `now_ms`. A rejected frame changes nothing.
     pub fn apply_frame(
         &self,
@@ -232,14 +246,7 @@ impl Session {
         rules: &SessionRules,
     ) -> Result<(Session, FrameOutcome), FrameRejection> {
         let mut session = self.at(now_ms);
-        match session.state {
-            SessionState::Expired => return Err(FrameRejection::Expired),
-            state if state.is_terminal() => return Err(FrameRejection::Ended(state)),
-            _ => {}
-        }
-        if session.frames_received >= rules.max_frames {
-            return Err(FrameRejection::TooManyFrames(rules.max_frames));
-        }
+        session.check_accepts_frame(rules)?;
         session.frames_received += 1;
         if session.state == SessionState::Pending {
             session.state = SessionState::InProgress;

@@ -1,0 +1,89 @@
+//! Settings from environment variables, each with a working default (so `cargo run` needs none).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::service::ServiceSettings;
+use crate::vision::model_files::default_models_dir;
+use crate::vision::{AnalyzerOptions, DecodeLimits};
+
+/// Everything the local server and the Lambda functions read from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `LIVENESS_BIND`, default `127.0.0.1:8000`.
+    pub bind: SocketAddr,
+    /// `LIVENESS_MODELS_DIR`, default `./models` (else the source tree's `models/`).
+    pub models_dir: PathBuf,
+    /// `LIVENESS_MAX_FRAME_BYTES`, default 5 MiB.
+    pub max_frame_bytes: usize,
+    /// `LIVENESS_SESSION_TTL_SECONDS`, default 180.
+    pub session_ttl_seconds: u64,
+    /// `LIVENESS_MAX_FRAMES`, default 300 per session.
+    pub max_frames: u32,
+    /// `LIVENESS_DETECT_EVERY`, default 3: run the face detector on every n-th frame, track the face between.
+    pub detect_every: u32,
+}
+
+/// A variable that is set but unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+fn var<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(value) => value.trim().parse().map_err(|e: T::Err| ConfigError { name, value, reason: e.to_string() }),
+    }
+}
+
+impl Config {
+    /// Reads the environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let config = Config {
+            bind: var("LIVENESS_BIND", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
+            models_dir: default_models_dir(),
+            max_frame_bytes: var("LIVENESS_MAX_FRAME_BYTES", DecodeLimits::default().max_bytes)?,
+            session_ttl_seconds: var("LIVENESS_SESSION_TTL_SECONDS", 180)?,
+            max_frames: var("LIVENESS_MAX_FRAMES", 300)?,
+            detect_every: var("LIVENESS_DETECT_EVERY", 3)?,
+        };
+        let positive = |name: &'static str, value: u64| {
+            if value == 0 {
+                Err(ConfigError { name, value: "0".into(), reason: "must be at least 1".into() })
+            } else {
+                Ok(())
+            }
+        };
+        positive("LIVENESS_SESSION_TTL_SECONDS", config.session_ttl_seconds)?;
+        positive("LIVENESS_MAX_FRAMES", u64::from(config.max_frames))?;
+        positive("LIVENESS_DETECT_EVERY", u64::from(config.detect_every))?;
+        positive("LIVENESS_MAX_FRAME_BYTES", config.max_frame_bytes as u64)?;
+        Ok(config)
+    }
+
+    /// The analyser options these settings imply.
+    pub fn analyzer_options(&self) -> AnalyzerOptions {
+        AnalyzerOptions {
+            decode: DecodeLimits { max_bytes: self.max_frame_bytes, ..DecodeLimits::default() },
+            ..AnalyzerOptions::default()
+        }
+    }
+
+    /// The service settings these settings imply.
+    pub fn service_settings(&self) -> ServiceSettings {
+        let mut settings = ServiceSettings {
+            session_ttl_ms: self.session_ttl_seconds as i64 * 1000,
+            detect_every: self.detect_every,
+            ..ServiceSettings::default()
+        };
+        settings.rules.max_frames = self.max_frames;
+        settings
+    }
+}

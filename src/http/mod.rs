@@ -1,0 +1,166 @@
+//! The REST API as one axum [`Router`]: the spec's four endpoints under `/api/v1/liveness` and `/health`.
+
+pub mod problem;
+pub mod views;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::service::{CreateOptions, LivenessService};
+use problem::Problem;
+use views::{FrameView, SessionView};
+
+/// Room for multipart framing around the largest accepted image.
+const MULTIPART_OVERHEAD: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct AppState {
+    service: LivenessService,
+    max_frame_bytes: usize,
+}
+
+/// The REST API over `service`; frames larger than `max_frame_bytes` are refused with 413.
+pub fn router(service: LivenessService, max_frame_bytes: usize) -> Router {
+    let state = AppState { service, max_frame_bytes };
+    Router::new()
+        .route("/api/v1/liveness/sessions", post(create_session))
+        .route("/api/v1/liveness/sessions/{id}", get(get_session).delete(cancel_session))
+        .route("/api/v1/liveness/sessions/{id}/frame", post(submit_frame))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_frame_bytes + MULTIPART_OVERHEAD))
+        .with_state(state)
+}
+
+async fn not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
+}
+
+async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let antispoof = state.service.has_antispoof();
+    Json(json!({
+        "status": "ok",
+        "models_loaded": true,
+        "antispoof": antispoof,
+        "warning": (!antispoof).then_some(
+            "passive anti-spoofing models are not installed: no session can be judged live"),
+    }))
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, Problem> {
+    Uuid::parse_str(raw).map_err(|_| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid_session_id", format!("{raw:?} is not a session id (a UUID)"))
+    })
+}
+
+fn parse_param<T: std::str::FromStr>(pairs: &[(String, String)], name: &'static str) -> Result<Option<T>, Problem> {
+    let Some((_, raw)) = pairs.iter().find(|(key, _)| key == name) else { return Ok(None) };
+    raw.trim().parse().map(Some).map_err(|_| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("{name}: {raw:?} is not a valid number"))
+            .with("parameter", name)
+    })
+}
+
+async fn create_session(
+    State(state): State<AppState>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(pairs) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let options = CreateOptions {
+        num_challenges: parse_param(&pairs, "num_challenges")?,
+        timeout_seconds: parse_param(&pairs, "timeout_seconds")?,
+    };
+    let session = state.service.create(options).await?;
+    Ok((StatusCode::CREATED, Json(SessionView::from(&session))).into_response())
+}
+
+async fn get_session(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionView>, Problem> {
+    let session = state.service.get(parse_id(&id)?).await?;
+    Ok(Json(SessionView::from(&session)))
+}
+
+async fn cancel_session(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    state.service.cancel(id).await?;
+    Ok(Json(json!({ "cancelled": id })).into_response())
+}
+
+async fn submit_frame(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Json<FrameView>, Problem> {
+    let id = parse_id(&id)?;
+    let bytes = frame_bytes(request, state.max_frame_bytes).await?;
+    let result = state.service.submit_frame(id, bytes).await?;
+    Ok(Json(FrameView::from(&result)))
+}
+
+fn too_large(limit: usize) -> Problem {
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large", format!("the image is over {limit} bytes"))
+}
+
+/// The frame's bytes: a raw `image/jpeg` or `image/png` body, or the one file in multipart field `image`.
+async fn frame_bytes(request: Request, limit: usize) -> Result<Vec<u8>, Problem> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match content_type.as_str() {
+        "image/jpeg" | "image/png" => {
+            let body: Body = request.into_body();
+            let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large(limit))?;
+            Ok(bytes.to_vec())
+        }
+        "multipart/form-data" => {
+            let multipart = Multipart::from_request(request, &()).await.map_err(|e| {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text())
+            })?;
+            image_field(multipart, limit).await
+        }
+        "" => Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the frame as multipart/form-data (field \"image\") or as an image/jpeg or image/png body",
+        )),
+        other => Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("{other} is not accepted: send multipart/form-data (field \"image\"), image/jpeg or image/png"),
+        )),
+    }
+}
+
+async fn image_field(mut multipart: Multipart, limit: usize) -> Result<Vec<u8>, Problem> {
+    let malformed = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(limit)
+        } else {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text())
+        }
+    };
+    let mut image = None;
+    while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+        if field.name() != Some("image") {
+            continue;
+        }
+        if image.is_some() {
+            return Err(Problem::new(StatusCode::BAD_REQUEST, "multiple_images", "send exactly one \"image\" field"));
+        }
+        image = Some(field.bytes().await.map_err(malformed)?.to_vec());
+    }
+    image.ok_or_else(|| Problem::new(StatusCode::BAD_REQUEST, "missing_image", "the multipart body has no \"image\" field"))
+}

@@ -1,0 +1,85 @@
+//! The JSON bodies of the REST API: the spec's fields, exactly named, plus a few documented additions.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::domain::{Challenge, ChallengeType, EndReason, Feedback, Session};
+use crate::service::FrameResult;
+
+/// A challenge as the spec shows it.
+#[derive(Debug, Serialize)]
+pub struct ChallengeView {
+    #[serde(rename = "type")]
+    pub kind: ChallengeType,
+    pub instruction: &'static str,
+    pub timeout_seconds: f64,
+}
+
+impl From<&Challenge> for ChallengeView {
+    fn from(c: &Challenge) -> Self {
+        Self { kind: c.kind, instruction: c.kind.instruction(), timeout_seconds: c.timeout_seconds }
+    }
+}
+
+/// `POST /sessions` and `GET /sessions/{id}`: spec fields `session_id, state, challenges`; added: `is_live`,
+/// `current_challenge`, `challenges_remaining`, `expires_at` (epoch seconds), `end_reason`.
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    pub session_id: Uuid,
+    pub state: &'static str,
+    pub challenges: Vec<ChallengeView>,
+    pub is_live: Option<bool>,
+    pub current_challenge: Option<ChallengeType>,
+    pub challenges_remaining: usize,
+    pub expires_at: i64,
+    pub end_reason: Option<EndReason>,
+}
+
+impl From<&Session> for SessionView {
+    fn from(s: &Session) -> Self {
+        Self {
+            session_id: s.id,
+            state: s.state.as_str(),
+            challenges: s.challenges.iter().map(ChallengeView::from).collect(),
+            is_live: s.is_live,
+            current_challenge: s.current_challenge().map(|c| c.kind),
+            challenges_remaining: s.challenges_remaining(),
+            expires_at: s.expires_at_ms / 1000,
+            end_reason: s.end_reason,
+        }
+    }
+}
+
+/// `POST /sessions/{id}/frame`: the spec's eight fields; added: `feedback` (why the frame did not count) and
+/// `end_reason`. `session_complete` is true once the session has ended, whatever the outcome.
+#[derive(Debug, Serialize)]
+pub struct FrameView {
+    pub session_id: Uuid,
+    pub challenge_type: Option<ChallengeType>,
+    pub passed: bool,
+    pub confidence: f32,
+    pub challenges_remaining: usize,
+    pub session_complete: bool,
+    pub is_live: Option<bool>,
+    pub state: &'static str,
+    pub feedback: Option<Feedback>,
+    pub end_reason: Option<EndReason>,
+}
+
+impl From<&FrameResult> for FrameView {
+    fn from(r: &FrameResult) -> Self {
+        let s = &r.session;
+        Self {
+            session_id: s.id,
+            challenge_type: r.outcome.challenge,
+            passed: r.outcome.passed,
+            confidence: (r.outcome.confidence * 1000.0).round() / 1000.0,
+            challenges_remaining: s.challenges_remaining(),
+            session_complete: s.state.is_terminal(),
+            is_live: s.is_live,
+            state: s.state.as_str(),
+            feedback: r.outcome.feedback,
+            end_reason: s.end_reason,
+        }
+    }
+}

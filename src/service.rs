@@ -1,0 +1,246 @@
+//! The liveness service: create, submit a frame, read, cancel. Both transports call it; it orchestrates the
+//! store, the analyser and the domain and holds no rules of its own beyond parameter bounds.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::domain::{draw_challenges, FrameOutcome, FrameRejection, Session, SessionRules, SessionState};
+use crate::store::{SessionStore, StoreError};
+use crate::vision::{AnalysisError, DecodeError, FrameAnalyzer};
+
+/// Server time in epoch milliseconds; injected so tests can move it.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        now.as_millis() as i64
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock reading `now_ms`.
+    pub fn new(now_ms: i64) -> Self {
+        Self(AtomicI64::new(now_ms))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance_ms(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Service settings with the spec's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServiceSettings {
+    pub default_challenges: usize,
+    pub max_challenges: usize,
+    pub default_timeout_seconds: f64,
+    pub timeout_range_seconds: (f64, f64),
+    /// How long a session lives, milliseconds.
+    pub session_ttl_ms: i64,
+    /// Run the face detector on every n-th frame of a session; in between, the last face region is reused.
+    pub detect_every: u32,
+    /// Attempts at a conditional write before giving up on a hot session.
+    pub max_write_attempts: usize,
+    pub rules: SessionRules,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            default_challenges: 3,
+            max_challenges: 7,
+            default_timeout_seconds: 5.0,
+            timeout_range_seconds: (1.0, 60.0),
+            session_ttl_ms: 180_000,
+            detect_every: 3,
+            max_write_attempts: 16,
+            rules: SessionRules::default(),
+        }
+    }
+}
+
+/// Everything a caller can get wrong or run into, mapped to HTTP in one place (`http::problem`).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{name}: {message}")]
+    InvalidParameter { name: &'static str, message: String },
+    #[error("no session with id {0}")]
+    NotFound(Uuid),
+    #[error("the session has already ended ({})", .0.as_str())]
+    Ended(SessionState),
+    #[error("the session has expired")]
+    Expired,
+    #[error("the session has received its maximum of {0} frames")]
+    TooManyFrames(u32),
+    #[error(transparent)]
+    Image(#[from] DecodeError),
+    #[error("the session store is unavailable: {0}")]
+    StoreUnavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<FrameRejection> for ServiceError {
+    fn from(rejection: FrameRejection) -> Self {
+        match rejection {
+            FrameRejection::Ended(state) => ServiceError::Ended(state),
+            FrameRejection::Expired => ServiceError::Expired,
+            FrameRejection::TooManyFrames(max) => ServiceError::TooManyFrames(max),
+        }
+    }
+}
+
+fn store_error(id: Uuid) -> impl Fn(StoreError) -> ServiceError {
+    move |error| match error {
+        StoreError::NotFound => ServiceError::NotFound(id),
+        StoreError::Unavailable(message) => ServiceError::StoreUnavailable(message),
+        other => ServiceError::Internal(other.to_string()),
+    }
+}
+
+/// Options of a new session, as the caller gave them (unvalidated).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CreateOptions {
+    pub num_challenges: Option<i64>,
+    pub timeout_seconds: Option<f64>,
+}
+
+/// A frame's result: the session after it and what the frame did.
+#[derive(Debug, Clone)]
+pub struct FrameResult {
+    pub session: Session,
+    pub outcome: FrameOutcome,
+}
+
+/// The service. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct LivenessService {
+    store: Arc<dyn SessionStore>,
+    analyzer: Arc<dyn FrameAnalyzer>,
+    clock: Arc<dyn Clock>,
+    settings: ServiceSettings,
+}
+
+impl LivenessService {
+    pub fn new(
+        store: Arc<dyn SessionStore>,
+        analyzer: Arc<dyn FrameAnalyzer>,
+        clock: Arc<dyn Clock>,
+        settings: ServiceSettings,
+    ) -> Self {
+        Self { store, analyzer, clock, settings }
+    }
+
+    /// Whether passive anti-spoofing is available.
+    pub fn has_antispoof(&self) -> bool {
+        self.analyzer.has_antispoof()
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &ServiceSettings {
+        &self.settings
+    }
+
+    /// Creates a session with challenges drawn from the OS's secure generator.
+    pub async fn create(&self, options: CreateOptions) -> Result<Session, ServiceError> {
+        let settings = &self.settings;
+        let count = options.num_challenges.unwrap_or(settings.default_challenges as i64);
+        if !(1..=settings.max_challenges as i64).contains(&count) {
+            return Err(ServiceError::InvalidParameter {
+                name: "num_challenges",
+                message: format!("must be between 1 and {}, got {count}", settings.max_challenges),
+            });
+        }
+        let timeout = options.timeout_seconds.unwrap_or(settings.default_timeout_seconds);
+        let (low, high) = settings.timeout_range_seconds;
+        if !timeout.is_finite() || !(low..=high).contains(&timeout) {
+            return Err(ServiceError::InvalidParameter {
+                name: "timeout_seconds",
+                message: format!("must be between {low} and {high}, got {timeout}"),
+            });
+        }
+        let mut secure = rand::TryRngCore::unwrap_err(rand::rngs::OsRng);
+        let challenges = draw_challenges(&mut secure, count as usize, timeout);
+        let session = Session::new(Uuid::new_v4(), challenges, self.clock.now_ms(), settings.session_ttl_ms);
+        self.store.create(&session).await.map_err(store_error(session.id))?;
+        tracing::info!(session = %session.id, challenges = count, "session created");
+        Ok(session)
+    }
+
+    /// The session as it stands now (timeouts and expiry applied).
+    pub async fn get(&self, id: Uuid) -> Result<Session, ServiceError> {
+        let session = self.store.get(id).await.map_err(store_error(id))?;
+        Ok(session.at(self.clock.now_ms()))
+    }
+
+    /// Cancels (deletes) a session.
+    pub async fn cancel(&self, id: Uuid) -> Result<(), ServiceError> {
+        self.store.delete(id).await.map_err(store_error(id))?;
+        tracing::info!(session = %id, "session cancelled");
+        Ok(())
+    }
+
+    /// Analyses one frame and applies it to the session. The frame's time is its arrival. A conflicting write
+    /// re-reads the session and re-applies the same observation (never re-analysed), so concurrent frames all
+    /// count. A rejected frame changes nothing.
+    pub async fn submit_frame(&self, id: Uuid, bytes: Vec<u8>) -> Result<FrameResult, ServiceError> {
+        let now = self.clock.now_ms();
+        let mut current = self.store.get(id).await.map_err(store_error(id))?;
+        // Refuse before the costly analysis what would be refused after it.
+        current.accepts_frame_at(now, &self.settings.rules)?;
+
+        let detect = current.frames_received % self.settings.detect_every.max(1) == 0;
+        let region = if detect { None } else { current.last_region };
+        let analyzer = Arc::clone(&self.analyzer);
+        let observation = tokio::task::spawn_blocking(move || analyzer.analyze(&bytes, region.as_ref()))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("analysis task failed: {e}")))?
+            .map_err(|e| match e {
+                AnalysisError::Decode(error) => ServiceError::Image(error),
+                AnalysisError::Model(error) => ServiceError::Internal(error.to_string()),
+            })?;
+        if let Some(face) = &observation.face {
+            tracing::debug!(session = %id, yaw = face.pose.yaw, pitch = face.pose.pitch,
+                antispoof = ?face.antispoof_real, ms = observation.timings_ms.total, "frame analysed");
+        }
+
+        for _ in 0..self.settings.max_write_attempts {
+            let (mut next, outcome) = current.apply_frame(&observation, now, &self.settings.rules)?;
+            next.version = current.version + 1;
+            match self.store.update(&next, current.version).await {
+                Ok(()) => {
+                    if next.state.is_terminal() {
+                        tracing::info!(session = %id, state = next.state.as_str(), reason = ?next.end_reason,
+                            passive_mean = ?next.passive.mean(), "session ended");
+                    }
+                    return Ok(FrameResult { session: next, outcome });
+                }
+                Err(StoreError::Conflict) => {
+                    current = self.store.get(id).await.map_err(store_error(id))?;
+                }
+                Err(other) => return Err(store_error(id)(other)),
+            }
+        }
+        Err(ServiceError::StoreUnavailable("too many concurrent writes to one session".into()))
+    }
+}

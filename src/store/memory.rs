@@ -1,0 +1,78 @@
+//! The embedded in-memory store: the local default, with the same guarantees as DynamoDB.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use uuid::Uuid;
+
+use super::{SessionStore, StoreError, StoreFuture};
+use crate::domain::Session;
+
+/// Sessions in a map behind a mutex. Expired sessions are removed by [`MemoryStore::sweep_expired`].
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    sessions: Mutex<HashMap<Uuid, Session>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Removes sessions whose TTL ended before `cutoff_ms`; returns how many.
+    pub fn sweep_expired(&self, cutoff_ms: i64) -> usize {
+        let mut sessions = self.lock();
+        let before = sessions.len();
+        sessions.retain(|_, s| s.expires_at_ms >= cutoff_ms);
+        before - sessions.len()
+    }
+
+    /// Sessions held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Session>> {
+        // A panic elsewhere while holding the lock leaves the map consistent (every write is one insert).
+        self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl SessionStore for MemoryStore {
+    fn create<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut sessions = self.lock();
+            if sessions.contains_key(&session.id) {
+                return Err(StoreError::AlreadyExists);
+            }
+            sessions.insert(session.id, session.clone());
+            Ok(())
+        })
+    }
+
+    fn get(&self, id: Uuid) -> StoreFuture<'_, Session> {
+        Box::pin(async move { self.lock().get(&id).cloned().ok_or(StoreError::NotFound) })
+    }
+
+    fn update<'a>(&'a self, session: &'a Session, expected_version: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut sessions = self.lock();
+            let stored = sessions.get_mut(&session.id).ok_or(StoreError::NotFound)?;
+            if stored.version != expected_version {
+                return Err(StoreError::Conflict);
+            }
+            *stored = session.clone();
+            Ok(())
+        })
+    }
+
+    fn delete(&self, id: Uuid) -> StoreFuture<'_, ()> {
+        Box::pin(async move { self.lock().remove(&id).map(|_| ()).ok_or(StoreError::NotFound) })
+    }
+}
