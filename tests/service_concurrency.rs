@@ -1,0 +1,85 @@
+//! Many frames posted at once to one session: every frame counted exactly once, versions strictly increasing.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use liveness::domain::Session;
+use liveness::service::{CreateOptions, LivenessService, ServiceSettings, SystemClock};
+use liveness::store::{MemoryStore, SessionStore, StoreError, StoreFuture};
+use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
+use liveness::vision::{AnalysisError, CropRegion, FrameAnalyzer, FrameObservation};
+use uuid::Uuid;
+
+/// The scripted analyser, made slow enough that concurrent frames all read the same version first.
+struct SlowAnalyzer(ScriptedAnalyzer);
+
+impl FrameAnalyzer for SlowAnalyzer {
+    fn analyze(&self, bytes: &[u8], known: Option<&CropRegion>) -> Result<FrameObservation, AnalysisError> {
+        std::thread::sleep(Duration::from_millis(20));
+        self.0.analyze(bytes, known)
+    }
+    fn has_antispoof(&self) -> bool {
+        true
+    }
+}
+
+/// A store that counts the conflicts it reports, to show the retry path really ran.
+struct CountingStore {
+    inner: MemoryStore,
+    conflicts: AtomicUsize,
+}
+
+impl SessionStore for CountingStore {
+    fn create<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
+        self.inner.create(session)
+    }
+    fn get(&self, id: Uuid) -> StoreFuture<'_, Session> {
+        self.inner.get(id)
+    }
+    fn update<'a>(&'a self, session: &'a Session, expected_version: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let result = self.inner.update(session, expected_version).await;
+            if result == Err(StoreError::Conflict) {
+                self.conflicts.fetch_add(1, Ordering::SeqCst);
+            }
+            result
+        })
+    }
+    fn delete(&self, id: Uuid) -> StoreFuture<'_, ()> {
+        self.inner.delete(id)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_frames_are_all_counted_once() {
+    const FRAMES: usize = 24;
+    let store = Arc::new(CountingStore { inner: MemoryStore::new(), conflicts: AtomicUsize::new(0) });
+    let mut settings = ServiceSettings::default();
+    settings.max_write_attempts = FRAMES + 1;
+    let service = LivenessService::new(
+        store.clone(),
+        Arc::new(SlowAnalyzer(ScriptedAnalyzer::default())),
+        Arc::new(SystemClock),
+        settings,
+    );
+    let session = service.create(CreateOptions { num_challenges: Some(1), timeout_seconds: Some(30.0) }).await.unwrap();
+    let frame = FakeFace::default().frame();
+    let tasks: Vec<_> = (0..FRAMES)
+        .map(|_| {
+            let (service, frame) = (service.clone(), frame.clone());
+            tokio::spawn(async move { service.submit_frame(session.id, frame).await })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for task in tasks {
+        let result = task.await.unwrap().expect("every concurrent frame is accepted");
+        versions.push(result.session.version);
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=FRAMES as u64).collect::<Vec<_>>(), "each frame wrote exactly one new version");
+    let stored = service.get(session.id).await.unwrap();
+    assert_eq!(stored.frames_received as usize, FRAMES);
+    assert_eq!(stored.version as usize, FRAMES);
+    assert!(store.conflicts.load(Ordering::SeqCst) > 0, "the frames really did race");
+}
