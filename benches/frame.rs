@@ -31,6 +31,7 @@ fn measure(name: &str, runs: usize, mut f: impl FnMut()) {
 fn main() {
     let benchmarking = std::env::args().any(|a| a == "--bench");
     let runs = if benchmarking { 200 } else { 3 };
+    let runs = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(runs);
     let models = default_models_dir();
     let frame_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/spoof/minivision_T1_live.jpg");
     let bytes = std::fs::read(&frame_path).expect("the shared test data is beside the project");
@@ -45,6 +46,10 @@ fn main() {
     let detection = detector.detect(&image).unwrap().remove(0);
     let mesh = mesh_model.run(&image, &detection.mesh_region()).unwrap();
 
+    let mesh_only = liveness::vision::onnx::OnnxModel::load(&models.join(model_files::MESH_FILE), &[1, 256, 256, 3]).unwrap();
+    measure("mesh model alone (tract run, no pre/post)", runs, || {
+        std::hint::black_box(mesh_only.run(vec![0.5; 256 * 256 * 3]).unwrap());
+    });
     measure("decode", runs, || { std::hint::black_box(decode_frame(&bytes, &limits).unwrap()); });
     measure("detect (BlazeFace short)", runs, || { std::hint::black_box(detector.detect(&image).unwrap()); });
     measure("mesh (FaceMesh v2, one pass)", runs, || { std::hint::black_box(mesh_model.run(&image, &mesh.next_region()).unwrap()); });

@@ -6,6 +6,16 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/liveness/target}
 export CARGO_TERM_COLOR=never
 
+# ffmpeg cuts real video frames for the end-to-end tests.
+if ! command -v ffmpeg >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null) \
+      || { echo "error: could not install ffmpeg" >&2; exit 1; }
+  else
+    echo "error: ffmpeg is needed (apt-get install ffmpeg)" >&2; exit 1
+  fi
+fi
+
 # The passive anti-spoofing models may not be committed; the shared folder beside the project has them.
 shared_models=../shared/models/antispoof
 if [ -d "$shared_models" ]; then

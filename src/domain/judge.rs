@@ -38,7 +38,9 @@ pub struct JudgeConfig {
     pub baseline_max_closure: f32,
     pub baseline_max_mouth_open: f32,
     pub baseline_max_smile: f32,
-    /// Frame quality: face width as a fraction of the image width, centre margins, luma and sharpness.
+    /// Frame quality: face width as a fraction of the image width, centre margins, luma and sharpness. Sharpness
+    /// barely separates a heavily blurred photo (3.2) from soft but genuine video frames (2.8 and up), so BLURRY
+    /// is kept for frames that are blurred beyond use.
     pub min_face_fraction: f32,
     pub center_margin: f32,
     pub min_brightness: f32,
@@ -75,7 +77,7 @@ impl Default for JudgeConfig {
             center_margin: 0.1,
             min_brightness: 40.0,
             max_brightness: 220.0,
-            min_sharpness: 15.0,
+            min_sharpness: 2.0,
             max_center_jump: 0.6,
             max_size_ratio: 1.5,
         }

@@ -81,7 +81,8 @@ pub fn mouth_aspect_ratio(mesh: &Mesh) -> f32 {
 pub struct FaceQuality {
     /// Mean luma of the face, 0..255.
     pub brightness: f32,
-    /// Variance of the Laplacian of the face resampled to 128x128: higher is sharper; under about 20 is blurred.
+    /// Variance of the Laplacian of the face resampled to 128x128: higher is sharper. Measured: still photos
+    /// 100-2000; a live photo box-blurred by 8 pixels twice 3.2; soft video frames of a 90-pixel face 2.8-66.
     pub sharpness: f32,
 }
 

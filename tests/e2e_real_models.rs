@@ -1,0 +1,185 @@
+//! End to end with the real models: sessions driven through the HTTP `Router` by sequences of real frames.
+//!
+//! The genuine sequence is the adult in `../shared/testdata/video/` looking down at a tablet, cut out of the
+//! video with `ffmpeg` (installed by `scripts/test.sh`). Time is an injected clock stepping 120 ms a frame
+//! (every third frame of the 25 fps video).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use liveness::service::{LivenessService, ManualClock, ServiceSettings};
+use liveness::store::MemoryStore;
+use liveness::vision::model_files::default_models_dir;
+use liveness::vision::{Analyzer, AnalyzerOptions};
+use serde_json::Value;
+use tower::ServiceExt;
+
+const FRAME_MS: i64 = 120;
+
+fn testdata(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata").join(relative)
+}
+
+fn analyzer() -> Arc<Analyzer> {
+    static ANALYZER: OnceLock<Arc<Analyzer>> = OnceLock::new();
+    ANALYZER.get_or_init(|| Arc::new(Analyzer::load(&default_models_dir(), AnalyzerOptions::default()).unwrap())).clone()
+}
+
+/// Every third frame of video frames 200-328, cropped to the teacher, as JPEG bytes.
+fn teacher_frames() -> &'static [Vec<u8>] {
+    static FRAMES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    FRAMES.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("liveness-teacher-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y", "-i"])
+            .arg(testdata("video/pexels8617126_classroom_headpose.mp4"))
+            .args(["-vf", "select=between(n\\,200\\,328)*not(mod(n\\,3)),crop=400:400:550:0", "-vsync", "vfr"])
+            .arg(dir.join("t%03d.jpg"))
+            .status()
+            .expect("ffmpeg is installed (scripts/test.sh installs it)");
+        assert!(status.success());
+        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        let frames = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        frames
+    })
+}
+
+struct Api {
+    router: axum::Router,
+    clock: Arc<ManualClock>,
+}
+
+impl Api {
+    fn new() -> Api {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let service =
+            LivenessService::new(Arc::new(MemoryStore::new()), analyzer(), clock.clone(), ServiceSettings::default());
+        Api { router: liveness::http::router(service, 5 * 1024 * 1024), clock }
+    }
+
+    async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// A one-challenge session asking for `kind` (sessions are drawn at random until one does).
+    async fn session_asking(&self, kind: &str) -> String {
+        for _ in 0..200 {
+            let request = Request::post("/api/v1/liveness/sessions?num_challenges=1").body(Body::empty()).unwrap();
+            let (status, body) = self.call(request).await;
+            assert_eq!(status, StatusCode::CREATED);
+            if body["challenges"][0]["type"] == kind {
+                return body["session_id"].as_str().unwrap().to_owned();
+            }
+        }
+        panic!("no {kind} challenge in 200 draws");
+    }
+
+    /// Posts frames until the session ends; returns the last frame response.
+    async fn drive(&self, id: &str, frames: &[Vec<u8>]) -> Value {
+        let mut last = Value::Null;
+        for frame in frames {
+            let request = Request::post(format!("/api/v1/liveness/sessions/{id}/frame"))
+                .header(header::CONTENT_TYPE, "image/jpeg")
+                .body(Body::from(frame.clone()))
+                .unwrap();
+            let (status, body) = self.call(request).await;
+            self.clock.advance_ms(FRAME_MS);
+            if status != StatusCode::OK {
+                assert_eq!(status, StatusCode::CONFLICT, "{body}");
+                break;
+            }
+            last = body;
+            if last["session_complete"] == true {
+                break;
+            }
+        }
+        last
+    }
+
+    async fn state(&self, id: &str) -> Value {
+        let request = Request::get(format!("/api/v1/liveness/sessions/{id}")).body(Body::empty()).unwrap();
+        self.call(request).await.1
+    }
+}
+
+fn repeated(file: &str, times: usize) -> Vec<Vec<u8>> {
+    vec![std::fs::read(testdata(file)).unwrap(); times]
+}
+
+#[tokio::test]
+async fn a_real_person_looking_down_passes() {
+    let api = Api::new();
+    let id = api.session_asking("LOOK_DOWN").await;
+    let last = api.drive(&id, &teacher_frames()[..25]).await;
+    assert_eq!(last["state"], "completed", "{last}");
+    assert_eq!(last["passed"], true);
+    assert_eq!(last["challenge_type"], "LOOK_DOWN");
+    assert_eq!(last["is_live"], true);
+    assert_eq!(api.state(&id).await["is_live"], true);
+}
+
+#[tokio::test]
+async fn the_same_real_person_asked_to_look_up_fails() {
+    let api = Api::new();
+    let id = api.session_asking("LOOK_UP").await;
+    let last = api.drive(&id, &teacher_frames()[..25]).await;
+    assert_eq!(last["state"], "failed", "{last}");
+    assert_eq!(last["is_live"], false);
+    assert_eq!(last["end_reason"], "WRONG_ACTION");
+}
+
+#[tokio::test]
+async fn spoof_samples_fail() {
+    for file in ["spoof/minivision_F1_print_attack.jpg", "spoof/minivision_F2_screen_replay.jpg"] {
+        let api = Api::new();
+        let id = api.session_asking("SMILE").await;
+        api.drive(&id, &repeated(file, 60)).await;
+        let state = api.state(&id).await;
+        assert_eq!(state["state"], "failed", "{file}: {state}");
+        assert_eq!(state["is_live"], false, "{file}");
+    }
+}
+
+#[tokio::test]
+async fn a_static_live_photo_fails_every_challenge() {
+    for kind in ["TURN_LEFT", "BLINK", "SMILE", "OPEN_MOUTH"] {
+        let api = Api::new();
+        let id = api.session_asking(kind).await;
+        api.drive(&id, &repeated("spoof/minivision_T1_live.jpg", 50)).await;
+        let state = api.state(&id).await;
+        assert_eq!(state["state"], "failed", "{kind}: {state}");
+        assert_eq!(state["end_reason"], "CHALLENGE_TIMEOUT", "{kind}");
+        assert_eq!(state["is_live"], false);
+    }
+}
+
+#[tokio::test]
+async fn a_photo_of_someone_else_swapped_in_fails() {
+    let api = Api::new();
+    let id = api.session_asking("SMILE").await;
+    let mut frames = repeated("expression/pexels4195444_neutral_frontal.jpg", 3);
+    frames.extend(repeated("expression/pexels3780866_smile_frontal.jpg", 3));
+    let last = api.drive(&id, &frames).await;
+    assert_eq!(last["state"], "failed", "{last}");
+    assert_eq!(last["is_live"], false);
+}
+
+#[tokio::test]
+async fn frames_without_a_single_face_get_feedback() {
+    let api = Api::new();
+    let id = api.session_asking("BLINK").await;
+    let last = api.drive(&id, &repeated("noface/skimage_coffee.png", 1)).await;
+    assert_eq!(last["feedback"], "NO_FACE");
+    let last = api.drive(&id, &repeated("multi/pexels5919213_three_faces.jpg", 1)).await;
+    assert_eq!(last["feedback"], "MULTIPLE_FACES");
+}
