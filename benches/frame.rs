@@ -46,14 +46,23 @@ fn main() {
     let detection = detector.detect(&image).unwrap().remove(0);
     let mesh = mesh_model.run(&image, &detection.mesh_region()).unwrap();
 
-    let mesh_only = liveness::vision::onnx::OnnxModel::load(&models.join(model_files::MESH_FILE), &[1, 256, 256, 3]).unwrap();
+    let mesh_only =
+        liveness::vision::onnx::OnnxModel::load(&models.join(model_files::MESH_FILE), &[1, 256, 256, 3]).unwrap();
     measure("mesh model alone (tract run, no pre/post)", runs, || {
         std::hint::black_box(mesh_only.run(vec![0.5; 256 * 256 * 3]).unwrap());
     });
-    measure("decode", runs, || { std::hint::black_box(decode_frame(&bytes, &limits).unwrap()); });
-    measure("detect (BlazeFace short)", runs, || { std::hint::black_box(detector.detect(&image).unwrap()); });
-    measure("mesh (FaceMesh v2, one pass)", runs, || { std::hint::black_box(mesh_model.run(&image, &mesh.next_region()).unwrap()); });
-    measure("expressions (blendshapes)", runs, || { std::hint::black_box(blendshapes.run(&mesh).unwrap()); });
+    measure("decode", runs, || {
+        std::hint::black_box(decode_frame(&bytes, &limits).unwrap());
+    });
+    measure("detect (BlazeFace short)", runs, || {
+        std::hint::black_box(detector.detect(&image).unwrap());
+    });
+    measure("mesh (FaceMesh v2, one pass)", runs, || {
+        std::hint::black_box(mesh_model.run(&image, &mesh.next_region()).unwrap());
+    });
+    measure("expressions (blendshapes)", runs, || {
+        std::hint::black_box(blendshapes.run(&mesh).unwrap());
+    });
     match &antispoof {
         Some(models) => measure("antispoof (MiniFASNet V2 + V1SE)", runs, || {
             std::hint::black_box(models.real_score_for_mesh(&image, &mesh.extent()).unwrap());
@@ -61,9 +70,13 @@ fn main() {
         None => println!("antispoof: models not installed, skipped"),
     }
 
-    for (name, refine) in [("whole frame, cold (detect + 2 mesh passes)", true), ("whole frame, cold (detect + 1 mesh)", false)] {
+    for (name, refine) in
+        [("whole frame, cold (detect + 2 mesh passes)", true), ("whole frame, cold (detect + 1 mesh)", false)]
+    {
         let analyzer = Analyzer::load(&models, AnalyzerOptions { refine_mesh: refine, ..Default::default() }).unwrap();
-        measure(name, runs, || { std::hint::black_box(analyzer.analyze(&bytes, None).unwrap()); });
+        measure(name, runs, || {
+            std::hint::black_box(analyzer.analyze(&bytes, None).unwrap());
+        });
     }
     let analyzer = Analyzer::load(&models, AnalyzerOptions::default()).unwrap();
     let known = analyzer.analyze(&bytes, None).unwrap().face.unwrap().next_region;

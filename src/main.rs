@@ -66,7 +66,9 @@ fn analyze(args: &[String]) -> Result<ExitCode, String> {
     let options = AnalyzerOptions { keep_landmarks, ..AnalyzerOptions::default() };
     let analyzer = Analyzer::load(&default_models_dir(), options).map_err(|e| e.to_string())?;
     if !analyzer.has_antispoof() {
-        eprintln!("warning: anti-spoofing models not installed; antispoof_real will be null (see `liveness models install`)");
+        eprintln!(
+            "warning: anti-spoofing models not installed; antispoof_real will be null (see `liveness models install`)"
+        );
     }
     let mut all_ok = true;
     for file in files {

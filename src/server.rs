@@ -54,8 +54,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
     });
     let app = crate::http::router(service, config.max_frame_bytes);
-    let listener =
-        tokio::net::TcpListener::bind(config.bind).await.map_err(|source| ServeError::Bind { addr: config.bind, source })?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| ServeError::Bind { addr: config.bind, source })?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::domain::{draw_challenges, FrameOutcome, FrameRejection, Session, SessionRules, SessionState};
+use crate::domain::{draw_challenges, FrameOutcome, FrameRejection, Session, SessionRules};
 use crate::store::{SessionStore, StoreError};
 use crate::vision::{AnalysisError, DecodeError, FrameAnalyzer};
 
@@ -86,28 +86,15 @@ pub enum ServiceError {
     InvalidParameter { name: &'static str, message: String },
     #[error("no session with id {0}")]
     NotFound(Uuid),
-    #[error("the session has already ended ({})", .0.as_str())]
-    Ended(SessionState),
-    #[error("the session has expired")]
-    Expired,
-    #[error("the session has received its maximum of {0} frames")]
-    TooManyFrames(u32),
+    /// The session refused the frame (ended, expired, or full).
+    #[error(transparent)]
+    Rejected(#[from] FrameRejection),
     #[error(transparent)]
     Image(#[from] DecodeError),
     #[error("the session store is unavailable: {0}")]
     StoreUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-impl From<FrameRejection> for ServiceError {
-    fn from(rejection: FrameRejection) -> Self {
-        match rejection {
-            FrameRejection::Ended(state) => ServiceError::Ended(state),
-            FrameRejection::Expired => ServiceError::Expired,
-            FrameRejection::TooManyFrames(max) => ServiceError::TooManyFrames(max),
-        }
-    }
 }
 
 fn store_error(id: Uuid) -> impl Fn(StoreError) -> ServiceError {
@@ -139,6 +126,9 @@ pub struct LivenessService {
     analyzer: Arc<dyn FrameAnalyzer>,
     clock: Arc<dyn Clock>,
     settings: ServiceSettings,
+    /// Analyses run at once: one per core. More would only queue inside the CPU, and each holds a decoded
+    /// frame (up to 64 MB at 4096x4096), so a flood of requests waits here instead of exhausting memory.
+    analysis_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl LivenessService {
@@ -148,7 +138,8 @@ impl LivenessService {
         clock: Arc<dyn Clock>,
         settings: ServiceSettings,
     ) -> Self {
-        Self { store, analyzer, clock, settings }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self { store, analyzer, clock, settings, analysis_slots: Arc::new(tokio::sync::Semaphore::new(cores)) }
     }
 
     /// Whether passive anti-spoofing is available.
@@ -212,6 +203,7 @@ impl LivenessService {
         let detect = current.frames_received % self.settings.detect_every.max(1) == 0;
         let region = if detect { None } else { current.last_region };
         let analyzer = Arc::clone(&self.analyzer);
+        let slot = self.analysis_slots.acquire().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
         let observation = tokio::task::spawn_blocking(move || analyzer.analyze(&bytes, region.as_ref()))
             .await
             .map_err(|e| ServiceError::Internal(format!("analysis task failed: {e}")))?
@@ -219,6 +211,7 @@ impl LivenessService {
                 AnalysisError::Decode(error) => ServiceError::Image(error),
                 AnalysisError::Model(error) => ServiceError::Internal(error.to_string()),
             })?;
+        drop(slot);
         if let Some(face) = &observation.face {
             tracing::debug!(session = %id, yaw = face.pose.yaw, pitch = face.pose.pitch,
                 antispoof = ?face.antispoof_real, ms = observation.timings_ms.total, "frame analysed");

@@ -1,7 +1,9 @@
 //! Sessions driven by synthetic observations: for every challenge type a genuine sequence passes, and the
 //! classic cheats fail.
 
-use liveness::domain::{Challenge, ChallengeType, EndReason, Feedback, FrameRejection, Session, SessionRules, SessionState};
+use liveness::domain::{
+    Challenge, ChallengeType, EndReason, Feedback, FrameRejection, Session, SessionRules, SessionState,
+};
 use liveness::vision::fake::{crowd, empty_frame, FakeFace};
 use liveness::vision::FrameObservation;
 use uuid::Uuid;

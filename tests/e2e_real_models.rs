@@ -26,7 +26,9 @@ fn testdata(relative: &str) -> PathBuf {
 
 fn analyzer() -> Arc<Analyzer> {
     static ANALYZER: OnceLock<Arc<Analyzer>> = OnceLock::new();
-    ANALYZER.get_or_init(|| Arc::new(Analyzer::load(&default_models_dir(), AnalyzerOptions::default()).unwrap())).clone()
+    ANALYZER
+        .get_or_init(|| Arc::new(Analyzer::load(&default_models_dir(), AnalyzerOptions::default()).unwrap()))
+        .clone()
 }
 
 /// Every third frame of video frames 200-328, cropped to the teacher, as JPEG bytes.

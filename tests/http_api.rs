@@ -154,7 +154,16 @@ async fn a_frame_returns_every_spec_field() {
     let id = api.session().await;
     let (status, body) = api.frame(&id, &FakeFace::default()).await;
     assert_eq!(status, StatusCode::OK);
-    for field in ["session_id", "challenge_type", "passed", "confidence", "challenges_remaining", "session_complete", "is_live", "state"] {
+    for field in [
+        "session_id",
+        "challenge_type",
+        "passed",
+        "confidence",
+        "challenges_remaining",
+        "session_complete",
+        "is_live",
+        "state",
+    ] {
         assert!(body.get(field).is_some(), "missing {field}: {body}");
     }
     assert_eq!(body["session_id"], id);
@@ -289,7 +298,11 @@ async fn bad_images_are_refused_and_change_nothing() {
     let gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;".to_vec();
     let cases: Vec<(Vec<u8>, StatusCode, &str)> = vec![
         (Vec::new(), StatusCode::UNPROCESSABLE_ENTITY, "empty_image"),
-        (b"random bytes that are no image at all".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_image_format"),
+        (
+            b"random bytes that are no image at all".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_image_format",
+        ),
         (gif, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_image_format"),
         (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "undecodable_image"),
         (vec![0xFF; MAX_BYTES + 1], StatusCode::PAYLOAD_TOO_LARGE, "image_too_large"),
@@ -313,13 +326,15 @@ async fn multipart_edge_cases() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = api.multipart(&id, &[("picture", Some("frame.jpg"), &frame)]).await;
     assert_problem(status, &body, StatusCode::BAD_REQUEST, "missing_image");
-    let (status, body) = api.multipart(&id, &[("image", Some("a.jpg"), &frame), ("image", Some("b.jpg"), &frame)]).await;
+    let (status, body) =
+        api.multipart(&id, &[("image", Some("a.jpg"), &frame), ("image", Some("b.jpg"), &frame)]).await;
     assert_problem(status, &body, StatusCode::BAD_REQUEST, "multiple_images");
     let (status, body) = api.multipart(&id, &[("image", Some("empty.jpg"), b"")]).await;
     assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "empty_image");
     let (status, _, body) = api.raw_frame(&id, "multipart/form-data", frame.clone()).await;
     assert_problem(status, &body, StatusCode::BAD_REQUEST, "invalid_multipart");
-    let (status, _, body) = api.raw_frame(&id, &format!("multipart/form-data; boundary={BOUNDARY}"), b"--garbage".to_vec()).await;
+    let (status, _, body) =
+        api.raw_frame(&id, &format!("multipart/form-data; boundary={BOUNDARY}"), b"--garbage".to_vec()).await;
     assert_problem(status, &body, StatusCode::BAD_REQUEST, "invalid_multipart");
     let huge = vec![0xFFu8; MAX_BYTES + 100 * 1024];
     let (status, body) = api.multipart(&id, &[("image", Some("huge.jpg"), &huge)]).await;
@@ -353,7 +368,8 @@ async fn too_many_frames() {
     let clock = Arc::new(ManualClock::new(0));
     let mut settings = ServiceSettings::default();
     settings.rules.max_frames = 3;
-    let service = LivenessService::new(Arc::new(MemoryStore::new()), Arc::new(ScriptedAnalyzer::default()), clock, settings);
+    let service =
+        LivenessService::new(Arc::new(MemoryStore::new()), Arc::new(ScriptedAnalyzer::default()), clock, settings);
     let api = Api { router: liveness::http::router(service, MAX_BYTES), clock: Arc::new(ManualClock::new(0)) };
     let id = api.session().await;
     for _ in 0..3 {

@@ -27,11 +27,18 @@ fn check(path: &Path, shape: &[usize], scale: f32, offset: f32, expected: &[Opti
         let Some(reference) = reference else { continue };
         for (k, (&got, &want)) in output.iter().zip(&reference.first).enumerate() {
             let tolerance = 1e-3 * want.abs().max(1.0);
-            assert!((got - want).abs() <= tolerance, "{path:?} output {index} value {k}: tract {got}, onnxruntime {want}");
+            assert!(
+                (got - want).abs() <= tolerance,
+                "{path:?} output {index} value {k}: tract {got}, onnxruntime {want}"
+            );
         }
         let sum: f64 = output.iter().map(|&v| f64::from(v)).sum();
         let tolerance = 1e-4 * reference.sum.abs().max(1.0) + 1e-3 * (output.len() as f64).sqrt();
-        assert!((sum - reference.sum).abs() <= tolerance, "{path:?} output {index}: sum {sum}, onnxruntime {}", reference.sum);
+        assert!(
+            (sum - reference.sum).abs() <= tolerance,
+            "{path:?} output {index}: sum {sum}, onnxruntime {}",
+            reference.sum
+        );
     }
 }
 

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use liveness::vision::model_files::{self, default_models_dir};
-use liveness::vision::{AnalysisError, Analyzer, AnalyzerOptions, DecodeError, FaceObservation, FrameAnalyzer, FrameObservation};
+use liveness::vision::{
+    AnalysisError, Analyzer, AnalyzerOptions, DecodeError, FaceObservation, FrameAnalyzer, FrameObservation,
+};
 
 fn testdata(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata").join(relative)
@@ -108,7 +110,10 @@ fn mouth_open_versus_closed() {
 
 #[test]
 fn antispoof_separates_live_from_spoof_samples() {
-    assert!(analyzer().has_antispoof(), "install the models: liveness models install --from ../shared/models/antispoof");
+    assert!(
+        analyzer().has_antispoof(),
+        "install the models: liveness models install --from ../shared/models/antispoof"
+    );
     let score = |file: &str| main_face(file).antispoof_real.unwrap();
     for file in ["spoof/minivision_T1_live.jpg", "spoof/minivision_T2_live.jpg"] {
         assert!(score(file) > 0.5, "{file}: {}", score(file));

@@ -321,7 +321,8 @@ pub fn judge(
 
 /// BLINK: eyes open, then closed, then open again, in that order within the challenge.
 fn judge_blink(samples: &[FaceSample], base: &Baseline, all: &[Actions], config: &JudgeConfig) -> Verdict {
-    let open = |s: &FaceSample| s.eye_closure <= config.eyes_open && s.eye_closure - base.eye_closure <= config.eyes_open_rise;
+    let open =
+        |s: &FaceSample| s.eye_closure <= config.eyes_open && s.eye_closure - base.eye_closure <= config.eyes_open_rise;
     let mut seen_open = false;
     let mut deepest_closed: Option<f32> = None;
     let mut best = 0.0f32;
@@ -413,7 +414,10 @@ mod tests {
         let already = Baseline { smile: 0.5, ..base() };
         let config = JudgeConfig::default();
         let slight = with(|s| s.smile = 0.7);
-        assert!(matches!(judge(ChallengeType::Smile, None, &[slight, slight], &already, &config), Verdict::Pending { .. }));
+        assert!(matches!(
+            judge(ChallengeType::Smile, None, &[slight, slight], &already, &config),
+            Verdict::Pending { .. }
+        ));
     }
 
     #[test]
@@ -427,7 +431,8 @@ mod tests {
     fn returning_from_the_previous_action_is_not_wrong() {
         let turned = with(|s| s.yaw = 35.0);
         let config = JudgeConfig::default();
-        let after_turn = judge(ChallengeType::Blink, Some(ChallengeType::TurnLeft), &[turned, turned], &base(), &config);
+        let after_turn =
+            judge(ChallengeType::Blink, Some(ChallengeType::TurnLeft), &[turned, turned], &base(), &config);
         assert!(matches!(after_turn, Verdict::Pending { .. }));
         // Turning back to it after having returned is wrong again.
         let again = [turned, neutral(), turned, turned];

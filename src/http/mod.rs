@@ -126,9 +126,9 @@ async fn frame_bytes(request: Request, limit: usize) -> Result<Vec<u8>, Problem>
             Ok(bytes.to_vec())
         }
         "multipart/form-data" => {
-            let multipart = Multipart::from_request(request, &()).await.map_err(|e| {
-                Problem::new(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text())
-            })?;
+            let multipart = Multipart::from_request(request, &())
+                .await
+                .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text()))?;
             image_field(multipart, limit).await
         }
         "" => Err(Problem::new(
@@ -162,5 +162,7 @@ async fn image_field(mut multipart: Multipart, limit: usize) -> Result<Vec<u8>, 
         }
         image = Some(field.bytes().await.map_err(malformed)?.to_vec());
     }
-    image.ok_or_else(|| Problem::new(StatusCode::BAD_REQUEST, "missing_image", "the multipart body has no \"image\" field"))
+    image.ok_or_else(|| {
+        Problem::new(StatusCode::BAD_REQUEST, "missing_image", "the multipart body has no \"image\" field")
+    })
 }

@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::domain::FrameRejection;
 use crate::service::ServiceError;
 use crate::vision::DecodeError;
 
@@ -40,13 +41,15 @@ impl From<ServiceError> for Problem {
                 Problem::new(StatusCode::BAD_REQUEST, "invalid_parameter", detail).with("parameter", name)
             }
             ServiceError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, "session_not_found", detail),
-            ServiceError::Ended(state) => {
+            ServiceError::Rejected(FrameRejection::Ended(state)) => {
                 Problem::new(StatusCode::CONFLICT, "session_ended", detail).with("state", state.as_str())
             }
-            ServiceError::Expired => {
+            ServiceError::Rejected(FrameRejection::Expired) => {
                 Problem::new(StatusCode::GONE, "session_expired", detail).with("state", "expired")
             }
-            ServiceError::TooManyFrames(_) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "too_many_frames", detail),
+            ServiceError::Rejected(FrameRejection::TooManyFrames(_)) => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "too_many_frames", detail)
+            }
             ServiceError::Image(error) => Problem::from(error),
             ServiceError::StoreUnavailable(_) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", detail)

@@ -103,12 +103,9 @@ fn map_image_error(error: ImageError, bytes: &[u8], limits: &DecodeLimits) -> De
     match error {
         ImageError::Limits(limit) => match limit.kind() {
             LimitErrorKind::DimensionError => match header_dimensions(bytes) {
-                Some((width, height)) => DecodeError::DimensionsOutOfBounds {
-                    width,
-                    height,
-                    min: limits.min_side,
-                    max: limits.max_side,
-                },
+                Some((width, height)) => {
+                    DecodeError::DimensionsOutOfBounds { width, height, min: limits.min_side, max: limits.max_side }
+                }
                 None => DecodeError::Corrupt(limit.to_string()),
             },
             _ => DecodeError::MemoryLimit,

@@ -91,10 +91,8 @@ const QUALITY_GRID: usize = 128;
 /// Measures the face's brightness and sharpness on a fixed grid, so faces of any size compare.
 pub fn face_quality(image: &RgbImage, mesh: &Mesh) -> FaceQuality {
     let region = CropRegion::axis_aligned(&mesh.extent());
-    let grey: Vec<f32> = resample(image, &region, QUALITY_GRID, QUALITY_GRID, Border::Replicate)
-        .into_iter()
-        .map(luma)
-        .collect();
+    let grey: Vec<f32> =
+        resample(image, &region, QUALITY_GRID, QUALITY_GRID, Border::Replicate).into_iter().map(luma).collect();
     let brightness = grey.iter().sum::<f32>() / grey.len() as f32;
     let n = QUALITY_GRID;
     let laplacian: Vec<f32> = (1..n - 1)

@@ -5,7 +5,9 @@
 
 use super::face_metrics::{FaceQuality, HeadPose};
 use super::geometry::{BoundingBox, CropRegion};
-use super::{decode_frame, AnalysisError, DecodeLimits, FaceObservation, FrameAnalyzer, FrameObservation, StageTimings};
+use super::{
+    decode_frame, AnalysisError, DecodeLimits, FaceObservation, FrameAnalyzer, FrameObservation, StageTimings,
+};
 
 /// Analyser that reads observations out of the frames themselves.
 #[derive(Debug, Clone, Copy, Default)]
