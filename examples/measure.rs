@@ -58,6 +58,8 @@ fn main() {
             e.jaw_open,
             mouth_aspect_ratio(&mesh)
         );
+        let per_model = antispoof.real_score_per_model(&image, &mesh.extent().scaled(0.8)).unwrap();
+        println!("{:<48} chosen box: V2 {:.3} V1SE {:.3}", "", per_model[0], per_model[1]);
         print!("{:<48}", "");
         for (_, make) in &variants {
             let score = antispoof.real_score(&image, &make(&main.bbox, &mesh.extent())).unwrap();

@@ -24,4 +24,11 @@ else
   echo "note: $shared_models not found; tests that need the anti-spoofing models will fail" >&2
 fi
 
-cargo test --all-targets --no-fail-fast
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary (cargo prints one "test result" line per binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -49,16 +49,21 @@ impl AntiSpoofModels {
     /// The probability that `face` (the box the crop is scaled from) shows a live face: the two models'
     /// softmaxed "real" class, averaged.
     pub fn real_score(&self, image: &RgbImage, face: &BoundingBox) -> Result<f32, ModelError> {
-        let mut total = 0.0;
+        let scores = self.real_score_per_model(image, face)?;
+        Ok(scores.iter().sum::<f32>() / scores.len() as f32)
+    }
+
+    /// Each model's softmaxed "real" class, V2 first.
+    pub fn real_score_per_model(&self, image: &RgbImage, face: &BoundingBox) -> Result<Vec<f32>, ModelError> {
+        let mut scores = Vec::with_capacity(self.models.len());
         for (model, scale) in &self.models {
             let region = upstream_crop(image.width() as f32, image.height() as f32, face, *scale);
             let pixels = resample(image, &region, SIZE, SIZE, Border::Replicate);
             // NCHW, BGR, raw 0..255: exactly what the models were trained on.
             let input = [2usize, 1, 0].iter().flat_map(|&c| pixels.iter().map(move |p| p[c])).collect();
-            let logits = &model.run(input)?[0];
-            total += softmax(logits)[REAL_CLASS];
+            scores.push(softmax(&model.run(input)?[0])[REAL_CLASS]);
         }
-        Ok(total / self.models.len() as f32)
+        Ok(scores)
     }
 }
 
