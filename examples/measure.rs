@@ -1,8 +1,9 @@
 //! Evidence for choices in the vision pipeline, on real images: `cargo run --release --example measure -- IMAGE...`
 //! - expressions: the blendshape scores beside the mesh's eye and mouth aspect ratios;
-//! - anti-spoofing: MiniFASNet's "real" score for several choices of the box its crop is scaled from.
+//! - anti-spoofing: MiniFASNet's "real" score (V2 and V1SE averaged) for several choices of the box its crop is
+//!   scaled from, and each model's score alone for the chosen box.
 
-use liveness::vision::antispoof::AntiSpoofModels;
+use liveness::vision::antispoof::{AntiSpoofEnsemble, AntiSpoofModels};
 use liveness::vision::blendshapes::BlendshapesModel;
 use liveness::vision::detector::FaceDetector;
 use liveness::vision::face_metrics::{eye_aspect_ratios, mouth_aspect_ratio};
@@ -21,7 +22,9 @@ fn main() {
     let detector = FaceDetector::load(&dir.join(model_files::DETECTOR_FILE)).unwrap();
     let mesh_model = FaceMeshModel::load(&dir.join(model_files::MESH_FILE)).unwrap();
     let blendshapes = BlendshapesModel::load(&dir.join(model_files::BLENDSHAPES_FILE)).unwrap();
-    let antispoof = AntiSpoofModels::load(&dir.join(model_files::ANTISPOOF_DIR)).unwrap().expect("install the models");
+    let antispoof = AntiSpoofModels::load(&dir.join(model_files::ANTISPOOF_DIR), AntiSpoofEnsemble::Both)
+        .unwrap()
+        .expect("install the models");
     let variants: [(&str, &dyn Fn(&BoundingBox, &BoundingBox) -> BoundingBox); 8] = [
         ("detector", &|d, _| *d),
         ("mesh", &|_, m| *m),

@@ -26,6 +26,7 @@ pub use face_metrics::{FaceQuality, HeadPose};
 pub use geometry::{BoundingBox, CropRegion};
 pub use onnx::ModelError;
 
+pub use antispoof::AntiSpoofEnsemble;
 use antispoof::AntiSpoofModels;
 use blendshapes::BlendshapesModel;
 use detector::FaceDetector;
@@ -119,11 +120,18 @@ pub struct AnalyzerOptions {
     pub refine_mesh: bool,
     /// Keep the 478 landmarks in the observation.
     pub keep_landmarks: bool,
+    /// Which anti-spoofing models score each face.
+    pub antispoof: AntiSpoofEnsemble,
 }
 
 impl Default for AnalyzerOptions {
     fn default() -> Self {
-        Self { decode: DecodeLimits::default(), refine_mesh: true, keep_landmarks: false }
+        Self {
+            decode: DecodeLimits::default(),
+            refine_mesh: true,
+            keep_landmarks: false,
+            antispoof: AntiSpoofEnsemble::default(),
+        }
     }
 }
 
@@ -145,7 +153,7 @@ impl Analyzer {
             detector: FaceDetector::load(&models_dir.join(DETECTOR_FILE))?,
             mesh: FaceMeshModel::load(&models_dir.join(MESH_FILE))?,
             blendshapes: BlendshapesModel::load(&models_dir.join(BLENDSHAPES_FILE))?,
-            antispoof: AntiSpoofModels::load(&models_dir.join(ANTISPOOF_DIR))?,
+            antispoof: AntiSpoofModels::load(&models_dir.join(ANTISPOOF_DIR), options.antispoof)?,
             options,
         })
     }
