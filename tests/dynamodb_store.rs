@@ -1,0 +1,245 @@
+//! The DynamoDB adapter and the service on it, against AWS's DynamoDB Local on loopback (no mocks). Each test starts
+//! its own server from `LIVENESS_DYNAMODB_LOCAL_DIR` (set by `scripts/test.sh`) and stops it when done.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::AttributeValue;
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use liveness::domain::{Challenge, ChallengeType, Session};
+use liveness::service::{Clock, CreateOptions, LivenessService, ManualClock, ServiceSettings, SystemClock};
+use liveness::store::dynamodb::{client_settings, DynamoStore};
+use liveness::store::{SessionStore, StoreError};
+use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+const TABLE: &str = "liveness-sessions-test";
+
+/// A DynamoDB Local server, killed on drop.
+struct DynamoLocal {
+    child: Option<Child>,
+    port: u16,
+    db_path: Option<PathBuf>,
+}
+
+impl DynamoLocal {
+    fn start(db_path: Option<&Path>) -> DynamoLocal {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = DynamoLocal { child: None, port, db_path: db_path.map(Path::to_owned) };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let dir = PathBuf::from(std::env::var("LIVENESS_DYNAMODB_LOCAL_DIR").expect(
+            "LIVENESS_DYNAMODB_LOCAL_DIR must name DynamoDB Local's folder; scripts/test.sh installs and sets it",
+        ));
+        let mut command = Command::new("java");
+        command
+            .arg("-Xmx256m")
+            .arg("-XX:TieredStopAtLevel=1")
+            .arg(format!("-Djava.library.path={}", dir.join("DynamoDBLocal_lib").display()))
+            .arg("-jar")
+            .arg(dir.join("DynamoDBLocal.jar"))
+            .args(["-sharedDb", "-port", &self.port.to_string()]);
+        match &self.db_path {
+            Some(path) => command.arg("-dbPath").arg(path),
+            None => command.arg("-inMemory"),
+        };
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("java runs DynamoDB Local");
+        self.child = Some(child);
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "DynamoDB Local did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the server: SIGTERM first, so an on-disk database is closed cleanly, then SIGKILL if it lingers.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn client(&self) -> aws_sdk_dynamodb::Client {
+        let (timeouts, retries) = client_settings();
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
+            .endpoint_url(format!("http://127.0.0.1:{}", self.port))
+            .timeout_config(timeouts)
+            .retry_config(retries)
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
+    async fn store(&self) -> DynamoStore {
+        let store = DynamoStore::new(self.client(), TABLE);
+        store.ensure_table().await.unwrap();
+        store
+    }
+}
+
+impl Drop for DynamoLocal {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn session(now_ms: i64) -> Session {
+    Session::new(Uuid::new_v4(), vec![Challenge { kind: ChallengeType::Smile, timeout_seconds: 5.0 }], now_ms, 180_000)
+}
+
+#[tokio::test]
+async fn create_read_update_delete_with_conditions() {
+    let server = DynamoLocal::start(None);
+    let store = server.store().await;
+    store.ensure_table().await.expect("creating an existing table is fine");
+    let mut s = session(1_000);
+    store.create(&s).await.unwrap();
+    assert_eq!(store.create(&s).await, Err(StoreError::AlreadyExists));
+    assert_eq!(store.get(s.id).await.unwrap(), s);
+
+    s.version = 1;
+    s.frames_received = 1;
+    store.update(&s, 0).await.unwrap();
+    assert_eq!(store.get(s.id).await.unwrap().frames_received, 1);
+    let stale = Session { version: 1, frames_received: 7, ..s.clone() };
+    assert_eq!(store.update(&stale, 0).await, Err(StoreError::Conflict));
+    assert_eq!(store.get(s.id).await.unwrap(), s, "a conflicting write changes nothing");
+
+    store.delete(s.id).await.unwrap();
+    assert_eq!(store.get(s.id).await, Err(StoreError::NotFound));
+    assert_eq!(store.delete(s.id).await, Err(StoreError::NotFound));
+    assert_eq!(store.update(&Session { version: 2, ..s.clone() }, 1).await, Err(StoreError::NotFound));
+}
+
+#[tokio::test]
+async fn ttl_is_set_and_honoured_on_read() {
+    let server = DynamoLocal::start(None);
+    let store = server.store().await;
+    let client = server.client();
+    let ttl = client.describe_time_to_live().table_name(TABLE).send().await.unwrap();
+    let description = ttl.time_to_live_description().unwrap();
+    assert_eq!(description.attribute_name(), Some("expires_at"));
+
+    let now_ms = SystemClock.now_ms();
+    let clock = Arc::new(ManualClock::new(now_ms));
+    let service = LivenessService::new(
+        Arc::new(store),
+        Arc::new(ScriptedAnalyzer { antispoof: true }),
+        clock.clone(),
+        ServiceSettings::default(),
+    );
+    let created = service.create(CreateOptions::default()).await.unwrap();
+    let item = client
+        .get_item()
+        .table_name(TABLE)
+        .key("session_id", AttributeValue::S(created.id.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let expires_at = item.item().unwrap()["expires_at"].as_n().unwrap().parse::<i64>().unwrap();
+    assert_eq!(expires_at, now_ms / 1000 + 180, "epoch seconds, the table's TTL attribute");
+
+    clock.advance_ms(180_000);
+    let read = service.get(created.id).await.unwrap();
+    assert_eq!(read.state.as_str(), "expired", "past expires_at a read says expired before DynamoDB deletes it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_frames_lose_nothing() {
+    const FRAMES: usize = 12;
+    let server = DynamoLocal::start(None);
+    let mut settings = ServiceSettings::default();
+    settings.max_write_attempts = FRAMES + 1;
+    let service = LivenessService::new(
+        Arc::new(server.store().await),
+        Arc::new(ScriptedAnalyzer { antispoof: true }),
+        Arc::new(SystemClock),
+        settings,
+    );
+    let created = service.create(CreateOptions { num_challenges: Some(1), timeout_seconds: Some(60.0) }).await.unwrap();
+    let frame = FakeFace::default().frame();
+    let tasks: Vec<_> = (0..FRAMES)
+        .map(|_| {
+            let (service, frame) = (service.clone(), frame.clone());
+            tokio::spawn(async move { service.submit_frame(created.id, frame).await })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap().expect("accepted").session.version);
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=FRAMES as u64).collect::<Vec<_>>());
+    assert_eq!(service.get(created.id).await.unwrap().frames_received as usize, FRAMES);
+}
+
+async fn call(router: &axum::Router, request: Request<Body>) -> (StatusCode, Option<String>, serde_json::Value) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let retry_after = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_owned());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, retry_after, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn a_store_outage_is_503_and_corrupts_nothing() {
+    let db_dir = std::env::temp_dir().join(format!("liveness-ddb-{}", std::process::id()));
+    std::fs::create_dir_all(&db_dir).unwrap();
+    let mut server = DynamoLocal::start(Some(&db_dir));
+    let service = LivenessService::new(
+        Arc::new(server.store().await),
+        Arc::new(ScriptedAnalyzer { antispoof: true }),
+        // Time frozen at now: the outage itself must not be what changes the session (DynamoDB Local hides items
+        // whose TTL has passed, so the clock must not be in the past either).
+        Arc::new(ManualClock::new(SystemClock.now_ms())),
+        ServiceSettings::default(),
+    );
+    let router = liveness::http::router(service, 5 * 1024 * 1024);
+    let create = || Request::post("/api/v1/liveness/sessions").body(Body::empty()).unwrap();
+    let (status, _, created) = call(&router, create()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created["session_id"].as_str().unwrap().to_owned();
+    let frame = || {
+        Request::post(format!("/api/v1/liveness/sessions/{id}/frame"))
+            .header(header::CONTENT_TYPE, "image/jpeg")
+            .body(Body::from(FakeFace::default().frame()))
+            .unwrap()
+    };
+    let read = || Request::get(format!("/api/v1/liveness/sessions/{id}")).body(Body::empty()).unwrap();
+    assert_eq!(call(&router, frame()).await.0, StatusCode::OK);
+    let (_, _, before) = call(&router, read()).await;
+
+    server.stop();
+    for request in [read(), frame(), create()] {
+        let (status, retry_after, body) = call(&router, request).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["code"], "store_unavailable");
+        assert!(retry_after.is_some());
+    }
+
+    server.launch();
+    let (status, _, after) = call(&router, read()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(after, before, "the session is exactly as it was before the outage");
+    assert_eq!(call(&router, frame()).await.0, StatusCode::OK);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&db_dir);
+}
