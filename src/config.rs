@@ -22,6 +22,8 @@ pub struct Config {
     pub max_frames: u32,
     /// `LIVENESS_DETECT_EVERY`, default 3: run the face detector on every n-th frame, track the face between.
     pub detect_every: u32,
+    /// `LIVENESS_TABLE_NAME`: keep sessions in this DynamoDB table instead of the embedded store.
+    pub table_name: Option<String>,
 }
 
 /// A variable that is set but unusable.
@@ -53,6 +55,7 @@ impl Config {
             session_ttl_seconds: var("LIVENESS_SESSION_TTL_SECONDS", 180)?,
             max_frames: var("LIVENESS_MAX_FRAMES", 300)?,
             detect_every: var("LIVENESS_DETECT_EVERY", 3)?,
+            table_name: std::env::var("LIVENESS_TABLE_NAME").ok().filter(|t| !t.trim().is_empty()),
         };
         let positive = |name: &'static str, value: u64| {
             if value == 0 {

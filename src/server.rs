@@ -1,11 +1,13 @@
-//! The local server: REST API on an embedded store, models loaded once, clean shutdown on Ctrl-C.
+//! The local server: REST API on the embedded store (or DynamoDB when `LIVENESS_TABLE_NAME` is set), models
+//! loaded once, clean shutdown on Ctrl-C.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
 use crate::service::{Clock, LivenessService, SystemClock};
-use crate::store::MemoryStore;
+use crate::store::dynamodb::DynamoStore;
+use crate::store::{MemoryStore, SessionStore};
 use crate::vision::Analyzer;
 
 /// How often expired sessions are swept from the embedded store, and how long after expiry they are kept (so a
@@ -40,19 +42,33 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
              Install them with `liveness models install --from DIR`"
         );
     }
-    let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(SystemClock);
-    let service = LivenessService::new(store.clone(), Arc::new(analyzer), clock.clone(), config.service_settings());
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(SWEEP_EVERY);
-        loop {
-            ticker.tick().await;
-            let swept = store.sweep_expired(clock.now_ms() - KEEP_EXPIRED_MS);
-            if swept > 0 {
-                tracing::debug!(swept, "expired sessions removed");
+    let store: Arc<dyn SessionStore> = match &config.table_name {
+        Some(table) => {
+            let store = DynamoStore::from_env(table.clone()).await;
+            if let Err(error) = store.ensure_table().await {
+                tracing::warn!(%table, %error, "could not create or check the DynamoDB table; using it as it is");
             }
+            tracing::info!(%table, "sessions in DynamoDB");
+            Arc::new(store)
         }
-    });
+        None => {
+            let store = Arc::new(MemoryStore::new());
+            let sweeper = (store.clone(), clock.clone());
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(SWEEP_EVERY);
+                loop {
+                    ticker.tick().await;
+                    let swept = sweeper.0.sweep_expired(sweeper.1.now_ms() - KEEP_EXPIRED_MS);
+                    if swept > 0 {
+                        tracing::debug!(swept, "expired sessions removed");
+                    }
+                }
+            });
+            store
+        }
+    };
+    let service = LivenessService::new(store, Arc::new(analyzer), clock, config.service_settings());
     let app = crate::http::router(service, config.max_frame_bytes);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
