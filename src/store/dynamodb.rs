@@ -143,6 +143,27 @@ fn sdk_unavailable<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug
     StoreError::Unavailable(detail)
 }
 
+/// A conditional write's outcome: its failed condition becomes `on_failed_condition`, any other failure
+/// [`StoreError::Unavailable`].
+fn unless_condition_failed<O, E, R>(
+    result: Result<O, SdkError<E, R>>,
+    on_failed_condition: StoreError,
+) -> Result<(), StoreError>
+where
+    E: ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error().and_then(ProvideErrorMetadata::code) == Some("ConditionalCheckFailedException") =>
+        {
+            Err(on_failed_condition)
+        }
+        Err(e) => Err(sdk_unavailable(e)),
+    }
+}
+
 impl SessionStore for DynamoStore {
     fn create<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
         Box::pin(async move {
@@ -155,13 +176,7 @@ impl SessionStore for DynamoStore {
                 .expression_attribute_names("#key", KEY)
                 .send()
                 .await;
-            match result {
-                Ok(_) => Ok(()),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                    Err(StoreError::AlreadyExists)
-                }
-                Err(e) => Err(sdk_unavailable(e)),
-            }
+            unless_condition_failed(result, StoreError::AlreadyExists)
         })
     }
 
@@ -225,13 +240,7 @@ impl SessionStore for DynamoStore {
                 .expression_attribute_names("#key", KEY)
                 .send()
                 .await;
-            match result {
-                Ok(_) => Ok(()),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                    Err(StoreError::NotFound)
-                }
-                Err(e) => Err(sdk_unavailable(e)),
-            }
+            unless_condition_failed(result, StoreError::NotFound)
         })
     }
 }
