@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::service::{Clock, LivenessService, SystemClock};
 use crate::store::dynamodb::DynamoStore;
 use crate::store::{MemoryStore, SessionStore};
+use crate::vision::model_files::{antispoof_installed, install_antispoof, shared_antispoof_dir};
 use crate::vision::Analyzer;
 
 /// How often expired sessions are swept from the embedded store, and how long after expiry they are kept (so a
@@ -28,6 +29,15 @@ pub enum ServeError {
 
 /// Runs the local server until Ctrl-C (or SIGTERM).
 pub async fn serve(config: Config) -> Result<(), ServeError> {
+    // First run from a checkout with the shared folder beside it: do the documented install step (copy and
+    // sha256-check) so `cargo run` alone gives a server that can judge liveness.
+    let shared = shared_antispoof_dir();
+    if !antispoof_installed(&config.models_dir) && shared.is_dir() {
+        match install_antispoof(&config.models_dir, Some(&shared)) {
+            Ok(_) => tracing::info!(from = %shared.display(), "anti-spoofing models installed"),
+            Err(error) => tracing::warn!(%error, "could not install the anti-spoofing models"),
+        }
+    }
     let models_dir = config.models_dir.clone();
     let options = config.analyzer_options();
     let analyzer = tokio::task::spawn_blocking(move || Analyzer::load(&models_dir, options))

@@ -54,6 +54,17 @@ pub fn default_models_dir() -> PathBuf {
     }
 }
 
+/// Where this project's development layout keeps the anti-spoofing models: `../shared/models/antispoof` beside
+/// the source tree.
+pub fn shared_antispoof_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models/antispoof")
+}
+
+/// Whether the anti-spoofing models are installed in `models_dir`.
+pub fn antispoof_installed(models_dir: &Path) -> bool {
+    ANTISPOOF_FILES.iter().all(|f| models_dir.join(ANTISPOOF_DIR).join(f.name).exists())
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
