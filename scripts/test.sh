@@ -38,6 +38,14 @@ export LIVENESS_DYNAMODB_LOCAL_DIR=${jar%/DynamoDBLocal.jar}
 command -v java >/dev/null 2>&1 || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
+# The SAM template, linted offline (cfn-lint understands the SAM transform; no AWS credentials needed).
+tools_venv=${LIVENESS_CACHE_DIR:-$HOME/.cache/liveness}/tools-venv
+if [ ! -x "$tools_venv/bin/cfn-lint" ]; then
+  python3 -m venv "$tools_venv" && "$tools_venv/bin/pip" install -q "cfn-lint==1.58.0"
+fi
+"$tools_venv/bin/cfn-lint" template.yaml
+echo "cfn-lint: template.yaml ok"
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

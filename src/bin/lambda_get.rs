@@ -1,0 +1,6 @@
+//! Lambda function for one REST endpoint; see `liveness::lambda`. Loads no models.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    liveness::lambda::run_function(liveness::lambda::Models::None).await
+}

@@ -1,0 +1,107 @@
+//! The Lambda functions' requests: each sample event in `events/` (API Gateway HTTP API, payload 2.0) turned into a
+//! request by `lambda_http::request::from_str`, exactly as the runtime does, and served by the functions' router.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use http_body_util::BodyExt;
+use liveness::service::{LivenessService, ServiceSettings, SystemClock};
+use liveness::store::MemoryStore;
+use liveness::vision::model_files::default_models_dir;
+use liveness::vision::{Analyzer, AnalyzerOptions};
+use serde_json::Value;
+use tower::ServiceExt;
+
+fn router() -> axum::Router {
+    let analyzer = Analyzer::load(&default_models_dir(), AnalyzerOptions::default()).unwrap();
+    let service = LivenessService::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(analyzer),
+        Arc::new(SystemClock),
+        ServiceSettings::default(),
+    );
+    liveness::http::router(service, 5 * 1024 * 1024)
+}
+
+fn event(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("events").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The event with its placeholder session id replaced.
+fn for_session(mut event: Value, id: &str) -> Value {
+    let placeholder = event["pathParameters"]["session_id"].as_str().unwrap().to_owned();
+    let replace = |v: &mut Value| *v = Value::String(v.as_str().unwrap().replace(&placeholder, id));
+    replace(&mut event["rawPath"]);
+    replace(&mut event["requestContext"]["http"]["path"]);
+    event["pathParameters"]["session_id"] = Value::String(id.to_owned());
+    event
+}
+
+async fn invoke(router: &axum::Router, event: &Value) -> (u16, Value) {
+    let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
+    let (parts, body) = request.into_parts();
+    let request = axum::http::Request::from_parts(parts, Body::from(body.to_vec()));
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn every_sample_event_is_served() {
+    let router = router();
+    let (status, created) = invoke(&router, &event("create.json")).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["challenges"].as_array().unwrap().len(), 3);
+    let id = created["session_id"].as_str().unwrap();
+
+    let (status, frame) = invoke(&router, &for_session(event("frame.json"), id)).await;
+    assert_eq!(status, 200, "{frame}");
+    assert_eq!(frame["session_id"], id);
+    assert_eq!(frame["state"], "in_progress");
+
+    let (status, read) = invoke(&router, &for_session(event("get.json"), id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(read["state"], "in_progress");
+
+    let (status, cancelled) = invoke(&router, &for_session(event("delete.json"), id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(cancelled["cancelled"], id);
+    let (status, gone) = invoke(&router, &for_session(event("get.json"), id)).await;
+    assert_eq!(status, 404);
+    assert_eq!(gone["code"], "session_not_found");
+}
+
+#[tokio::test]
+async fn broken_variants_get_clear_errors() {
+    let router = router();
+    let (_, created) = invoke(&router, &event("create.json")).await;
+    let id = created["session_id"].as_str().unwrap();
+    let frame = for_session(event("frame.json"), id);
+
+    let mut no_body = frame.clone();
+    no_body.as_object_mut().unwrap().remove("body");
+    let (status, body) = invoke(&router, &no_body).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_multipart")), "{body}");
+
+    let mut wrong_type = frame.clone();
+    wrong_type["headers"]["content-type"] = Value::String("text/plain".into());
+    let (status, body) = invoke(&router, &wrong_type).await;
+    assert_eq!((status, body["code"].as_str()), (415, Some("unsupported_media_type")));
+
+    let unknown = for_session(event("frame.json"), "0b5ee2a4-1d8e-4c1e-9a55-4d2f5e6a7b8c");
+    let (status, body) = invoke(&router, &unknown).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("session_not_found")));
+
+    let malformed = for_session(event("get.json"), "not-a-session");
+    let (status, body) = invoke(&router, &malformed).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_session_id")));
+
+    let mut bad_query = event("create.json");
+    bad_query["rawQueryString"] = Value::String("num_challenges=12".into());
+    bad_query["queryStringParameters"]["num_challenges"] = Value::String("12".into());
+    let (status, body) = invoke(&router, &bad_query).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_parameter")));
+}
