@@ -4,7 +4,16 @@
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use lambda_http::LambdaEvent;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
 use crate::config::Config;
+use crate::http::problem::Problem;
 use crate::service::{LivenessService, SystemClock};
 use crate::store::dynamodb::DynamoStore;
 use crate::vision::{AnalysisError, Analyzer, CropRegion, FrameAnalyzer, FrameObservation, ModelError};
@@ -69,5 +78,53 @@ pub async fn function_router(models: Models) -> Result<axum::Router, StartError>
 pub async fn run_function(models: Models) -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let router = function_router(models).await?;
-    lambda_http::run(router).await
+    lambda_http::lambda_runtime::run(lambda_http::service_fn(move |event: LambdaEvent<Value>| {
+        let router = router.clone();
+        async move { Ok::<Value, lambda_http::Error>(handle_event(router, event.payload).await) }
+    }))
+    .await
+}
+
+/// Serves one raw API Gateway HTTP API event (payload 2.0) and returns the payload-2.0 response. The event is
+/// checked before `lambda_http` converts it: that conversion panics on a body that claims base64 but is not, and
+/// a client's bad bytes must get a 400, not a crashed invocation.
+pub async fn handle_event(router: axum::Router, event: Value) -> Value {
+    if event["isBase64Encoded"] == Value::Bool(true) {
+        let body = event["body"].as_str().unwrap_or("");
+        if STANDARD.decode(body).is_err() {
+            let problem =
+                Problem::new(StatusCode::BAD_REQUEST, "invalid_base64", "the request body is not valid base64");
+            return response_event(problem.into_response()).await;
+        }
+    }
+    let request = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(request) => request,
+        Err(error) => {
+            let problem = Problem::new(StatusCode::BAD_REQUEST, "invalid_event", format!("unreadable event: {error}"));
+            return response_event(problem.into_response()).await;
+        }
+    };
+    let (parts, body) = request.into_parts();
+    let request = axum::http::Request::from_parts(parts, axum::body::Body::from(body.to_vec()));
+    let response = match router.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    response_event(response).await
+}
+
+/// An HTTP response as an API Gateway payload-2.0 response; bodies that are not UTF-8 go base64-encoded.
+async fn response_event(response: Response) -> Value {
+    let status = response.status().as_u16();
+    let headers: serde_json::Map<String, Value> = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.to_string(), Value::String(value.to_str().unwrap_or_default().to_owned())))
+        .collect();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap_or_default();
+    let (body, encoded) = match String::from_utf8(bytes.to_vec()) {
+        Ok(text) => (text, false),
+        Err(raw) => (STANDARD.encode(raw.into_bytes()), true),
+    };
+    json!({ "statusCode": status, "headers": headers, "body": body, "isBase64Encoded": encoded })
 }

@@ -105,3 +105,29 @@ async fn broken_variants_get_clear_errors() {
     let (status, body) = invoke(&router, &bad_query).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_parameter")));
 }
+
+#[tokio::test]
+async fn raw_events_through_the_function_handler() {
+    let router = router();
+    let response = liveness::lambda::handle_event(router.clone(), event("create.json")).await;
+    assert_eq!(response["statusCode"], 201);
+    assert_eq!(response["isBase64Encoded"], false);
+    assert_eq!(response["headers"]["content-type"], "application/json");
+    let created: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    let id = created["session_id"].as_str().unwrap();
+
+    // aws_lambda_events panics on this body; the handler must answer 400 instead.
+    let mut bad_base64 = for_session(event("frame.json"), id);
+    bad_base64["body"] = Value::String("not base64 at all!".into());
+    let response = liveness::lambda::handle_event(router.clone(), bad_base64).await;
+    assert_eq!(response["statusCode"], 400);
+    assert_eq!(response["headers"]["content-type"], "application/problem+json");
+    let problem: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(problem["code"], "invalid_base64");
+
+    let response = liveness::lambda::handle_event(router.clone(), serde_json::json!({"hello": "world"})).await;
+    assert_eq!(response["statusCode"], 400);
+
+    let response = liveness::lambda::handle_event(router, for_session(event("frame.json"), id)).await;
+    assert_eq!(response["statusCode"], 200, "{response}");
+}
