@@ -97,8 +97,9 @@ pub async fn handle_event(router: axum::Router, event: Value) -> Value {
             return response_event(problem.into_response()).await;
         }
     }
-    let request = match lambda_http::request::from_str(&event.to_string()) {
-        Ok(request) => request,
+    // Straight from the parsed event: printing it back to text for `request::from_str` would copy the frame twice.
+    let request: lambda_http::Request = match serde_json::from_value::<lambda_http::request::LambdaRequest>(event) {
+        Ok(request) => request.into(),
         Err(error) => {
             let problem = Problem::new(StatusCode::BAD_REQUEST, "invalid_event", format!("unreadable event: {error}"));
             return response_event(problem.into_response()).await;
