@@ -38,13 +38,13 @@ export LIVENESS_DYNAMODB_LOCAL_DIR=${jar%/DynamoDBLocal.jar}
 command -v java >/dev/null 2>&1 || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
-# The SAM template, linted offline (cfn-lint understands the SAM transform; no AWS credentials needed).
+# The SAM template, validated offline by cfn-lint and SAM's own validator (no AWS credentials or network needed).
 tools_venv=${LIVENESS_CACHE_DIR:-$HOME/.cache/liveness}/tools-venv
-if [ ! -x "$tools_venv/bin/cfn-lint" ]; then
-  python3 -m venv "$tools_venv" && "$tools_venv/bin/pip" install -q "cfn-lint==1.58.0"
+if [ ! -x "$tools_venv/bin/sam" ]; then
+  python3 -m venv "$tools_venv" && "$tools_venv/bin/pip" install -q "cfn-lint==1.58.0" "aws-sam-cli==1.170.0"
 fi
 "$tools_venv/bin/cfn-lint" template.yaml
-echo "cfn-lint: template.yaml ok"
+SAM_CLI_TELEMETRY=0 "$tools_venv/bin/sam" validate --lint --region us-east-1 --template template.yaml
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

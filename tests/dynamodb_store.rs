@@ -1,105 +1,20 @@
-//! The DynamoDB adapter and the service on it, against AWS's DynamoDB Local on loopback (no mocks). Each test starts
-//! its own server from `LIVENESS_DYNAMODB_LOCAL_DIR` (set by `scripts/test.sh`) and stops it when done.
+//! The DynamoDB adapter and the service on it, against AWS's DynamoDB Local on loopback (no mocks).
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use liveness::domain::{Challenge, ChallengeType, Session};
 use liveness::service::{Clock, CreateOptions, LivenessService, ManualClock, ServiceSettings, SystemClock};
-use liveness::store::dynamodb::{client_settings, DynamoStore};
 use liveness::store::{SessionStore, StoreError};
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
+use support::dynamo_local::{DynamoLocal, TABLE};
 use tower::ServiceExt;
 use uuid::Uuid;
-
-const TABLE: &str = "liveness-sessions-test";
-
-/// A DynamoDB Local server, killed on drop.
-struct DynamoLocal {
-    child: Option<Child>,
-    port: u16,
-    db_path: Option<PathBuf>,
-}
-
-impl DynamoLocal {
-    fn start(db_path: Option<&Path>) -> DynamoLocal {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = DynamoLocal { child: None, port, db_path: db_path.map(Path::to_owned) };
-        server.launch();
-        server
-    }
-
-    fn launch(&mut self) {
-        let dir = PathBuf::from(std::env::var("LIVENESS_DYNAMODB_LOCAL_DIR").expect(
-            "LIVENESS_DYNAMODB_LOCAL_DIR must name DynamoDB Local's folder; scripts/test.sh installs and sets it",
-        ));
-        let mut command = Command::new("java");
-        command
-            .arg("-Xmx256m")
-            .arg("-XX:TieredStopAtLevel=1")
-            .arg(format!("-Djava.library.path={}", dir.join("DynamoDBLocal_lib").display()))
-            .arg("-jar")
-            .arg(dir.join("DynamoDBLocal.jar"))
-            .args(["-sharedDb", "-port", &self.port.to_string()]);
-        match &self.db_path {
-            Some(path) => command.arg("-dbPath").arg(path),
-            None => command.arg("-inMemory"),
-        };
-        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("java runs DynamoDB Local");
-        self.child = Some(child);
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "DynamoDB Local did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Stops the server: SIGTERM first, so an on-disk database is closed cleanly, then SIGKILL if it lingers.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn client(&self) -> aws_sdk_dynamodb::Client {
-        let (timeouts, retries) = client_settings();
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
-            .endpoint_url(format!("http://127.0.0.1:{}", self.port))
-            .timeout_config(timeouts)
-            .retry_config(retries)
-            .build();
-        aws_sdk_dynamodb::Client::from_conf(config)
-    }
-
-    async fn store(&self) -> DynamoStore {
-        let store = DynamoStore::new(self.client(), TABLE);
-        store.ensure_table().await.unwrap();
-        store
-    }
-}
-
-impl Drop for DynamoLocal {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn session(now_ms: i64) -> Session {
     Session::new(Uuid::new_v4(), vec![Challenge { kind: ChallengeType::Smile, timeout_seconds: 5.0 }], now_ms, 180_000)

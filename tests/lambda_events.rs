@@ -1,7 +1,8 @@
 //! The Lambda functions' requests: each sample event in `events/` (API Gateway HTTP API, payload 2.0) turned into a
 //! request by `lambda_http::request::from_str`, exactly as the runtime does, and served by the functions' router.
 
-use std::path::Path;
+mod support;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -11,6 +12,7 @@ use liveness::store::MemoryStore;
 use liveness::vision::model_files::default_models_dir;
 use liveness::vision::{Analyzer, AnalyzerOptions};
 use serde_json::Value;
+use support::events::{event, for_session};
 use tower::ServiceExt;
 
 fn router() -> axum::Router {
@@ -22,21 +24,6 @@ fn router() -> axum::Router {
         ServiceSettings::default(),
     );
     liveness::http::router(service, 5 * 1024 * 1024)
-}
-
-fn event(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("events").join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// The event with its placeholder session id replaced.
-fn for_session(mut event: Value, id: &str) -> Value {
-    let placeholder = event["pathParameters"]["session_id"].as_str().unwrap().to_owned();
-    let replace = |v: &mut Value| *v = Value::String(v.as_str().unwrap().replace(&placeholder, id));
-    replace(&mut event["rawPath"]);
-    replace(&mut event["requestContext"]["http"]["path"]);
-    event["pathParameters"]["session_id"] = Value::String(id.to_owned());
-    event
 }
 
 async fn invoke(router: &axum::Router, event: &Value) -> (u16, Value) {

@@ -1,0 +1,84 @@
+//! The four Lambda functions end to end as deployed: each built from the environment exactly as its binary does
+//! (`function_router`), over a real DynamoDB-compatible server on loopback, fed the raw sample events of `events/`
+//! through the function handler. One test in this binary, because it sets process-wide environment variables.
+
+mod support;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use liveness::lambda::{function_router, handle_event, Models};
+use serde_json::Value;
+use support::dynamo_local::{DynamoLocal, TABLE};
+use support::events::{event, for_session};
+
+fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().expect("a text body")).expect("a JSON body")
+}
+
+async fn stored_item(server: &DynamoLocal, id: &str) -> HashMap<String, AttributeValue> {
+    let read = server.client().get_item().table_name(TABLE).key("session_id", AttributeValue::S(id.to_owned()));
+    read.consistent_read(true).send().await.unwrap().item.expect("the session is stored")
+}
+
+#[tokio::test]
+async fn functions_serve_a_session_in_dynamodb() {
+    let mut server = DynamoLocal::start(None);
+    server.store().await; // the table, as SAM would have created it
+    for (name, value) in [
+        ("LIVENESS_TABLE_NAME", TABLE.to_owned()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", format!("http://127.0.0.1:{}", server.port)),
+        ("AWS_ACCESS_KEY_ID", "local".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("LIVENESS_SESSION_TTL_SECONDS", "120".to_owned()),
+    ] {
+        std::env::set_var(name, value);
+    }
+    let create = function_router(Models::None).await.expect("the create function starts");
+    let frame = function_router(Models::Load).await.expect("the frame function starts");
+    let get = function_router(Models::None).await.expect("the get function starts");
+    let cancel = function_router(Models::None).await.expect("the cancel function starts");
+
+    let created = handle_event(create, event("create.json")).await;
+    assert_eq!(created["statusCode"], 201, "{created}");
+    let id = body(&created)["session_id"].as_str().unwrap().to_owned();
+
+    // The item as DynamoDB holds it: versioned, with the TTL attribute the table expires it by.
+    let item = stored_item(&server, &id).await;
+    assert_eq!(item["version"], AttributeValue::N("0".into()));
+    let expires_at: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((now + 110..=now + 130).contains(&expires_at), "expires_at {expires_at} vs now {now}");
+
+    let analysed = handle_event(frame.clone(), for_session(event("frame.json"), &id)).await;
+    assert_eq!(analysed["statusCode"], 200, "{analysed}");
+    assert_eq!(body(&analysed)["state"], "in_progress");
+    assert_eq!(stored_item(&server, &id).await["version"], AttributeValue::N("1".into()));
+
+    let mut bad_base64 = for_session(event("frame.json"), &id);
+    bad_base64["body"] = Value::String("%%% not base64".into());
+    let rejected = handle_event(frame.clone(), bad_base64).await;
+    assert_eq!(rejected["statusCode"], 400);
+    assert_eq!(body(&rejected)["code"], "invalid_base64");
+    assert_eq!(stored_item(&server, &id).await["version"], AttributeValue::N("1".into()), "a rejected frame wrote");
+
+    let read = handle_event(get.clone(), for_session(event("get.json"), &id)).await;
+    assert_eq!(read["statusCode"], 200, "{read}");
+    assert_eq!(body(&read)["session_id"], id.as_str());
+    assert_eq!(body(&read)["expires_at"], expires_at);
+
+    let cancelled = handle_event(cancel, for_session(event("delete.json"), &id)).await;
+    assert_eq!(cancelled["statusCode"], 200, "{cancelled}");
+    let gone = handle_event(get.clone(), for_session(event("get.json"), &id)).await;
+    assert_eq!(gone["statusCode"], 404);
+    let late_frame = handle_event(frame, for_session(event("frame.json"), &id)).await;
+    assert_eq!(late_frame["statusCode"], 404);
+
+    // The database going away is the service's problem, not the client's: 503 with a time to retry.
+    server.stop();
+    let down = handle_event(get, for_session(event("get.json"), &id)).await;
+    assert_eq!(down["statusCode"], 503, "{down}");
+    assert!(down["headers"]["retry-after"].is_string(), "{down}");
+    assert_eq!(body(&down)["code"], "store_unavailable");
+}

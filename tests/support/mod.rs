@@ -1,0 +1,5 @@
+//! Helpers shared by the integration tests; each test binary uses what it needs.
+#![allow(dead_code)]
+
+pub mod dynamo_local;
+pub mod events;
