@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::domain::{draw_challenges, FrameOutcome, FrameRejection, Session, SessionRules};
+use crate::domain::{draw_challenges, ChallengeType, FrameOutcome, FrameRejection, Session, SessionRules};
 use crate::store::{SessionStore, StoreError};
 use crate::vision::{AnalysisError, DecodeError, FrameAnalyzer};
 
@@ -55,6 +55,10 @@ pub struct ServiceSettings {
     pub max_challenges: usize,
     pub default_timeout_seconds: f64,
     pub timeout_range_seconds: (f64, f64),
+    /// Counted frames of the WebSocket workflow's passive phase, unless the client asks otherwise.
+    pub default_passive_frames: u32,
+    /// The most passive frames a client may ask for.
+    pub max_passive_frames: u32,
     /// How long a session lives, milliseconds.
     pub session_ttl_ms: i64,
     /// Run the face detector on every n-th frame of a session; in between, the last face region is reused.
@@ -71,6 +75,8 @@ impl Default for ServiceSettings {
             max_challenges: 7,
             default_timeout_seconds: 5.0,
             timeout_range_seconds: (1.0, 60.0),
+            default_passive_frames: 5,
+            max_passive_frames: 30,
             session_ttl_ms: 180_000,
             detect_every: 3,
             max_write_attempts: 16,
@@ -105,18 +111,40 @@ fn store_error(id: Uuid) -> impl Fn(StoreError) -> ServiceError {
     }
 }
 
+/// Which interface a session serves: it decides the challenge types drawn and whether a passive phase comes first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Workflow {
+    /// The REST API: any of the seven challenge types, judged from the first frame.
+    #[default]
+    Rest,
+    /// The WebSocket workflow: the six actions its spec names, after a passive phase.
+    WebSocket,
+}
+
 /// Options of a new session, as the caller gave them (unvalidated).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CreateOptions {
     pub num_challenges: Option<i64>,
     pub timeout_seconds: Option<f64>,
+    /// Counted frames of the passive phase (WebSocket sessions only).
+    pub passive_frames: Option<i64>,
+    pub workflow: Workflow,
 }
 
-/// A frame's result: the session after it and what the frame did.
+/// A frame's result: the session before and after it, and what the frame did.
 #[derive(Debug, Clone)]
 pub struct FrameResult {
+    /// The stored session the frame was applied to.
+    pub before: Session,
     pub session: Session,
     pub outcome: FrameOutcome,
+}
+
+/// A change of a session that time alone made (a challenge timed out, the session expired), once written.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub before: Session,
+    pub session: Session,
 }
 
 /// The service. Cheap to clone; share one per process.
@@ -155,11 +183,26 @@ impl LivenessService {
     /// Creates a session with challenges drawn from the OS's secure generator.
     pub async fn create(&self, options: CreateOptions) -> Result<Session, ServiceError> {
         let settings = &self.settings;
+        let pool: &[ChallengeType] = match options.workflow {
+            Workflow::Rest => &ChallengeType::ALL,
+            Workflow::WebSocket => &ChallengeType::WEBSOCKET,
+        };
+        let max_challenges = settings.max_challenges.min(pool.len()) as i64;
         let count = options.num_challenges.unwrap_or(settings.default_challenges as i64);
-        if !(1..=settings.max_challenges as i64).contains(&count) {
+        if !(1..=max_challenges).contains(&count) {
             return Err(ServiceError::InvalidParameter {
                 name: "num_challenges",
-                message: format!("must be between 1 and {}, got {count}", settings.max_challenges),
+                message: format!("must be between 1 and {max_challenges}, got {count}"),
+            });
+        }
+        let passive_frames = match options.workflow {
+            Workflow::Rest => 0,
+            Workflow::WebSocket => options.passive_frames.unwrap_or(i64::from(settings.default_passive_frames)),
+        };
+        if !(0..=i64::from(settings.max_passive_frames)).contains(&passive_frames) {
+            return Err(ServiceError::InvalidParameter {
+                name: "passive_frames",
+                message: format!("must be between 0 and {}, got {passive_frames}", settings.max_passive_frames),
             });
         }
         let timeout = options.timeout_seconds.unwrap_or(settings.default_timeout_seconds);
@@ -171,8 +214,9 @@ impl LivenessService {
             });
         }
         let mut secure = rand::TryRngCore::unwrap_err(rand::rngs::OsRng);
-        let challenges = draw_challenges(&mut secure, count as usize, timeout);
-        let session = Session::new(Uuid::new_v4(), challenges, self.clock.now_ms(), settings.session_ttl_ms);
+        let challenges = draw_challenges(&mut secure, pool, count as usize, timeout);
+        let session = Session::new(Uuid::new_v4(), challenges, self.clock.now_ms(), settings.session_ttl_ms)
+            .with_passive_phase(passive_frames as u32);
         self.store.create(&session).await.map_err(store_error(session.id))?;
         tracing::info!(session = %session.id, challenges = count, "session created");
         Ok(session)
@@ -182,6 +226,22 @@ impl LivenessService {
     pub async fn get(&self, id: Uuid) -> Result<Session, ServiceError> {
         let session = self.store.get(id).await.map_err(store_error(id))?;
         Ok(session.at(self.clock.now_ms()))
+    }
+
+    /// Writes what time alone did to a session (a challenge timed out, the session expired), so that it is
+    /// announced once: `None` when there was nothing to write or another writer got there first.
+    pub async fn settle(&self, id: Uuid) -> Result<Option<Settled>, ServiceError> {
+        let before = self.store.get(id).await.map_err(store_error(id))?;
+        let mut session = before.at(self.clock.now_ms());
+        if session == before {
+            return Ok(None);
+        }
+        session.version = before.version + 1;
+        match self.store.update(&session, before.version).await {
+            Ok(()) => Ok(Some(Settled { before, session })),
+            Err(StoreError::Conflict) => Ok(None),
+            Err(other) => Err(store_error(id)(other)),
+        }
     }
 
     /// Cancels (deletes) a session.
@@ -226,7 +286,7 @@ impl LivenessService {
                         tracing::info!(session = %id, state = next.state.as_str(), reason = ?next.end_reason,
                             passive_mean = ?next.passive.mean(), "session ended");
                     }
-                    return Ok(FrameResult { session: next, outcome });
+                    return Ok(FrameResult { before: current, session: next, outcome });
                 }
                 Err(StoreError::Conflict) => {
                     current = self.store.get(id).await.map_err(store_error(id))?;

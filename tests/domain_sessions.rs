@@ -278,3 +278,64 @@ fn without_passive_evidence_a_session_is_never_live() {
     assert_eq!(run.session.is_live, Some(false));
     assert_eq!(run.session.end_reason, Some(EndReason::AntispoofUnavailable));
 }
+
+fn with_passive_phase(kinds: &[ChallengeType], frames: u32) -> Run {
+    let mut run = Run::new(kinds);
+    run.session = run.session.clone().with_passive_phase(frames);
+    run
+}
+
+#[test]
+fn a_passive_phase_scores_frames_and_sets_the_baseline_before_the_first_challenge_starts() {
+    let mut run = with_passive_phase(&[ChallengeType::Smile], 4);
+    // Frames that do not count do not shorten the passive phase.
+    run.send(&empty_frame()).unwrap();
+    for n in 1..=4 {
+        assert!(run.session.in_passive_phase());
+        let outcome = run.send(&neutral().observation()).unwrap();
+        assert_eq!(outcome.challenge, None, "frame {n} is judged against no challenge");
+        assert!(outcome.antispoof_real.is_some());
+    }
+    assert!(!run.session.in_passive_phase());
+    assert_eq!(run.session.passive_counted, 4);
+    assert!(run.session.baseline.is_some(), "the passive frames set the baseline");
+    assert_eq!(run.session.challenge_started_ms, Some(run.now), "the clock starts when the phase ends");
+    // The smile counts at once: no more neutral frames are needed for a baseline.
+    run.send_all(&genuine(ChallengeType::Smile));
+    assert_eq!(run.session.state, SessionState::Completed, "{:?}", run.session.end_reason);
+}
+
+#[test]
+fn no_challenge_times_out_during_the_passive_phase() {
+    let mut run = with_passive_phase(&[ChallengeType::Blink], 3);
+    run.send(&neutral().observation()).unwrap();
+    run.now += 20_000; // far beyond the 5 s challenge timeout
+    run.send(&neutral().observation()).unwrap();
+    assert_eq!(run.session.state, SessionState::InProgress);
+    assert!(run.session.in_passive_phase());
+}
+
+#[test]
+fn a_spoof_ends_the_session_at_the_end_of_the_passive_phase_without_a_challenge_result() {
+    let mut run = with_passive_phase(&[ChallengeType::Blink], 3);
+    let mut doubtful = neutral();
+    doubtful.antispoof_real = Some(0.35); // above the early-fail line, below the verdict's
+    for _ in 0..3 {
+        run.send(&doubtful.observation()).unwrap();
+    }
+    assert_eq!(run.session.state, SessionState::Failed);
+    assert_eq!(run.session.end_reason, Some(EndReason::SpoofDetected));
+    assert!(run.session.outcomes.is_empty(), "no challenge was ever started, so none failed");
+}
+
+#[test]
+fn a_clear_spoof_ends_the_passive_phase_early() {
+    let mut run = with_passive_phase(&[ChallengeType::Blink], 10);
+    let mut print = neutral();
+    print.antispoof_real = Some(0.02);
+    for _ in 0..3 {
+        run.send(&print.observation()).unwrap();
+    }
+    assert_eq!(run.session.end_reason, Some(EndReason::SpoofDetected));
+    assert!(run.session.outcomes.is_empty());
+}

@@ -89,7 +89,10 @@ async fn concurrent_frames_lose_nothing() {
         Arc::new(SystemClock),
         settings,
     );
-    let created = service.create(CreateOptions { num_challenges: Some(1), timeout_seconds: Some(60.0) }).await.unwrap();
+    let created = service
+        .create(CreateOptions { num_challenges: Some(1), timeout_seconds: Some(60.0), ..Default::default() })
+        .await
+        .unwrap();
     let frame = FakeFace::default().frame();
     let tasks: Vec<_> = (0..FRAMES)
         .map(|_| {

@@ -63,7 +63,10 @@ async fn concurrent_frames_are_all_counted_once() {
         Arc::new(SystemClock),
         settings,
     );
-    let session = service.create(CreateOptions { num_challenges: Some(1), timeout_seconds: Some(30.0) }).await.unwrap();
+    let session = service
+        .create(CreateOptions { num_challenges: Some(1), timeout_seconds: Some(30.0), ..Default::default() })
+        .await
+        .unwrap();
     let frame = FakeFace::default().frame();
     let tasks: Vec<_> = (0..FRAMES)
         .map(|_| {

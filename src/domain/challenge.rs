@@ -29,6 +29,16 @@ impl ChallengeType {
         ChallengeType::OpenMouth,
     ];
 
+    /// The six actions the WebSocket workflow's spec names (it has no OPEN_MOUTH).
+    pub const WEBSOCKET: [ChallengeType; 6] = [
+        ChallengeType::Blink,
+        ChallengeType::TurnLeft,
+        ChallengeType::TurnRight,
+        ChallengeType::LookUp,
+        ChallengeType::LookDown,
+        ChallengeType::Smile,
+    ];
+
     /// The instruction shown to the user, exactly as the spec words it.
     pub fn instruction(self) -> &'static str {
         match self {
@@ -64,10 +74,15 @@ pub struct Challenge {
     pub timeout_seconds: f64,
 }
 
-/// Draws `count` distinct challenge types in random order from a cryptographically secure generator (the caller
-/// passes the OS generator in production, a seeded one in tests).
-pub fn draw_challenges(rng: &mut dyn RngCore, count: usize, timeout_seconds: f64) -> Vec<Challenge> {
-    let mut kinds = ChallengeType::ALL;
+/// Draws `count` distinct challenge types from `pool` in random order from a cryptographically secure generator
+/// (the caller passes the OS generator in production, a seeded one in tests).
+pub fn draw_challenges(
+    rng: &mut dyn RngCore,
+    pool: &[ChallengeType],
+    count: usize,
+    timeout_seconds: f64,
+) -> Vec<Challenge> {
+    let mut kinds = pool.to_vec();
     kinds.shuffle(rng);
     kinds.iter().take(count).map(|&kind| Challenge { kind, timeout_seconds }).collect()
 }
@@ -82,7 +97,7 @@ mod tests {
     fn draws_distinct_types() {
         let mut rng = StdRng::seed_from_u64(7);
         for count in 1..=7 {
-            let challenges = draw_challenges(&mut rng, count, 5.0);
+            let challenges = draw_challenges(&mut rng, &ChallengeType::ALL, count, 5.0);
             assert_eq!(challenges.len(), count);
             let mut kinds: Vec<_> = challenges.iter().map(|c| c.kind.as_str()).collect();
             kinds.dedup();
@@ -95,7 +110,7 @@ mod tests {
     #[test]
     fn draws_vary() {
         let mut rng = StdRng::seed_from_u64(1);
-        let first: Vec<_> = (0..20).map(|_| draw_challenges(&mut rng, 3, 5.0)[0].kind).collect();
+        let first: Vec<_> = (0..20).map(|_| draw_challenges(&mut rng, &ChallengeType::ALL, 3, 5.0)[0].kind).collect();
         assert!(first.iter().any(|k| *k != first[0]));
     }
 

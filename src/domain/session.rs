@@ -135,6 +135,13 @@ pub struct Session {
     pub last_region: Option<CropRegion>,
     pub passive: PassiveScores,
     pub frames_received: u32,
+    /// Counted frames of a passive phase before the first challenge starts (the WebSocket workflow's; REST
+    /// sessions have none). During it frames are scored and set the baseline; no challenge clock runs.
+    #[serde(default)]
+    pub passive_frames: u32,
+    /// Counted frames of the passive phase so far.
+    #[serde(default)]
+    pub passive_counted: u32,
 }
 
 /// What one frame did to the session.
@@ -147,6 +154,8 @@ pub struct FrameOutcome {
     pub confidence: f32,
     /// Why the frame did not count, if it did not.
     pub feedback: Option<Feedback>,
+    /// The frame's passive anti-spoofing score, if it was scored.
+    pub antispoof_real: Option<f32>,
 }
 
 /// Why a frame was refused without changing the session.
@@ -181,7 +190,20 @@ impl Session {
             last_region: None,
             passive: PassiveScores::default(),
             frames_received: 0,
+            passive_frames: 0,
+            passive_counted: 0,
         }
+    }
+
+    /// The same session with a passive phase of `frames` counted frames before its first challenge.
+    pub fn with_passive_phase(mut self, frames: u32) -> Session {
+        self.passive_frames = frames;
+        self
+    }
+
+    /// Whether the session is open and still in its passive phase.
+    pub fn in_passive_phase(&self) -> bool {
+        !self.state.is_terminal() && self.passive_counted < self.passive_frames
     }
 
     /// The challenge being worked on, if the session is still open.
@@ -250,13 +272,22 @@ impl Session {
         session.frames_received += 1;
         if session.state == SessionState::Pending {
             session.state = SessionState::InProgress;
-            session.challenge_started_ms = Some(now_ms);
+            if !session.in_passive_phase() {
+                session.challenge_started_ms = Some(now_ms);
+            }
         }
         if let Some(face) = &observation.face {
             session.last_region = Some(face.next_region);
         }
         let challenge = session.current_challenge().map(|c| c.kind).expect("an open session has a challenge");
-        let mut outcome = FrameOutcome { challenge: Some(challenge), passed: false, confidence: 0.0, feedback: None };
+        let passive_phase = session.in_passive_phase();
+        let mut outcome = FrameOutcome {
+            challenge: (!passive_phase).then_some(challenge),
+            passed: false,
+            confidence: 0.0,
+            feedback: None,
+            antispoof_real: None,
+        };
 
         let sample = match judge::sample_frame(observation, &rules.judge) {
             Ok(sample) => sample,
@@ -274,6 +305,7 @@ impl Session {
         }
         session.last_face = Some(sample);
         if let Some(score) = sample.antispoof_real {
+            outcome.antispoof_real = Some(score);
             session.passive.sum += f64::from(score);
             session.passive.count += 1;
             if session.passive.count >= rules.passive_min_frames
@@ -282,6 +314,10 @@ impl Session {
                 session.fail_current(0.0, EndReason::SpoofDetected);
                 return Ok((session, outcome));
             }
+        }
+        if passive_phase {
+            session.count_passive_frame(sample, now_ms, rules);
+            return Ok((session, outcome));
         }
 
         let Some(baseline) = session.baseline.or_else(|| session.gather_baseline(sample, &rules.judge)) else {
@@ -316,6 +352,23 @@ impl Session {
         None
     }
 
+    /// A counted frame of the passive phase: it may set the baseline; the last one either starts the first
+    /// challenge's clock or, when the scores so far say spoof, ends the session (no challenge could save it).
+    fn count_passive_frame(&mut self, sample: FaceSample, now_ms: i64, rules: &SessionRules) {
+        if self.baseline.is_none() {
+            self.gather_baseline(sample, &rules.judge);
+        }
+        self.passive_counted += 1;
+        if self.passive_counted < self.passive_frames {
+            return;
+        }
+        if self.passive.mean().is_some_and(|mean| mean < rules.passive_threshold) {
+            self.end(SessionState::Failed, EndReason::SpoofDetected);
+        } else {
+            self.challenge_started_ms = Some(now_ms);
+        }
+    }
+
     fn pass_current(&mut self, confidence: f32, now_ms: i64, rules: &SessionRules) {
         let kind = self.current_challenge().expect("open").kind;
         self.outcomes.push(ChallengeOutcome { kind, passed: true, confidence });
@@ -332,8 +385,9 @@ impl Session {
         }
     }
 
+    /// Fails the challenge being worked on (none is, during the passive phase) and so the session.
     fn fail_current(&mut self, confidence: f32, reason: EndReason) {
-        if let Some(challenge) = self.current_challenge() {
+        if let Some(challenge) = self.current_challenge().filter(|_| !self.in_passive_phase()) {
             let kind = challenge.kind;
             self.outcomes.push(ChallengeOutcome { kind, passed: false, confidence });
         }

@@ -80,6 +80,7 @@ async fn create_session(
     let options = CreateOptions {
         num_challenges: parse_param(&pairs, "num_challenges")?,
         timeout_seconds: parse_param(&pairs, "timeout_seconds")?,
+        ..CreateOptions::default()
     };
     let session = state.service.create(options).await?;
     Ok((StatusCode::CREATED, Json(SessionView::from(&session))).into_response())

@@ -19,4 +19,3 @@ pub fn for_session(mut event: Value, id: &str) -> Value {
     event["pathParameters"]["session_id"] = Value::String(id.to_owned());
     event
 }
-
