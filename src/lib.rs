@@ -10,3 +10,4 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod vision;
+pub mod websocket;

@@ -175,6 +175,11 @@ impl LivenessService {
         self.analyzer.has_antispoof()
     }
 
+    /// The service's time, epoch milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> &ServiceSettings {
         &self.settings

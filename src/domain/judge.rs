@@ -98,6 +98,22 @@ pub enum Feedback {
     FaceChanged,
 }
 
+impl Feedback {
+    /// What the user should do about it, in words.
+    pub fn message(self) -> &'static str {
+        match self {
+            Feedback::NoFace => "No face found: look into the camera",
+            Feedback::MultipleFaces => "More than one face: only one person may be in view",
+            Feedback::FaceTooSmall => "Too far away: move closer to the camera",
+            Feedback::FaceNotCentered => "Move your face to the middle of the picture",
+            Feedback::TooDark => "Too dark: find more light",
+            Feedback::TooBright => "Too bright: avoid light shining into the camera",
+            Feedback::Blurry => "The picture is blurred: hold still",
+            Feedback::FaceChanged => "The face in view changed",
+        }
+    }
+}
+
 /// What the judge keeps of one counted frame.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FaceSample {

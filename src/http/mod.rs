@@ -2,6 +2,7 @@
 
 pub mod problem;
 pub mod views;
+mod websocket;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
@@ -32,6 +33,7 @@ pub fn router(service: LivenessService, max_frame_bytes: usize) -> Router {
         .route("/api/v1/liveness/sessions", post(create_session))
         .route("/api/v1/liveness/sessions/{id}", get(get_session).delete(cancel_session))
         .route("/api/v1/liveness/sessions/{id}/frame", post(submit_frame))
+        .route("/api/v1/liveness/ws", get(websocket::connect))
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

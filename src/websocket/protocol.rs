@@ -1,0 +1,233 @@
+//! The WebSocket workflow's messages, exactly as `spec/websocket-liveness.txt` names them, and the parsing of what
+//! a client sends.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ChallengeType, Feedback};
+
+/// The spec's action string of a challenge type: `BLINK`, `LOOK LEFT`, `LOOK RIGHT`, `LOOK UP`, `LOOK DOWN`,
+/// `SMILE`. (`OPEN MOUTH` is never drawn for this workflow; it is named only so every type has a string.)
+pub fn action(kind: ChallengeType) -> &'static str {
+    match kind {
+        ChallengeType::Blink => "BLINK",
+        ChallengeType::TurnLeft => "LOOK LEFT",
+        ChallengeType::TurnRight => "LOOK RIGHT",
+        ChallengeType::LookUp => "LOOK UP",
+        ChallengeType::LookDown => "LOOK DOWN",
+        ChallengeType::Smile => "SMILE",
+        ChallengeType::OpenMouth => "OPEN MOUTH",
+    }
+}
+
+/// The two phases of the workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Anti-spoofing evaluation.
+    Passive,
+    /// Challenge-based verification.
+    Active,
+}
+
+/// A frame's or the session's classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Label {
+    Real,
+    Fake,
+}
+
+/// A challenge's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Passed,
+    Failed,
+}
+
+/// Everything the server sends, as JSON text messages. The first five are the spec's; `error` is the design's
+/// answer to a bad message; `feedback` is sent only to connections that ask for it (`?feedback=true`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Phase {
+        value: Phase,
+    },
+    FrameResult {
+        confidence: f32,
+        label: Label,
+    },
+    ChallengeStart {
+        action: String,
+    },
+    ChallengeResult {
+        action: String,
+        status: Status,
+    },
+    FinalResult {
+        label: Label,
+        passed: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        confidence: Option<f32>,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
+    Feedback {
+        code: Feedback,
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    /// The message as the JSON text sent on the wire.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server messages always serialise")
+    }
+
+    /// An `error` message.
+    pub fn error(code: &str, message: impl Into<String>) -> ServerMessage {
+        ServerMessage::Error { code: code.to_owned(), message: message.into() }
+    }
+}
+
+/// Why a client's message was not a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("a text message must be JSON like {{\"type\":\"frame\",\"image\":\"<base64>\"}}: {0}")]
+    InvalidJson(String),
+    #[error("unknown message type {0:?}; the only one is \"frame\"")]
+    UnknownType(String),
+    #[error("a frame message needs \"image\", the frame as base64")]
+    MissingImage,
+    #[error("\"image\" is not valid base64")]
+    InvalidBase64,
+    #[error("the frame is {size} bytes; at most {limit} are accepted")]
+    TooLarge { size: usize, limit: usize },
+}
+
+impl MessageError {
+    /// The stable `code` of the `error` message.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MessageError::InvalidJson(_) => "invalid_message",
+            MessageError::UnknownType(_) => "unknown_message_type",
+            MessageError::MissingImage => "missing_image",
+            MessageError::InvalidBase64 => "invalid_base64",
+            MessageError::TooLarge { .. } => "image_too_large",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TextMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    image: Option<String>,
+}
+
+/// The frame in a text message `{"type":"frame","image":"<base64>"}` (a `data:` URL prefix is accepted too).
+pub fn frame_from_text(text: &str, max_bytes: usize) -> Result<Vec<u8>, MessageError> {
+    // Base64 is 4/3 the size of its bytes: refuse what cannot fit before decoding anything.
+    if text.len() > max_bytes / 3 * 4 + 1024 {
+        return Err(MessageError::TooLarge { size: text.len() / 4 * 3, limit: max_bytes });
+    }
+    let message: TextMessage = serde_json::from_str(text).map_err(|e| MessageError::InvalidJson(e.to_string()))?;
+    if message.kind != "frame" {
+        return Err(MessageError::UnknownType(message.kind));
+    }
+    let image = message.image.ok_or(MessageError::MissingImage)?;
+    let encoded = match image.split_once(";base64,") {
+        Some((prefix, data)) if prefix.starts_with("data:") => data,
+        _ => image.as_str(),
+    };
+    let bytes = STANDARD.decode(encoded.trim()).map_err(|_| MessageError::InvalidBase64)?;
+    frame_from_binary(bytes, max_bytes)
+}
+
+/// A binary message: the frame's bytes themselves.
+pub fn frame_from_binary(bytes: Vec<u8>, max_bytes: usize) -> Result<Vec<u8>, MessageError> {
+    if bytes.len() > max_bytes {
+        return Err(MessageError::TooLarge { size: bytes.len(), limit: max_bytes });
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn messages_serialise_exactly_as_the_spec_shows() {
+        let cases = [
+            (ServerMessage::Phase { value: Phase::Passive }, json!({"type": "phase", "value": "passive"})),
+            (
+                ServerMessage::FrameResult { confidence: 0.874, label: Label::Real },
+                json!({"type": "frame_result", "confidence": 0.874, "label": "REAL"}),
+            ),
+            (
+                ServerMessage::ChallengeStart { action: action(ChallengeType::Blink).into() },
+                json!({"type": "challenge_start", "action": "BLINK"}),
+            ),
+            (
+                ServerMessage::ChallengeResult {
+                    action: action(ChallengeType::TurnRight).into(),
+                    status: Status::Passed,
+                },
+                json!({"type": "challenge_result", "action": "LOOK RIGHT", "status": "passed"}),
+            ),
+            (
+                ServerMessage::FinalResult { label: Label::Fake, passed: vec![], confidence: Some(0.34) },
+                json!({"type": "final_result", "label": "FAKE", "passed": [], "confidence": 0.34}),
+            ),
+            (
+                ServerMessage::FinalResult { label: Label::Fake, passed: vec![], confidence: None },
+                json!({"type": "final_result", "label": "FAKE", "passed": []}),
+            ),
+        ];
+        for (message, expected) in cases {
+            let wire: serde_json::Value = serde_json::from_str(&message.to_json()).unwrap();
+            // f32 fields widen to f64 on the way: compare numbers loosely, everything else exactly.
+            assert_eq!(wire.as_object().unwrap().keys().collect::<Vec<_>>(), {
+                let mut keys: Vec<_> = expected.as_object().unwrap().keys().collect();
+                keys.sort();
+                keys
+            });
+            for (key, value) in expected.as_object().unwrap() {
+                match value.as_f64() {
+                    Some(number) => assert!((wire[key].as_f64().unwrap() - number).abs() < 1e-6),
+                    None => assert_eq!(&wire[key], value),
+                }
+            }
+            assert_eq!(serde_json::from_value::<ServerMessage>(wire).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn actions_are_the_spec_enum() {
+        let actions: Vec<_> = ChallengeType::WEBSOCKET.iter().map(|&k| action(k)).collect();
+        assert_eq!(actions, ["BLINK", "LOOK LEFT", "LOOK RIGHT", "LOOK UP", "LOOK DOWN", "SMILE"]);
+    }
+
+    #[test]
+    fn text_frames_are_parsed_and_bad_ones_named() {
+        let frame = STANDARD.encode(b"\xff\xd8jpeg");
+        assert_eq!(frame_from_text(&format!(r#"{{"type":"frame","image":"{frame}"}}"#), 100).unwrap(), b"\xff\xd8jpeg");
+        let data_url = format!(r#"{{"type":"frame","image":"data:image/jpeg;base64,{frame}"}}"#);
+        assert_eq!(frame_from_text(&data_url, 100).unwrap(), b"\xff\xd8jpeg");
+
+        let code = |text: &str| frame_from_text(text, 100).unwrap_err().code();
+        assert_eq!(code("hello"), "invalid_message");
+        assert_eq!(code(r#"{"image":"AAAA"}"#), "invalid_message");
+        assert_eq!(code(r#"{"type":"ping"}"#), "unknown_message_type");
+        assert_eq!(code(r#"{"type":"frame"}"#), "missing_image");
+        assert_eq!(code(r#"{"type":"frame","image":"%%%"}"#), "invalid_base64");
+        let big = STANDARD.encode([0u8; 120]);
+        assert_eq!(code(&format!(r#"{{"type":"frame","image":"{big}"}}"#)), "image_too_large");
+        assert_eq!(frame_from_binary(vec![0; 101], 100).unwrap_err().code(), "image_too_large");
+    }
+}

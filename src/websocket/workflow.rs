@@ -1,0 +1,221 @@
+//! The WebSocket workflow, independent of transport: what to say when a connection opens, and how each incoming
+//! message turns the stored session into a new one plus the messages to send. The local server and the Lambda
+//! function both call [`Workflow`]; neither holds a rule of its own.
+
+use uuid::Uuid;
+
+use super::protocol::{action, frame_from_binary, frame_from_text, Label, Phase, ServerMessage, Status};
+use crate::domain::{FrameOutcome, FrameRejection, Session};
+use crate::http::problem::Problem;
+use crate::service::{CreateOptions, LivenessService, ServiceError, Workflow as SessionWorkflow};
+
+/// A message as a client sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+/// Options of one connection, from its query string.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ConnectionOptions {
+    pub session: CreateOptions,
+    /// Also send a `feedback` message for each frame that did not count (off by default: the spec's messages only).
+    pub feedback: bool,
+}
+
+impl ConnectionOptions {
+    /// Reads `num_challenges`, `timeout_seconds`, `passive_frames` and `feedback` from query pairs.
+    pub fn from_query(pairs: &[(String, String)]) -> Result<ConnectionOptions, ServiceError> {
+        fn number<T: std::str::FromStr>(
+            pairs: &[(String, String)],
+            name: &'static str,
+        ) -> Result<Option<T>, ServiceError> {
+            match pairs.iter().rev().find(|(key, _)| key == name) {
+                None => Ok(None),
+                Some((_, raw)) => raw.trim().parse().map(Some).map_err(|_| ServiceError::InvalidParameter {
+                    name,
+                    message: format!("{raw:?} is not a valid number"),
+                }),
+            }
+        }
+        let feedback = match pairs.iter().rev().find(|(key, _)| key == "feedback").map(|(_, v)| v.as_str()) {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") | Some("") => true,
+            Some(other) => {
+                return Err(ServiceError::InvalidParameter {
+                    name: "feedback",
+                    message: format!("{other:?} is not true or false"),
+                })
+            }
+        };
+        Ok(ConnectionOptions {
+            session: CreateOptions {
+                num_challenges: number(pairs, "num_challenges")?,
+                timeout_seconds: number(pairs, "timeout_seconds")?,
+                passive_frames: number(pairs, "passive_frames")?,
+                workflow: SessionWorkflow::WebSocket,
+            },
+            feedback,
+        })
+    }
+}
+
+/// What to send after one event, and whether the workflow is over (then the transport closes normally).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reply {
+    pub messages: Vec<ServerMessage>,
+    pub finished: bool,
+    /// When time alone will next change the session (a challenge deadline or the session's expiry), epoch ms.
+    pub wake_at_ms: Option<i64>,
+}
+
+impl Reply {
+    fn after(session: &Session, messages: Vec<ServerMessage>) -> Reply {
+        let finished = session.state.is_terminal();
+        let wake_at_ms = (!finished).then(|| {
+            let deadline =
+                session.challenge_deadline_ms().map_or(session.expires_at_ms, |d| d.min(session.expires_at_ms));
+            deadline + 1
+        });
+        Reply { messages, finished, wake_at_ms }
+    }
+
+    fn error(code: &str, message: impl Into<String>) -> Reply {
+        Reply { messages: vec![ServerMessage::error(code, message)], finished: false, wake_at_ms: None }
+    }
+}
+
+/// The workflow over a liveness service.
+#[derive(Clone)]
+pub struct Workflow {
+    service: LivenessService,
+    max_frame_bytes: usize,
+}
+
+impl Workflow {
+    /// A workflow over `service`, refusing frames over `max_frame_bytes`.
+    pub fn new(service: LivenessService, max_frame_bytes: usize) -> Self {
+        Self { service, max_frame_bytes }
+    }
+
+    /// The service's time, epoch milliseconds (what [`Reply::wake_at_ms`] is measured in).
+    pub fn now_ms(&self) -> i64 {
+        self.service.now_ms()
+    }
+
+    /// Starts a session for a new connection; the reply holds the opening messages.
+    pub async fn open(&self, options: &ConnectionOptions) -> Result<(Session, Reply), ServiceError> {
+        let session = self.service.create(options.session).await?;
+        let reply = Reply::after(&session, opening(&session));
+        Ok((session, reply))
+    }
+
+    /// Handles one client message for session `id`.
+    pub async fn on_message(&self, id: Uuid, message: Incoming, options: &ConnectionOptions) -> Reply {
+        let frame = match message {
+            Incoming::Binary(bytes) => frame_from_binary(bytes, self.max_frame_bytes),
+            Incoming::Text(text) => frame_from_text(&text, self.max_frame_bytes),
+        };
+        let bytes = match frame {
+            Ok(bytes) => bytes,
+            Err(error) => return Reply::error(error.code(), error.to_string()),
+        };
+        match self.service.submit_frame(id, bytes).await {
+            Ok(result) => {
+                let messages = transition(&result.before, &result.session, Some(&result.outcome), options.feedback);
+                Reply::after(&result.session, messages)
+            }
+            Err(ServiceError::Rejected(FrameRejection::Ended(_) | FrameRejection::Expired)) => self.on_tick(id).await,
+            Err(error) => {
+                let finished = matches!(error, ServiceError::NotFound(_) | ServiceError::Rejected(_));
+                let problem = Problem::from(error);
+                Reply { finished, ..Reply::error(problem.code, problem.detail) }
+            }
+        }
+    }
+
+    /// Writes and announces what time alone did to session `id` (a challenge timed out, the session expired).
+    pub async fn on_tick(&self, id: Uuid) -> Reply {
+        match self.service.settle(id).await {
+            Ok(Some(settled)) => {
+                let messages = transition(&settled.before, &settled.session, None, false);
+                Reply::after(&settled.session, messages)
+            }
+            // Nothing changed, or another writer changed it and announced it.
+            Ok(None) => match self.service.get(id).await {
+                Ok(session) => Reply::after(&session, Vec::new()),
+                Err(error) => self.failure(error),
+            },
+            Err(error) => self.failure(error),
+        }
+    }
+
+    fn failure(&self, error: ServiceError) -> Reply {
+        let finished = matches!(error, ServiceError::NotFound(_));
+        let problem = Problem::from(error);
+        Reply { finished, ..Reply::error(problem.code, problem.detail) }
+    }
+}
+
+/// The messages that open a session: its phase, and the first challenge when there is no passive phase.
+pub fn opening(session: &Session) -> Vec<ServerMessage> {
+    if session.in_passive_phase() {
+        vec![ServerMessage::Phase { value: Phase::Passive }]
+    } else {
+        let mut messages = vec![ServerMessage::Phase { value: Phase::Active }];
+        messages.extend(challenge_start(session));
+        messages
+    }
+}
+
+/// The messages that announce the change from `before` to `after`, in order. Every stored change is written
+/// conditionally on `before`'s version, so each is announced exactly once, by whoever wrote it.
+pub fn transition(
+    before: &Session,
+    after: &Session,
+    outcome: Option<&FrameOutcome>,
+    feedback: bool,
+) -> Vec<ServerMessage> {
+    let mut messages = Vec::new();
+    if let Some(outcome) = outcome {
+        if let (true, Some(code)) = (feedback, outcome.feedback) {
+            messages.push(ServerMessage::Feedback { code, message: code.message().to_owned() });
+        }
+        if let Some(score) = outcome.antispoof_real {
+            let label = if score >= 0.5 { Label::Real } else { Label::Fake };
+            messages.push(ServerMessage::FrameResult { confidence: round3(score), label });
+        }
+    }
+    if before.in_passive_phase() && !after.in_passive_phase() && !after.state.is_terminal() {
+        messages.push(ServerMessage::Phase { value: Phase::Active });
+        messages.extend(challenge_start(after));
+    }
+    for result in after.outcomes.iter().skip(before.outcomes.len()) {
+        let status = if result.passed { Status::Passed } else { Status::Failed };
+        messages.push(ServerMessage::ChallengeResult { action: action(result.kind).to_owned(), status });
+        if result.passed {
+            messages.extend(challenge_start(after));
+        }
+    }
+    if after.state.is_terminal() && !before.state.is_terminal() {
+        messages.push(final_result(after));
+    }
+    messages
+}
+
+fn challenge_start(session: &Session) -> Option<ServerMessage> {
+    session.current_challenge().map(|c| ServerMessage::ChallengeStart { action: action(c.kind).to_owned() })
+}
+
+/// The verdict: `REAL` only for a live session; `passed` lists the actions passed, in order; `confidence` is the
+/// session's mean passive anti-spoofing score (absent without the models).
+fn final_result(session: &Session) -> ServerMessage {
+    let label = if session.is_live == Some(true) { Label::Real } else { Label::Fake };
+    let passed = session.outcomes.iter().filter(|o| o.passed).map(|o| action(o.kind).to_owned()).collect();
+    ServerMessage::FinalResult { label, passed, confidence: session.passive.mean().map(round3) }
+}
+
+fn round3(value: f32) -> f32 {
+    (value * 1000.0).round() / 1000.0
+}
