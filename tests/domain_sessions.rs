@@ -1,11 +1,14 @@
 //! Sessions driven by synthetic observations: for every challenge type a genuine sequence passes, and the
 //! classic cheats fail.
 
+mod support;
+
 use liveness::domain::{
     Challenge, ChallengeType, EndReason, Feedback, FrameRejection, Session, SessionRules, SessionState,
 };
 use liveness::vision::fake::{crowd, empty_frame, FakeFace};
 use liveness::vision::FrameObservation;
+use support::performances::genuine;
 use uuid::Uuid;
 
 const FRAME_MS: i64 = 125; // 8 frames a second
@@ -46,25 +49,6 @@ impl Run {
 
 fn neutral() -> FakeFace {
     FakeFace::default()
-}
-
-/// A genuine performance of `kind`: a ramp over several frames, a hold, and a return to neutral.
-fn genuine(kind: ChallengeType) -> Vec<FakeFace> {
-    let step = |t: f32| {
-        let mut f = neutral();
-        match kind {
-            ChallengeType::TurnLeft => f.yaw += 35.0 * t,
-            ChallengeType::TurnRight => f.yaw -= 35.0 * t,
-            ChallengeType::LookUp => f.pitch += 25.0 * t,
-            ChallengeType::LookDown => f.pitch -= 25.0 * t,
-            ChallengeType::Smile => f.smile = 0.02 + 0.9 * t,
-            ChallengeType::OpenMouth => f.mouth_open = 0.02 + 0.6 * t,
-            ChallengeType::Blink => f.eye_closure = 0.1 + 0.85 * t,
-        }
-        f
-    };
-    let ramp = [0.0, 0.3, 0.7, 1.0, 1.0, 1.0, 0.5, 0.0];
-    ramp.iter().map(|&t| step(t)).collect()
 }
 
 #[test]

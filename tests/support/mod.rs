@@ -3,3 +3,5 @@
 
 pub mod dynamo_local;
 pub mod events;
+pub mod performances;
+pub mod ws_client;
