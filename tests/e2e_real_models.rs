@@ -4,6 +4,8 @@
 //! video with `ffmpeg` (installed by `scripts/test.sh`). Time is an injected clock stepping 120 ms a frame
 //! (every third frame of the 25 fps video).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
@@ -16,6 +18,7 @@ use liveness::store::MemoryStore;
 use liveness::vision::model_files::default_models_dir;
 use liveness::vision::{Analyzer, AnalyzerOptions};
 use serde_json::Value;
+use support::ws_client::{assert_spec_message, without_frame_results, Client, Server};
 use tower::ServiceExt;
 
 const FRAME_MS: i64 = 120;
@@ -184,4 +187,77 @@ async fn frames_without_a_single_face_get_feedback() {
     assert_eq!(last["feedback"], "NO_FACE");
     let last = api.drive(&id, &repeated("multi/pexels5919213_three_faces.jpg", 1)).await;
     assert_eq!(last["feedback"], "MULTIPLE_FACES");
+}
+
+/// Opens WebSocket sessions until one asks for `action` after its passive phase of `passive` teacher frames.
+async fn websocket_asking(server: &Server, action: &str, passive: usize) -> Client {
+    for _ in 0..80 {
+        let query = format!("passive_frames={passive}&num_challenges=1&timeout_seconds=30");
+        let mut client = server.connect(&query).await;
+        assert_eq!(client.message().await["value"], "passive");
+        for frame in &teacher_frames()[..passive] {
+            client.send_binary(frame.clone()).await;
+        }
+        let messages = client.until(|m| m["type"] == "challenge_start").await;
+        messages.iter().for_each(assert_spec_message);
+        assert_eq!(messages.iter().filter(|m| m["type"] == "frame_result").count(), passive, "{messages:?}");
+        assert!(messages.iter().all(|m| m["type"] != "frame_result" || m["label"] == "REAL"), "{messages:?}");
+        if messages.last().unwrap()["action"] == action {
+            return client;
+        }
+        client.close().await;
+    }
+    panic!("no {action} challenge in 80 sessions");
+}
+
+#[tokio::test]
+async fn over_websocket_a_real_person_looking_down_is_real() {
+    let server = Server::start(analyzer()).await;
+    let mut client = websocket_asking(&server, "LOOK DOWN", 3).await;
+    for frame in &teacher_frames()[3..25] {
+        client.send_binary(frame.clone()).await;
+    }
+    let messages = client.until(|m| m["type"] == "final_result").await;
+    messages.iter().for_each(assert_spec_message);
+    let events = without_frame_results(&messages);
+    assert_eq!(events[0], serde_json::json!({"type": "challenge_result", "action": "LOOK DOWN", "status": "passed"}));
+    assert_eq!(events[1]["label"], "REAL", "{events:?}");
+    assert_eq!(events[1]["passed"], serde_json::json!(["LOOK DOWN"]));
+    assert!(events[1]["confidence"].as_f64().unwrap() >= 0.5);
+    client.expect_normal_close().await;
+}
+
+#[tokio::test]
+async fn over_websocket_the_same_person_asked_to_look_up_is_fake() {
+    let server = Server::start(analyzer()).await;
+    let mut client = websocket_asking(&server, "LOOK UP", 3).await;
+    for frame in &teacher_frames()[3..25] {
+        client.send_binary(frame.clone()).await;
+    }
+    let events = without_frame_results(&client.until(|m| m["type"] == "final_result").await);
+    assert_eq!(events[0], serde_json::json!({"type": "challenge_result", "action": "LOOK UP", "status": "failed"}));
+    assert_eq!(events[1]["label"], "FAKE");
+    client.expect_normal_close().await;
+}
+
+#[tokio::test]
+async fn over_websocket_spoof_samples_are_fake_in_the_passive_phase() {
+    let server = Server::start(analyzer()).await;
+    for file in ["spoof/minivision_F1_print_attack.jpg", "spoof/minivision_F2_screen_replay.jpg"] {
+        let mut client = server.connect("passive_frames=5").await;
+        client.message().await;
+        for frame in repeated(file, 5) {
+            client.send_binary(frame).await;
+        }
+        let messages = client.until(|m| m["type"] == "final_result").await;
+        messages.iter().for_each(assert_spec_message);
+        assert!(
+            messages.iter().all(|m| m["type"] != "phase" && m["type"] != "challenge_start"),
+            "{file}: {messages:?}"
+        );
+        assert!(messages[..messages.len() - 1].iter().all(|m| m["label"] == "FAKE"), "{file}: {messages:?}");
+        assert_eq!(messages.last().unwrap()["label"], "FAKE");
+        assert_eq!(messages.last().unwrap()["passed"], serde_json::json!([]));
+        client.expect_normal_close().await;
+    }
 }

@@ -16,6 +16,9 @@ use crate::websocket::{ConnectionOptions, Incoming, Reply, Workflow};
 /// Normal closure, sent after `final_result`.
 const CLOSE_NORMAL: u16 = 1000;
 
+/// How long a finished connection waits for the client's close.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
 /// Upgrades to the workflow. Bad options or an unavailable store are answered before the upgrade, as plain HTTP
 /// problems; after it, everything is a message.
 pub(super) async fn connect(
@@ -44,6 +47,23 @@ pub(super) async fn connect(
         .on_upgrade(move |socket| serve(socket, workflow, session.id, options, opening)))
 }
 
+/// Sends the close and waits for the client's, discarding frames still in flight: dropping the connection with
+/// unread frames would reset it, and the client could lose the final result it has not read yet.
+async fn close_normally(mut socket: WebSocket) {
+    let close = CloseFrame { code: CLOSE_NORMAL, reason: "liveness check finished".into() };
+    if socket.send(Message::Close(Some(close))).await.is_err() {
+        return;
+    }
+    let drain = async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_WAIT, drain).await;
+}
+
 async fn serve(mut socket: WebSocket, workflow: Workflow, id: Uuid, options: ConnectionOptions, mut reply: Reply) {
     let mut wake_at_ms = None;
     loop {
@@ -53,8 +73,7 @@ async fn serve(mut socket: WebSocket, workflow: Workflow, id: Uuid, options: Con
             }
         }
         if reply.finished {
-            let close = CloseFrame { code: CLOSE_NORMAL, reason: "liveness check finished".into() };
-            let _ = socket.send(Message::Close(Some(close))).await;
+            close_normally(socket).await;
             return;
         }
         wake_at_ms = reply.wake_at_ms.or(wake_at_ms);
