@@ -59,18 +59,22 @@ pub async fn function_router(models: Models) -> Result<axum::Router, StartError>
     let config = Config::from_env()?;
     let table = config.table_name.clone().ok_or(StartError::NoTable)?;
     let analyzer: Arc<dyn FrameAnalyzer> = match models {
-        Models::Load => {
-            let analyzer = Analyzer::load(&config.models_dir, config.analyzer_options())?;
-            if !analyzer.has_antispoof() {
-                tracing::warn!("PASSIVE ANTI-SPOOFING MODELS NOT INSTALLED: no session will be judged live");
-            }
-            Arc::new(analyzer)
-        }
+        Models::Load => Arc::new(load_analyzer(&config)?),
         Models::None => Arc::new(NoAnalysis),
     };
     let store = Arc::new(DynamoStore::from_env(table).await);
     let service = LivenessService::new(store, analyzer, Arc::new(SystemClock), config.service_settings());
     Ok(crate::http::router(service, config.max_frame_bytes))
+}
+
+/// The models a function analyses frames with, loaded once per container; missing anti-spoofing models are
+/// logged loudly (every session then ends `ANTISPOOF_UNAVAILABLE`, never live).
+pub fn load_analyzer(config: &Config) -> Result<Analyzer, ModelError> {
+    let analyzer = Analyzer::load(&config.models_dir, config.analyzer_options())?;
+    if !analyzer.has_antispoof() {
+        tracing::warn!("PASSIVE ANTI-SPOOFING MODELS NOT INSTALLED: no session will be judged live");
+    }
+    Ok(analyzer)
 }
 
 /// Runs one Lambda function until the runtime stops it. Logs go to CloudWatch through `tracing` (JSON when the

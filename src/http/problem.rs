@@ -79,8 +79,9 @@ impl From<DecodeError> for Problem {
     }
 }
 
-impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+impl Problem {
+    /// The `application/problem+json` body.
+    pub fn body(&self) -> serde_json::Value {
         let mut body = json!({
             "type": format!("urn:liveness:problem:{}", self.code),
             "title": self.status.canonical_reason().unwrap_or("Error"),
@@ -88,8 +89,14 @@ impl IntoResponse for Problem {
             "detail": self.detail,
             "code": self.code,
         });
-        body.as_object_mut().expect("object").extend(self.extra);
-        let mut response = (self.status, axum::Json(body)).into_response();
+        body.as_object_mut().expect("object").extend(self.extra.clone());
+        body
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body())).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if self.status == StatusCode::SERVICE_UNAVAILABLE {

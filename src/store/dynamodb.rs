@@ -3,6 +3,10 @@
 //!
 //! Item layout: `session_id` (S, partition key), `version` (N), `expires_at` (N, the TTL attribute), `state` (S,
 //! for people reading the table), `session` (S, the whole session as JSON).
+//!
+//! A WebSocket connection's binding shares the table: `session_id` is `connection#<connection id>` (never a
+//! UUID, so it cannot collide with a session), `bound_session` (S) the session's id, `feedback` (BOOL), and the
+//! same `expires_at`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,7 +21,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use uuid::Uuid;
 
-use super::{SessionStore, StoreError, StoreFuture};
+use super::{ConnectionBinding, ConnectionStore, SessionStore, StoreError, StoreFuture};
 use crate::domain::Session;
 
 const KEY: &str = "session_id";
@@ -25,6 +29,9 @@ const VERSION: &str = "version";
 const EXPIRES_AT: &str = "expires_at";
 const STATE: &str = "state";
 const BODY: &str = "session";
+const CONNECTION_PREFIX: &str = "connection#";
+const BOUND_SESSION: &str = "bound_session";
+const FEEDBACK: &str = "feedback";
 
 /// Sessions in a DynamoDB table.
 #[derive(Debug, Clone)]
@@ -241,6 +248,66 @@ impl SessionStore for DynamoStore {
                 .send()
                 .await;
             unless_condition_failed(result, StoreError::NotFound)
+        })
+    }
+}
+
+impl DynamoStore {
+    fn connection_key(connection_id: &str) -> AttributeValue {
+        AttributeValue::S(format!("{CONNECTION_PREFIX}{connection_id}"))
+    }
+}
+
+impl ConnectionStore for DynamoStore {
+    fn bind<'a>(&'a self, connection_id: &'a str, binding: &'a ConnectionBinding) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item(KEY, Self::connection_key(connection_id))
+                .item(BOUND_SESSION, AttributeValue::S(binding.session_id.to_string()))
+                .item(FEEDBACK, AttributeValue::Bool(binding.feedback))
+                .item(EXPIRES_AT, AttributeValue::N(binding.expires_at_ms.div_euclid(1000).to_string()))
+                .send()
+                .await
+                .map_err(sdk_unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn binding<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ConnectionBinding> {
+        Box::pin(async move {
+            let output = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key(KEY, Self::connection_key(connection_id))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(sdk_unavailable)?;
+            let item = output.item().ok_or(StoreError::NotFound)?;
+            let session_id = item
+                .get(BOUND_SESSION)
+                .and_then(|v| v.as_s().ok())
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(|| corrupt("connection binding without a session"))?;
+            let feedback = item.get(FEEDBACK).and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+            let expires_at_s: i64 = item
+                .get(EXPIRES_AT)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| corrupt("connection binding without expires_at"))?;
+            Ok(ConnectionBinding { session_id, feedback, expires_at_ms: expires_at_s * 1000 })
+        })
+    }
+
+    fn unbind<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let request =
+                self.client.delete_item().table_name(&self.table).key(KEY, Self::connection_key(connection_id));
+            request.send().await.map_err(sdk_unavailable)?;
+            Ok(())
         })
     }
 }

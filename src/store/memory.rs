@@ -5,13 +5,14 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
-use super::{SessionStore, StoreError, StoreFuture};
+use super::{ConnectionBinding, ConnectionStore, SessionStore, StoreError, StoreFuture};
 use crate::domain::Session;
 
 /// Sessions in a map behind a mutex. Expired sessions are removed by [`MemoryStore::sweep_expired`].
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     sessions: Mutex<HashMap<Uuid, Session>>,
+    connections: Mutex<HashMap<String, ConnectionBinding>>,
 }
 
 impl MemoryStore {
@@ -25,6 +26,7 @@ impl MemoryStore {
         let mut sessions = self.lock();
         let before = sessions.len();
         sessions.retain(|_, s| s.expires_at_ms >= cutoff_ms);
+        self.connections.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, b| b.expires_at_ms >= cutoff_ms);
         before - sessions.len()
     }
 
@@ -74,5 +76,24 @@ impl SessionStore for MemoryStore {
 
     fn delete(&self, id: Uuid) -> StoreFuture<'_, ()> {
         Box::pin(async move { self.lock().remove(&id).map(|_| ()).ok_or(StoreError::NotFound) })
+    }
+}
+
+impl ConnectionStore for MemoryStore {
+    fn bind<'a>(&'a self, connection_id: &'a str, binding: &'a ConnectionBinding) -> StoreFuture<'a, ()> {
+        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        connections.insert(connection_id.to_owned(), binding.clone());
+        Box::pin(async { Ok(()) })
+    }
+
+    fn binding<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ConnectionBinding> {
+        let connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let found = connections.get(connection_id).cloned().ok_or(StoreError::NotFound);
+        Box::pin(async { found })
+    }
+
+    fn unbind<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ()> {
+        self.connections.lock().unwrap_or_else(|p| p.into_inner()).remove(connection_id);
+        Box::pin(async { Ok(()) })
     }
 }

@@ -44,3 +44,24 @@ pub trait SessionStore: Send + Sync {
     /// Removes a session; [`StoreError::NotFound`] if there was none.
     fn delete(&self, id: Uuid) -> StoreFuture<'_, ()>;
 }
+
+/// A WebSocket connection's link to its session, kept for transports whose invocations share nothing (API
+/// Gateway's WebSocket APIs call a fresh handler per message, knowing only the connection id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionBinding {
+    pub session_id: Uuid,
+    /// Whether the connection asked for `feedback` messages.
+    pub feedback: bool,
+    /// When the binding may be forgotten (the session's own expiry), epoch milliseconds.
+    pub expires_at_ms: i64,
+}
+
+/// Where connection bindings live.
+pub trait ConnectionStore: Send + Sync {
+    /// Binds a connection (replacing any earlier binding of the same id).
+    fn bind<'a>(&'a self, connection_id: &'a str, binding: &'a ConnectionBinding) -> StoreFuture<'a, ()>;
+    /// The connection's binding; [`StoreError::NotFound`] if there is none or it has expired.
+    fn binding<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ConnectionBinding>;
+    /// Forgets a connection; forgetting an unknown one is not an error.
+    fn unbind<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ()>;
+}

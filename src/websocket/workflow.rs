@@ -91,12 +91,20 @@ impl Reply {
 pub struct Workflow {
     service: LivenessService,
     max_frame_bytes: usize,
+    defer_opening: bool,
 }
 
 impl Workflow {
     /// A workflow over `service`, refusing frames over `max_frame_bytes`.
     pub fn new(service: LivenessService, max_frame_bytes: usize) -> Self {
-        Self { service, max_frame_bytes }
+        Self { service, max_frame_bytes, defer_opening: false }
+    }
+
+    /// For transports that cannot send while a connection opens: the opening messages go out just before the
+    /// results of the session's first accepted frame (exactly once, as that frame's write is conditional).
+    pub fn deferring_opening(mut self) -> Self {
+        self.defer_opening = true;
+        self
     }
 
     /// The service's time, epoch milliseconds (what [`Reply::wake_at_ms`] is measured in).
@@ -123,7 +131,11 @@ impl Workflow {
         };
         match self.service.submit_frame(id, bytes).await {
             Ok(result) => {
-                let messages = transition(&result.before, &result.session, Some(&result.outcome), options.feedback);
+                let mut messages = Vec::new();
+                if self.defer_opening && result.before.frames_received == 0 {
+                    messages = opening(&result.before);
+                }
+                messages.extend(transition(&result.before, &result.session, Some(&result.outcome), options.feedback));
                 Reply::after(&result.session, messages)
             }
             Err(ServiceError::Rejected(FrameRejection::Ended(_) | FrameRejection::Expired)) => self.on_tick(id).await,
