@@ -6,13 +6,16 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/liveness/target}
 export CARGO_TERM_COLOR=never
 
-# ffmpeg cuts real video frames for the end-to-end tests.
-if ! command -v ffmpeg >/dev/null 2>&1; then
+# ffmpeg cuts real video frames for the end-to-end tests; Chromium runs the demo page with a video as its camera.
+missing=()
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null) \
-      || { echo "error: could not install ffmpeg" >&2; exit 1; }
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+      || { echo "error: could not install ${missing[*]}" >&2; exit 1; }
   else
-    echo "error: ffmpeg is needed (apt-get install ffmpeg)" >&2; exit 1
+    echo "error: ${missing[*]} needed (apt-get install ${missing[*]})" >&2; exit 1
   fi
 fi
 

@@ -1,5 +1,6 @@
 //! The REST API as one axum [`Router`]: the spec's four endpoints under `/api/v1/liveness` and `/health`.
 
+mod page;
 pub mod problem;
 pub mod views;
 mod websocket;
@@ -35,6 +36,7 @@ pub fn router(service: LivenessService, max_frame_bytes: usize) -> Router {
         .route("/api/v1/liveness/sessions/{id}/frame", post(submit_frame))
         .route("/api/v1/liveness/ws", get(websocket::connect))
         .route("/health", get(health))
+        .merge(page::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_frame_bytes + MULTIPART_OVERHEAD))
