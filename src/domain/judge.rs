@@ -17,6 +17,10 @@ pub struct JudgeConfig {
     pub look_degrees: f32,
     /// Consecutive counted frames an action must be held.
     pub hold_frames: usize,
+    /// Motion continuity of head movements: the counted frame just before a turn or look first reaches its
+    /// threshold must show the head on its way, at least this fraction of the threshold. A real head ramps over
+    /// several frames (the video's look down crosses 0.39 and 0.74 at 8 fps); a swapped photo jumps from rest.
+    pub min_ramp_progress: f32,
     /// Eye closure (both eyes' mean) that counts as closed, and its least rise over the baseline.
     pub eyes_closed: f32,
     pub eyes_closed_rise: f32,
@@ -58,6 +62,7 @@ impl Default for JudgeConfig {
             turn_degrees: 20.0,
             look_degrees: 15.0,
             hold_frames: 2,
+            min_ramp_progress: 0.2,
             eyes_closed: 0.6,
             eyes_closed_rise: 0.35,
             eyes_open: 0.4,
@@ -72,7 +77,7 @@ impl Default for JudgeConfig {
             baseline_pitch_range: (-30.0, 12.0),
             baseline_max_closure: 0.5,
             baseline_max_mouth_open: 0.2,
-            baseline_max_smile: 0.5,
+            baseline_max_smile: 0.7,
             min_face_fraction: 0.12,
             center_margin: 0.1,
             min_brightness: 40.0,
@@ -328,11 +333,22 @@ pub fn judge(
     let best_recent = all.iter().map(|a| requested(kind, a)).fold(0.0f32, f32::max);
     if all.len() >= hold {
         let held = all[all.len() - hold..].iter().map(|a| requested(kind, a)).fold(f32::INFINITY, f32::min);
-        if held >= 1.0 {
+        if held >= 1.0 && (!is_head_movement(kind) || ramped(kind, &all, config)) {
             return Verdict::Passed { confidence: confidence(held, 1.0) };
         }
     }
     Verdict::Pending { confidence: confidence(best_recent.min(0.99), 1.0) }
+}
+
+fn is_head_movement(kind: ChallengeType) -> bool {
+    matches!(kind, ChallengeType::TurnLeft | ChallengeType::TurnRight | ChallengeType::LookUp | ChallengeType::LookDown)
+}
+
+/// Whether the trailing run of frames past the threshold was reached through a frame on the way there.
+fn ramped(kind: ChallengeType, all: &[Actions], config: &JudgeConfig) -> bool {
+    let run = all.iter().rev().take_while(|a| requested(kind, a) >= 1.0).count();
+    let before = all.len() - run;
+    before > 0 && requested(kind, &all[before - 1]) >= config.min_ramp_progress
 }
 
 /// BLINK: eyes open, then closed, then open again, in that order within the challenge.
@@ -388,12 +404,31 @@ mod tests {
 
     #[test]
     fn a_turn_must_be_held_for_two_frames() {
+        let turning = with(|s| s.yaw = 12.0);
         let turned = with(|s| s.yaw = 30.0);
-        assert!(matches!(run(ChallengeType::TurnLeft, &[neutral(), turned]), Verdict::Pending { .. }));
-        let Verdict::Passed { confidence } = run(ChallengeType::TurnLeft, &[neutral(), turned, turned]) else {
+        assert!(matches!(run(ChallengeType::TurnLeft, &[neutral(), turning, turned]), Verdict::Pending { .. }));
+        let Verdict::Passed { confidence } = run(ChallengeType::TurnLeft, &[neutral(), turning, turned, turned]) else {
             panic!("held turn should pass")
         };
         assert!((confidence - 0.5 * 28.0 / 20.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_head_movement_that_jumps_from_rest_never_passes() {
+        // A swapped photo: rest, then already turned, held as long as the attacker likes.
+        let turned = with(|s| s.yaw = 35.0);
+        let mut samples = vec![neutral(), neutral()];
+        samples.extend([turned; 10]);
+        assert!(matches!(run(ChallengeType::TurnLeft, &samples), Verdict::Pending { .. }));
+        // One frame on the way (0.2 of the threshold and more) is what a real head shows.
+        let on_the_way = with(|s| s.yaw = 2.0 + 0.25 * 20.0);
+        let ramp = [neutral(), on_the_way, turned, turned];
+        assert!(matches!(run(ChallengeType::TurnLeft, &ramp), Verdict::Passed { .. }));
+        let barely = with(|s| s.yaw = 2.0 + 0.1 * 20.0);
+        assert!(matches!(run(ChallengeType::TurnLeft, &[neutral(), barely, turned, turned]), Verdict::Pending { .. }));
+        // Smiles are not head movements: no ramp needed.
+        let smiling = with(|s| s.smile = 0.9);
+        assert!(matches!(run(ChallengeType::Smile, &[neutral(), smiling, smiling]), Verdict::Passed { .. }));
     }
 
     #[test]
