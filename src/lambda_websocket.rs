@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::http::problem::Problem;
 use crate::service::{LivenessService, ServiceError, SystemClock};
-use crate::store::dynamodb::{client_settings, DynamoStore};
+use crate::store::dynamodb::{aws_environment, DynamoStore};
 use crate::store::{ConnectionBinding, ConnectionStore, StoreError};
 use crate::websocket::{ConnectionOptions, Incoming, Reply, ServerMessage, Workflow};
 
@@ -48,12 +48,7 @@ pub struct ManagementApi {
 impl ManagementApi {
     /// Clients from the standard AWS environment; [`MANAGEMENT_ENDPOINT_VAR`] overrides the endpoint's base.
     pub async fn from_env() -> Self {
-        let (timeouts, retries) = client_settings();
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeouts)
-            .retry_config(retries)
-            .load()
-            .await;
+        let shared = aws_environment().await;
         let base_override = std::env::var(MANAGEMENT_ENDPOINT_VAR).ok().filter(|v| !v.trim().is_empty());
         Self { shared, base_override, clients: Mutex::new(HashMap::new()) }
     }

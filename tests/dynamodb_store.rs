@@ -93,17 +93,8 @@ async fn concurrent_frames_lose_nothing() {
         .create(CreateOptions { num_challenges: Some(1), timeout_seconds: Some(60.0), ..Default::default() })
         .await
         .unwrap();
-    let frame = FakeFace::default().frame();
-    let tasks: Vec<_> = (0..FRAMES)
-        .map(|_| {
-            let (service, frame) = (service.clone(), frame.clone());
-            tokio::spawn(async move { service.submit_frame(created.id, frame).await })
-        })
-        .collect();
-    let mut versions = Vec::new();
-    for task in tasks {
-        versions.push(task.await.unwrap().expect("accepted").session.version);
-    }
+    let results = support::race_frames(&service, created.id, &FakeFace::default().frame(), FRAMES).await;
+    let mut versions: Vec<u64> = results.into_iter().map(|r| r.expect("accepted").session.version).collect();
     versions.sort_unstable();
     assert_eq!(versions, (1..=FRAMES as u64).collect::<Vec<_>>());
     assert_eq!(service.get(created.id).await.unwrap().frames_received as usize, FRAMES);

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
@@ -15,24 +14,12 @@ use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use liveness::service::{LivenessService, ManualClock, ServiceSettings};
 use liveness::store::MemoryStore;
-use liveness::vision::model_files::default_models_dir;
-use liveness::vision::{Analyzer, AnalyzerOptions};
 use serde_json::Value;
+use support::real_models::{analyzer, testdata};
 use support::ws_client::{assert_spec_message, without_frame_results, Client, Server};
 use tower::ServiceExt;
 
 const FRAME_MS: i64 = 120;
-
-fn testdata(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata").join(relative)
-}
-
-fn analyzer() -> Arc<Analyzer> {
-    static ANALYZER: OnceLock<Arc<Analyzer>> = OnceLock::new();
-    ANALYZER
-        .get_or_init(|| Arc::new(Analyzer::load(&default_models_dir(), AnalyzerOptions::default()).unwrap()))
-        .clone()
-}
 
 /// Every third frame of video frames 200-328, cropped to the teacher, as JPEG bytes.
 fn teacher_frames() -> &'static [Vec<u8>] {

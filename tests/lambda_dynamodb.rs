@@ -25,16 +25,7 @@ async fn stored_item(server: &DynamoLocal, id: &str) -> HashMap<String, Attribut
 async fn functions_serve_a_session_in_dynamodb() {
     let mut server = DynamoLocal::start(None);
     server.store().await; // the table, as SAM would have created it
-    for (name, value) in [
-        ("LIVENESS_TABLE_NAME", TABLE.to_owned()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", format!("http://127.0.0.1:{}", server.port)),
-        ("AWS_ACCESS_KEY_ID", "local".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("LIVENESS_SESSION_TTL_SECONDS", "120".to_owned()),
-    ] {
-        std::env::set_var(name, value);
-    }
+    server.become_the_environment(&[("LIVENESS_SESSION_TTL_SECONDS", "120".to_owned())]);
     let create = function_router(Models::None).await.expect("the create function starts");
     let frame = function_router(Models::Load).await.expect("the frame function starts");
     let get = function_router(Models::None).await.expect("the get function starts");

@@ -19,7 +19,7 @@ use liveness::store::dynamodb::DynamoStore;
 use liveness::store::{ConnectionStore, StoreError};
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
 use serde_json::{json, Value};
-use support::dynamo_local::{DynamoLocal, TABLE};
+use support::dynamo_local::DynamoLocal;
 use support::events::event;
 use support::performances::{genuine, kind_of_action};
 use support::ws_client::{assert_spec_message, without_frame_results};
@@ -122,16 +122,7 @@ async fn the_websocket_function_pushes_the_same_sequence_as_the_local_server() {
     let server = DynamoLocal::start(None);
     let store = server.store().await;
     let (base, recorded) = start_management_api().await;
-    for (name, value) in [
-        ("LIVENESS_TABLE_NAME", TABLE.to_owned()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", format!("http://127.0.0.1:{}", server.port)),
-        ("AWS_ACCESS_KEY_ID", "local".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        (MANAGEMENT_ENDPOINT_VAR, base),
-    ] {
-        std::env::set_var(name, value);
-    }
+    server.become_the_environment(&[(MANAGEMENT_ENDPOINT_VAR, base)]);
 
     // Scripted faces through the real store and Management API client.
     let service = LivenessService::new(

@@ -1,5 +1,7 @@
 //! Many frames posted at once to one session: every frame counted exactly once, versions strictly increasing.
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,18 +69,9 @@ async fn concurrent_frames_are_all_counted_once() {
         .create(CreateOptions { num_challenges: Some(1), timeout_seconds: Some(30.0), ..Default::default() })
         .await
         .unwrap();
-    let frame = FakeFace::default().frame();
-    let tasks: Vec<_> = (0..FRAMES)
-        .map(|_| {
-            let (service, frame) = (service.clone(), frame.clone());
-            tokio::spawn(async move { service.submit_frame(session.id, frame).await })
-        })
-        .collect();
-    let mut versions = Vec::new();
-    for task in tasks {
-        let result = task.await.unwrap().expect("every concurrent frame is accepted");
-        versions.push(result.session.version);
-    }
+    let results = support::race_frames(&service, session.id, &FakeFace::default().frame(), FRAMES).await;
+    let mut versions: Vec<u64> =
+        results.into_iter().map(|r| r.expect("every concurrent frame is accepted").session.version).collect();
     versions.sort_unstable();
     assert_eq!(versions, (1..=FRAMES as u64).collect::<Vec<_>>(), "each frame wrote exactly one new version");
     let stored = service.get(session.id).await.unwrap();

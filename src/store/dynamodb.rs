@@ -51,6 +51,13 @@ pub fn client_settings() -> (TimeoutConfig, RetryConfig) {
     (timeouts, RetryConfig::standard().with_max_attempts(3))
 }
 
+/// The standard AWS environment (credentials, region, endpoint overrides) with [`client_settings`].
+pub async fn aws_environment() -> aws_config::SdkConfig {
+    let (timeouts, retries) = client_settings();
+    let defaults = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    defaults.timeout_config(timeouts).retry_config(retries).load().await
+}
+
 impl DynamoStore {
     /// A store over `table` with a ready client.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
@@ -60,13 +67,7 @@ impl DynamoStore {
     /// A store configured from the standard AWS environment (credentials, region, and `AWS_ENDPOINT_URL_DYNAMODB`
     /// for a local DynamoDB), over `table`.
     pub async fn from_env(table: impl Into<String>) -> Self {
-        let (timeouts, retries) = client_settings();
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeouts)
-            .retry_config(retries)
-            .load()
-            .await;
-        Self::new(Client::new(&shared), table)
+        Self::new(Client::new(&aws_environment().await), table)
     }
 
     /// Creates the table (on-demand, keyed by `session_id`) with TTL on `expires_at`, if it does not exist. For

@@ -3,18 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use image::codecs::jpeg::JpegEncoder;
 use image::{imageops, Rgb, RgbImage};
 use liveness::domain::{Challenge, ChallengeType, Session};
 use liveness::service::{Clock, LivenessService, ManualClock, ServiceSettings};
 use liveness::store::{MemoryStore, SessionStore};
-use liveness::vision::model_files::default_models_dir;
-use liveness::vision::{Analyzer, AnalyzerOptions};
 use uuid::Uuid;
+
+use super::real_models::{analyzer, testdata};
 
 /// Camera frames are 640x480, 8 a second.
 pub const WIDTH: u32 = 640;
@@ -41,17 +40,6 @@ pub struct Outcome {
     pub live: bool,
     /// The end reason (a session still open when its frames ran out is read after its deadline: a timeout).
     pub rule: String,
-}
-
-pub fn testdata(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata").join(relative)
-}
-
-fn analyzer() -> Arc<Analyzer> {
-    static ANALYZER: OnceLock<Arc<Analyzer>> = OnceLock::new();
-    ANALYZER
-        .get_or_init(|| Arc::new(Analyzer::load(&default_models_dir(), AnalyzerOptions::default()).unwrap()))
-        .clone()
 }
 
 // --- images ---

@@ -78,6 +78,22 @@ impl DynamoLocal {
         aws_sdk_dynamodb::Client::from_conf(config)
     }
 
+    /// Points this process's AWS environment at this server (table, endpoint, dummy credentials, region), as a
+    /// deployed function would find its own. Only for test binaries with a single test: the environment is shared.
+    pub fn become_the_environment(&self, extra: &[(&str, String)]) {
+        let endpoint = format!("http://127.0.0.1:{}", self.port);
+        let standard = [
+            ("LIVENESS_TABLE_NAME", TABLE.to_owned()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", endpoint),
+            ("AWS_ACCESS_KEY_ID", "local".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ];
+        for (name, value) in standard.iter().map(|(n, v)| (*n, v.clone())).chain(extra.iter().cloned()) {
+            std::env::set_var(name, value);
+        }
+    }
+
     pub async fn store(&self) -> DynamoStore {
         let store = DynamoStore::new(self.client(), TABLE);
         store.ensure_table().await.unwrap();
