@@ -164,3 +164,38 @@ async fn the_page_is_served_with_its_assets_and_a_strict_policy() {
         assert!(response.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
     }
 }
+
+#[tokio::test]
+async fn on_a_phone_sized_screen_the_page_fits_and_works_by_keyboard() {
+    let server = server().await;
+    let mut browser = Browser::launch(&photo_camera("no-face", "noface/skimage_coffee.png"), true).await;
+    browser.open(&format!("http://{}/", server.addr)).await;
+    let metrics = serde_json::json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true});
+    browser.call("Emulation.setDeviceMetricsOverride", metrics).await;
+    let loaded = "location.protocol === 'http:' && document.readyState === 'complete'";
+    browser.wait_for(loaded, Duration::from_secs(20), "location.href").await;
+    browser.eval(TEXT).await;
+    let overflow = browser.eval("document.documentElement.scrollWidth - document.documentElement.clientWidth").await;
+    assert_eq!(overflow, 0, "no sideways scrolling on a 390 px wide phone");
+    let stage_width = browser.eval("document.querySelector('.stage').getBoundingClientRect().width").await;
+    assert!(stage_width.as_f64().unwrap() <= 390.0);
+
+    // Tab to the Start button and press Enter, as a keyboard user would.
+    for _ in 0..10 {
+        if browser.eval("document.activeElement && document.activeElement.id").await == "start" {
+            break;
+        }
+        for kind in ["keyDown", "keyUp"] {
+            let tab = serde_json::json!({"type": kind, "key": "Tab", "code": "Tab", "windowsVirtualKeyCode": 9});
+            browser.call("Input.dispatchKeyEvent", tab).await;
+        }
+    }
+    assert_eq!(browser.eval("document.activeElement.id").await, "start", "Start is reachable by Tab");
+    for kind in ["keyDown", "keyUp"] {
+        let enter = serde_json::json!({"type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "text": "\r"});
+        browser.call("Input.dispatchKeyEvent", enter).await;
+    }
+    let guidance = browser.wait_for("text('guidance')", Duration::from_secs(30), DESCRIBE).await;
+    assert_eq!(guidance, "No face found: look into the camera");
+    browser.screenshot(&screenshot_path("phone")).await;
+}
