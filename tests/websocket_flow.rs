@@ -192,3 +192,34 @@ async fn bad_options_and_plain_requests_are_refused_before_the_upgrade() {
     let response = tower::ServiceExt::oneshot(server.router.clone(), request).await.unwrap();
     assert_eq!(response.status(), 426);
 }
+
+#[tokio::test]
+async fn a_client_stalled_mid_frame_does_not_hold_up_another() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = server().await;
+    // A raw client upgrades, announces a 100 KB binary frame, sends 10 bytes of it and stalls.
+    let mut stalled = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let upgrade = format!(
+        "GET /api/v1/liveness/ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    );
+    stalled.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut response = [0u8; 512];
+    let read = stalled.read(&mut response).await.unwrap();
+    assert!(String::from_utf8_lossy(&response[..read]).starts_with("HTTP/1.1 101"));
+    // FIN + binary, masked, 64-bit length 102400, mask key, then a few payload bytes.
+    let mut partial = vec![0x82, 0xff, 0, 0, 0, 0, 0, 1, 0x90, 0, 1, 2, 3, 4];
+    partial.extend([0u8; 10]);
+    stalled.write_all(&partial).await.unwrap();
+
+    // Meanwhile another user completes a whole check.
+    let mut client = server.connect("passive_frames=1&num_challenges=1").await;
+    client.message().await;
+    let start = perform(&mut client, &[FakeFace::default()], is("challenge_start")).await;
+    let action = start.last().unwrap()["action"].as_str().unwrap().to_owned();
+    let messages = perform(&mut client, &genuine(kind_of_action(&action)), is("final_result")).await;
+    assert_eq!(messages.last().unwrap()["label"], "REAL");
+    client.expect_normal_close().await;
+    drop(stalled);
+}
