@@ -131,6 +131,32 @@ pub struct CreateOptions {
     pub workflow: Workflow,
 }
 
+impl CreateOptions {
+    /// Reads a session's options from query pairs: `num_challenges`, `timeout_seconds`, and for WebSocket sessions
+    /// `passive_frames`. Bounds are checked by [`LivenessService::create`]; here only that each is a number.
+    pub fn from_query(pairs: &[(String, String)], workflow: Workflow) -> Result<CreateOptions, ServiceError> {
+        fn number<T: std::str::FromStr>(
+            pairs: &[(String, String)],
+            name: &'static str,
+        ) -> Result<Option<T>, ServiceError> {
+            let Some((_, raw)) = pairs.iter().find(|(key, _)| key == name) else { return Ok(None) };
+            raw.trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| ServiceError::InvalidParameter { name, message: format!("{raw:?} is not a valid number") })
+        }
+        Ok(CreateOptions {
+            num_challenges: number(pairs, "num_challenges")?,
+            timeout_seconds: number(pairs, "timeout_seconds")?,
+            passive_frames: match workflow {
+                Workflow::Rest => None,
+                Workflow::WebSocket => number(pairs, "passive_frames")?,
+            },
+            workflow,
+        })
+    }
+}
+
 /// A frame's result: the session before and after it, and what the frame did.
 #[derive(Debug, Clone)]
 pub struct FrameResult {

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::service::{CreateOptions, LivenessService};
+use crate::service::{CreateOptions, LivenessService, Workflow};
 use problem::Problem;
 use views::{FrameView, SessionView};
 
@@ -68,24 +68,12 @@ fn parse_id(raw: &str) -> Result<Uuid, Problem> {
     })
 }
 
-fn parse_param<T: std::str::FromStr>(pairs: &[(String, String)], name: &'static str) -> Result<Option<T>, Problem> {
-    let Some((_, raw)) = pairs.iter().find(|(key, _)| key == name) else { return Ok(None) };
-    raw.trim().parse().map(Some).map_err(|_| {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid_parameter", format!("{name}: {raw:?} is not a valid number"))
-            .with("parameter", name)
-    })
-}
-
 async fn create_session(
     State(state): State<AppState>,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(pairs) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let options = CreateOptions {
-        num_challenges: parse_param(&pairs, "num_challenges")?,
-        timeout_seconds: parse_param(&pairs, "timeout_seconds")?,
-        ..CreateOptions::default()
-    };
+    let options = CreateOptions::from_query(&pairs, Workflow::Rest)?;
     let session = state.service.create(options).await?;
     Ok((StatusCode::CREATED, Json(SessionView::from(&session))).into_response())
 }

@@ -27,18 +27,6 @@ pub struct ConnectionOptions {
 impl ConnectionOptions {
     /// Reads `num_challenges`, `timeout_seconds`, `passive_frames` and `feedback` from query pairs.
     pub fn from_query(pairs: &[(String, String)]) -> Result<ConnectionOptions, ServiceError> {
-        fn number<T: std::str::FromStr>(
-            pairs: &[(String, String)],
-            name: &'static str,
-        ) -> Result<Option<T>, ServiceError> {
-            match pairs.iter().rev().find(|(key, _)| key == name) {
-                None => Ok(None),
-                Some((_, raw)) => raw.trim().parse().map(Some).map_err(|_| ServiceError::InvalidParameter {
-                    name,
-                    message: format!("{raw:?} is not a valid number"),
-                }),
-            }
-        }
         let feedback = match pairs.iter().rev().find(|(key, _)| key == "feedback").map(|(_, v)| v.as_str()) {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") | Some("") => true,
@@ -49,15 +37,7 @@ impl ConnectionOptions {
                 })
             }
         };
-        Ok(ConnectionOptions {
-            session: CreateOptions {
-                num_challenges: number(pairs, "num_challenges")?,
-                timeout_seconds: number(pairs, "timeout_seconds")?,
-                passive_frames: number(pairs, "passive_frames")?,
-                workflow: SessionWorkflow::WebSocket,
-            },
-            feedback,
-        })
+        Ok(ConnectionOptions { session: CreateOptions::from_query(pairs, SessionWorkflow::WebSocket)?, feedback })
     }
 }
 
