@@ -169,10 +169,7 @@ impl WebSocketFunction {
                 feedback: options.feedback,
                 expires_at_ms: session.expires_at_ms,
             };
-            self.connections.bind(&target.connection_id, &binding).await.map_err(|e| match e {
-                StoreError::Unavailable(message) => ServiceError::StoreUnavailable(message),
-                other => ServiceError::Internal(other.to_string()),
-            })?;
+            self.connections.bind(&target.connection_id, &binding).await?;
             tracing::info!(session = %session.id, connection = %target.connection_id, "websocket session opened");
             Ok::<(), ServiceError>(())
         };
@@ -196,20 +193,15 @@ impl WebSocketFunction {
                 };
                 return self.push(target, reply).await;
             }
-            Err(error) => {
-                let problem = Problem::from(ServiceError::StoreUnavailable(error.to_string()));
-                let reply =
-                    Reply { messages: vec![ServerMessage::error(problem.code, problem.detail)], ..Reply::default() };
-                return self.push(target, reply).await;
-            }
+            Err(error) => return self.push(target, Reply::failure(ServiceError::from(error))).await,
         };
         let body = event["body"].as_str().unwrap_or_default();
         let incoming = if event["isBase64Encoded"] == Value::Bool(true) {
             match STANDARD.decode(body) {
                 Ok(bytes) => Incoming::Binary(bytes),
                 Err(_) => {
-                    let error = ServerMessage::error("invalid_base64", "the binary message arrived as invalid base64");
-                    return self.push(target, Reply { messages: vec![error], ..Reply::default() }).await;
+                    let reply = Reply::error("invalid_base64", "the binary message arrived as invalid base64");
+                    return self.push(target, reply).await;
                 }
             }
         } else {

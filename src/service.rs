@@ -103,11 +103,22 @@ pub enum ServiceError {
     Internal(String),
 }
 
+/// A store failure on session `id`.
 fn store_error(id: Uuid) -> impl Fn(StoreError) -> ServiceError {
     move |error| match error {
         StoreError::NotFound => ServiceError::NotFound(id),
-        StoreError::Unavailable(message) => ServiceError::StoreUnavailable(message),
-        other => ServiceError::Internal(other.to_string()),
+        other => ServiceError::from(other),
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    /// A store failure as the service reports it (a missing item is reported by [`store_error`], which knows
+    /// which session was missing).
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(message) => ServiceError::StoreUnavailable(message),
+            other => ServiceError::Internal(other.to_string()),
+        }
     }
 }
 

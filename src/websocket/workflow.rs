@@ -61,8 +61,17 @@ impl Reply {
         Reply { messages, finished, wake_at_ms }
     }
 
-    fn error(code: &str, message: impl Into<String>) -> Reply {
+    /// An `error` message; the workflow goes on.
+    pub fn error(code: &str, message: impl Into<String>) -> Reply {
         Reply { messages: vec![ServerMessage::error(code, message)], finished: false, wake_at_ms: None }
+    }
+
+    /// A service failure as an `error` message with the REST API's code; the workflow is over when the session
+    /// is gone or refuses frames for good.
+    pub fn failure(error: ServiceError) -> Reply {
+        let finished = matches!(error, ServiceError::NotFound(_) | ServiceError::Rejected(_));
+        let problem = Problem::from(error);
+        Reply { finished, ..Reply::error(problem.code, problem.detail) }
     }
 }
 
@@ -119,11 +128,7 @@ impl Workflow {
                 Reply::after(&result.session, messages)
             }
             Err(ServiceError::Rejected(FrameRejection::Ended(_) | FrameRejection::Expired)) => self.on_tick(id).await,
-            Err(error) => {
-                let finished = matches!(error, ServiceError::NotFound(_) | ServiceError::Rejected(_));
-                let problem = Problem::from(error);
-                Reply { finished, ..Reply::error(problem.code, problem.detail) }
-            }
+            Err(error) => Reply::failure(error),
         }
     }
 
@@ -137,16 +142,10 @@ impl Workflow {
             // Nothing changed, or another writer changed it and announced it.
             Ok(None) => match self.service.get(id).await {
                 Ok(session) => Reply::after(&session, Vec::new()),
-                Err(error) => self.failure(error),
+                Err(error) => Reply::failure(error),
             },
-            Err(error) => self.failure(error),
+            Err(error) => Reply::failure(error),
         }
-    }
-
-    fn failure(&self, error: ServiceError) -> Reply {
-        let finished = matches!(error, ServiceError::NotFound(_));
-        let problem = Problem::from(error);
-        Reply { finished, ..Reply::error(problem.code, problem.detail) }
     }
 }
 
