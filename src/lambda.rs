@@ -54,22 +54,37 @@ pub enum StartError {
     Models(#[from] ModelError),
 }
 
+/// What a function builds from the environment once per container, before its first invocation.
+pub struct Container {
+    pub config: Config,
+    pub store: Arc<DynamoStore>,
+    pub service: LivenessService,
+}
+
+impl Container {
+    /// Settings, the DynamoDB store and the service, with the models only if `models` says so.
+    pub async fn from_env(models: Models) -> Result<Container, StartError> {
+        let config = Config::from_env()?;
+        let table = config.table_name.clone().ok_or(StartError::NoTable)?;
+        let analyzer: Arc<dyn FrameAnalyzer> = match models {
+            Models::Load => Arc::new(load_analyzer(&config)?),
+            Models::None => Arc::new(NoAnalysis),
+        };
+        let store = Arc::new(DynamoStore::from_env(table).await);
+        let service = LivenessService::new(store.clone(), analyzer, Arc::new(SystemClock), config.service_settings());
+        Ok(Container { config, store, service })
+    }
+}
+
 /// The router a function serves, built from the environment.
 pub async fn function_router(models: Models) -> Result<axum::Router, StartError> {
-    let config = Config::from_env()?;
-    let table = config.table_name.clone().ok_or(StartError::NoTable)?;
-    let analyzer: Arc<dyn FrameAnalyzer> = match models {
-        Models::Load => Arc::new(load_analyzer(&config)?),
-        Models::None => Arc::new(NoAnalysis),
-    };
-    let store = Arc::new(DynamoStore::from_env(table).await);
-    let service = LivenessService::new(store, analyzer, Arc::new(SystemClock), config.service_settings());
-    Ok(crate::http::router(service, config.max_frame_bytes))
+    let container = Container::from_env(models).await?;
+    Ok(crate::http::router(container.service, container.config.max_frame_bytes))
 }
 
 /// The models a function analyses frames with, loaded once per container; missing anti-spoofing models are
 /// logged loudly (every session then ends `ANTISPOOF_UNAVAILABLE`, never live).
-pub fn load_analyzer(config: &Config) -> Result<Analyzer, ModelError> {
+fn load_analyzer(config: &Config) -> Result<Analyzer, ModelError> {
     let analyzer = Analyzer::load(&config.models_dir, config.analyzer_options())?;
     if !analyzer.has_antispoof() {
         tracing::warn!("PASSIVE ANTI-SPOOFING MODELS NOT INSTALLED: no session will be judged live");

@@ -17,10 +17,10 @@ use base64::Engine;
 use lambda_http::LambdaEvent;
 use serde_json::{json, Value};
 
-use crate::config::Config;
 use crate::http::problem::Problem;
-use crate::service::{LivenessService, ServiceError, SystemClock};
-use crate::store::dynamodb::{aws_environment, DynamoStore};
+use crate::lambda::{Container, Models};
+use crate::service::{LivenessService, ServiceError};
+use crate::store::dynamodb::aws_environment;
 use crate::store::{ConnectionBinding, ConnectionStore, StoreError};
 use crate::websocket::{ConnectionOptions, Incoming, Reply, ServerMessage, Workflow};
 
@@ -119,13 +119,9 @@ impl WebSocketFunction {
 
     /// Built from the environment as the deployed function is: models, DynamoDB table, Management API.
     pub async fn from_env() -> Result<Self, crate::lambda::StartError> {
-        let config = Config::from_env()?;
-        let table = config.table_name.clone().ok_or(crate::lambda::StartError::NoTable)?;
-        let analyzer = crate::lambda::load_analyzer(&config)?;
-        let store = Arc::new(DynamoStore::from_env(table).await);
-        let service =
-            LivenessService::new(store.clone(), Arc::new(analyzer), Arc::new(SystemClock), config.service_settings());
-        Ok(Self::new(service, store, config.max_frame_bytes, ManagementApi::from_env().await))
+        let container = Container::from_env(Models::Load).await?;
+        let max_frame_bytes = container.config.max_frame_bytes;
+        Ok(Self::new(container.service, container.store, max_frame_bytes, ManagementApi::from_env().await))
     }
 
     /// Serves one raw API Gateway WebSocket event and returns the integration's response.
