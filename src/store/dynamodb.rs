@@ -189,21 +189,7 @@ impl SessionStore for DynamoStore {
     }
 
     fn get(&self, id: Uuid) -> StoreFuture<'_, Session> {
-        Box::pin(async move {
-            let output = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key(KEY, AttributeValue::S(id.to_string()))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(sdk_unavailable)?;
-            match output.item() {
-                Some(item) => Self::session(item),
-                None => Err(StoreError::NotFound),
-            }
-        })
+        Box::pin(async move { Self::session(&self.read(AttributeValue::S(id.to_string())).await?) })
     }
 
     fn update<'a>(&'a self, session: &'a Session, expected_version: u64) -> StoreFuture<'a, ()> {
@@ -254,6 +240,13 @@ impl SessionStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// The item under `key`, read strongly consistently; [`StoreError::NotFound`] if there is none.
+    async fn read(&self, key: AttributeValue) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let read = self.client.get_item().table_name(&self.table).key(KEY, key).consistent_read(true);
+        let output = read.send().await.map_err(sdk_unavailable)?;
+        output.item.ok_or(StoreError::NotFound)
+    }
+
     fn connection_key(connection_id: &str) -> AttributeValue {
         AttributeValue::S(format!("{CONNECTION_PREFIX}{connection_id}"))
     }
@@ -278,16 +271,7 @@ impl ConnectionStore for DynamoStore {
 
     fn binding<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ConnectionBinding> {
         Box::pin(async move {
-            let output = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key(KEY, Self::connection_key(connection_id))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(sdk_unavailable)?;
-            let item = output.item().ok_or(StoreError::NotFound)?;
+            let item = self.read(Self::connection_key(connection_id)).await?;
             let session_id = item
                 .get(BOUND_SESSION)
                 .and_then(|v| v.as_s().ok())
