@@ -5,12 +5,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use liveness::vision::model_files::default_models_dir;
-use liveness::vision::{Analyzer, AnalyzerOptions};
 use support::chromium::{camera_file, Browser};
+use support::real_models::{analyzer, testdata};
 use support::ws_client::Server;
 
 /// The page's text by element id (ids like `status` also name window properties, so never use them bare).
@@ -18,10 +16,6 @@ const TEXT: &str = "window.text = (id) => document.getElementById(id).textConten
 
 const DESCRIBE: &str = "JSON.stringify({state: document.body.dataset.state, status: text('status'), \
     guidance: text('guidance'), frames: text('frames'), verdict: text('verdict-label')})";
-
-fn testdata(relative: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata").join(relative).display().to_string()
-}
 
 fn work_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
@@ -37,7 +31,7 @@ fn screenshot_path(name: &str) -> PathBuf {
 
 /// The adult in the shared video (frames 200-330, where she looks down), framed 4:3.
 fn video_camera() -> PathBuf {
-    let video = testdata("video/pexels8617126_classroom_headpose.mp4");
+    let video = testdata("video/pexels8617126_classroom_headpose.mp4").display().to_string();
     let filter = "trim=start_frame=200:end_frame=330,setpts=PTS-STARTPTS,crop=532:400:484:0";
     camera_file(&work_dir(), "teacher", &["-i", &video], filter, 5.2)
 }
@@ -45,12 +39,11 @@ fn video_camera() -> PathBuf {
 /// A still photo held in front of the camera.
 fn photo_camera(name: &str, photo: &str) -> PathBuf {
     let filter = "scale=640:480:force_original_aspect_ratio=decrease,pad=640:480:(ow-iw)/2:(oh-ih)/2";
-    camera_file(&work_dir(), name, &["-loop", "1", "-i", &testdata(photo)], filter, 2.0)
+    camera_file(&work_dir(), name, &["-loop", "1", "-i", &testdata(photo).display().to_string()], filter, 2.0)
 }
 
 async fn server() -> Server {
-    let analyzer = Analyzer::load(&default_models_dir(), AnalyzerOptions::default()).unwrap();
-    Server::start(Arc::new(analyzer)).await
+    Server::start(analyzer()).await
 }
 
 async fn start_check(browser: &mut Browser, server: &Server, query: &str) {

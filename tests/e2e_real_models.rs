@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
@@ -15,7 +14,7 @@ use http_body_util::BodyExt;
 use liveness::service::{LivenessService, ManualClock, ServiceSettings};
 use liveness::store::MemoryStore;
 use serde_json::Value;
-use support::real_models::{analyzer, testdata};
+use support::real_models::{analyzer, testdata, video_jpegs};
 use support::ws_client::{assert_spec_message, without_frame_results, Client, Server};
 use tower::ServiceExt;
 
@@ -24,23 +23,8 @@ const FRAME_MS: i64 = 120;
 /// Every third frame of video frames 200-328, cropped to the teacher, as JPEG bytes.
 fn teacher_frames() -> &'static [Vec<u8>] {
     static FRAMES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    FRAMES.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("liveness-teacher-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let status = Command::new("ffmpeg")
-            .args(["-loglevel", "error", "-y", "-i"])
-            .arg(testdata("video/pexels8617126_classroom_headpose.mp4"))
-            .args(["-vf", "select=between(n\\,200\\,328)*not(mod(n\\,3)),crop=400:400:550:0", "-vsync", "vfr"])
-            .arg(dir.join("t%03d.jpg"))
-            .status()
-            .expect("ffmpeg is installed (scripts/test.sh installs it)");
-        assert!(status.success());
-        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        let frames = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
-        std::fs::remove_dir_all(&dir).unwrap();
-        frames
-    })
+    FRAMES
+        .get_or_init(|| video_jpegs("teacher", "select=between(n\\,200\\,328)*not(mod(n\\,3)),crop=400:400:550:0", &[]))
 }
 
 struct Api {

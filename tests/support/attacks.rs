@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
-use std::process::Command;
 use std::sync::Arc;
 
 use image::codecs::jpeg::JpegEncoder;
@@ -13,7 +12,7 @@ use liveness::service::{Clock, LivenessService, ManualClock, ServiceSettings};
 use liveness::store::{MemoryStore, SessionStore};
 use uuid::Uuid;
 
-use super::real_models::{analyzer, testdata};
+use super::real_models::{analyzer, testdata, video_jpegs};
 
 /// Camera frames are 640x480, 8 a second.
 pub const WIDTH: u32 = 640;
@@ -114,23 +113,12 @@ fn bilinear(image: &RgbImage, x: f32, y: f32) -> Rgb<u8> {
 /// Frames of the shared video (`every`-th frame from `from`, `count` of them): the adult, cropped square as in
 /// `tests/e2e_real_models.rs`, in a 640x480 frame.
 pub fn video_frames(from: u32, every: u32, count: u32) -> Vec<RgbImage> {
-    let dir = std::env::temp_dir().join(format!("liveness-attacks-{}-{from}-{every}-{count}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let last = from + every * count;
-    let select = format!("select=between(n\\,{from}\\,{last})*not(mod(n-{from}\\,{every})),crop=400:400:550:0,scale=480:480,pad=640:480:80:0");
-    let status = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-i"])
-        .arg(testdata("video/pexels8617126_classroom_headpose.mp4"))
-        .args(["-vf", &select, "-vsync", "vfr", "-q:v", "2"])
-        .arg(dir.join("f%03d.jpg"))
-        .status()
-        .expect("ffmpeg is installed (scripts/test.sh installs it)");
-    assert!(status.success());
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    let frames = files.iter().take(count as usize).map(|f| image::open(f).unwrap().to_rgb8()).collect();
-    std::fs::remove_dir_all(&dir).unwrap();
-    frames
+    let select = format!(
+        "select=between(n\\,{from}\\,{last})*not(mod(n-{from}\\,{every})),crop=400:400:550:0,scale=480:480,pad=640:480:80:0"
+    );
+    let jpegs = video_jpegs(&format!("attacks-{from}-{every}-{count}"), &select, &["-q:v", "2"]);
+    jpegs.iter().take(count as usize).map(|jpeg| image::load_from_memory(jpeg).unwrap().to_rgb8()).collect()
 }
 
 /// Frames as a camera would send them: each re-encoded at a quality between 70 and 95, jittered by a pixel or two.
