@@ -100,6 +100,16 @@ fn a_closed_eye_photo_alone_never_blinks() {
 }
 
 #[test]
+fn a_quick_blink_right_after_the_baseline_passes() {
+    // One neutral frame, then a blink whose only open frame before it is the one that completes the baseline
+    // (a WebSocket session with a one-frame passive phase meets exactly this).
+    let closed = FakeFace { eye_closure: 0.95, ..neutral() };
+    let mut run = Run::new(&[ChallengeType::Blink]);
+    run.send_all(&[neutral(), neutral(), closed, closed, neutral()]);
+    assert_eq!(run.session.state, SessionState::Completed, "{:?}", run.session.end_reason);
+}
+
+#[test]
 fn a_closed_eye_photo_from_the_start_never_sets_a_baseline() {
     let mut run = Run::new(&[ChallengeType::Blink]);
     let closed = FakeFace { eye_closure: 0.95, ..neutral() };

@@ -320,7 +320,10 @@ impl Session {
             return Ok((session, outcome));
         }
 
-        let Some(baseline) = session.baseline.or_else(|| session.gather_baseline(sample, &rules.judge)) else {
+        if session.baseline.is_none() {
+            session.gather_baseline(sample, &rules.judge);
+        }
+        let Some(baseline) = session.baseline else {
             return Ok((session, outcome));
         };
         session.history.push(sample);
@@ -340,16 +343,16 @@ impl Session {
         Ok((session, outcome))
     }
 
-    /// Adds a neutral sample toward the baseline; returns the baseline once enough are gathered. The frames that
-    /// set it do not count toward the first challenge.
-    fn gather_baseline(&mut self, sample: FaceSample, config: &JudgeConfig) -> Option<Baseline> {
+    /// Adds a neutral sample toward the baseline and sets the baseline once enough are gathered. The frame that
+    /// completes it during a challenge is also that challenge's first sample: a BLINK needs open eyes before the
+    /// closed ones, and a quick blinker may give only that one open frame after the instruction.
+    fn gather_baseline(&mut self, sample: FaceSample, config: &JudgeConfig) {
         if judge::is_neutral(&sample, config) {
             self.baseline_samples.push(sample);
         }
         if self.baseline_samples.len() >= config.baseline_frames {
             self.baseline = Some(Baseline::from_samples(&self.baseline_samples));
         }
-        None
     }
 
     /// A counted frame of the passive phase: it may set the baseline; the last one either starts the first
