@@ -102,7 +102,25 @@ async fn a_still_photo_as_the_camera_is_not_verified() {
     assert_eq!(verdict, "Not verified");
     let failed = browser.eval("document.querySelectorAll('#challenges li.failed').length").await;
     assert_eq!(failed, 1, "the first challenge is shown failed");
+    // The camera is off, and its last picture (the photo, not a black box) stays where the preview was.
+    assert_eq!(browser.eval("document.getElementById('preview').srcObject.active").await, false);
+    assert_eq!(browser.eval("document.getElementById('still').hidden").await, false);
+    let spread = browser.eval(STILL_PICTURE_SPREAD).await.as_f64().unwrap();
+    assert!(spread > 20.0, "the still shows a picture, not a flat colour: spread {spread}");
 }
+
+/// The standard deviation of the luminance of the page's still picture (0 for a flat black box).
+const STILL_PICTURE_SPREAD: &str = "(() => {
+    const still = document.getElementById('still');
+    const pixels = still.getContext('2d').getImageData(0, 0, still.width, still.height).data;
+    let sum = 0, squares = 0, n = 0;
+    for (let i = 0; i < pixels.length; i += 4 * 97) {
+        const y = 0.299 * pixels[i] + 0.587 * pixels[i + 1] + 0.114 * pixels[i + 2];
+        sum += y; squares += y * y; n += 1;
+    }
+    const mean = sum / n;
+    return Math.sqrt(squares / n - mean * mean);
+})()";
 
 #[tokio::test]
 async fn the_rest_flow_rejects_a_printed_photo() {

@@ -9,7 +9,7 @@ const PASSIVE_FRAMES = 5;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  video: $("preview"), canvas: $("capture"), status: $("status"), guidance: $("guidance"), cue: $("cue"),
+  video: $("preview"), still: $("still"), canvas: $("capture"), status: $("status"), guidance: $("guidance"), cue: $("cue"),
   countdown: $("countdown"), countdownValue: $("countdown-value"), challenges: $("challenges"),
   verdict: $("verdict"), verdictLabel: $("verdict-label"), verdictDetail: $("verdict-detail"),
   start: $("start"), retry: $("retry"), frames: $("frames"), transportUsed: $("transport-used"),
@@ -150,11 +150,24 @@ function fail(state, status, hint) {
 
 function finish() {
   if (run?.socket && run.socket.readyState <= 1) run.socket.close(1000);
-  if (run?.stream) for (const track of run.stream.getTracks()) track.stop();
+  if (run?.stream) {
+    keepLastPicture();
+    for (const track of run.stream.getTracks()) track.stop();
+  }
   ui.start.hidden = true;
   ui.retry.hidden = false;
   ui.retry.focus();
   if (run) run.finished = true;
+}
+
+/** Shows the camera's last picture where the preview was: a stopped camera would leave a black box. */
+function keepLastPicture() {
+  const video = ui.video;
+  if (!video.videoWidth) return;
+  ui.still.width = video.videoWidth;
+  ui.still.height = video.videoHeight;
+  ui.still.getContext("2d").drawImage(video, 0, 0);
+  ui.still.hidden = false;
 }
 
 // --- camera ---
@@ -352,6 +365,7 @@ async function start() {
   run = { framesSent: 0, finished: false };
   ui.start.disabled = true;
   ui.verdict.hidden = true;
+  ui.still.hidden = true;
   ui.challenges.replaceChildren();
   ui.frames.textContent = "0";
   guide("");
