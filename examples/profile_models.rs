@@ -1,0 +1,97 @@
+//! Where tract spends its time in each model: the share of every operator kind over many runs on one thread.
+//!
+//! `cargo run --release --example profile_models [-- RUNS]` (models from `models/`, anti-spoofing ones if
+//! installed). It answers "which operators make tract slower than onnxruntime here" without the tract CLI.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use liveness::vision::model_files::{self, default_models_dir};
+use liveness::vision::onnx::OnnxModel;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::plan::{eval, SimpleState};
+
+fn profile(path: &Path, shape: &[usize], runs: usize) -> TractResult<()> {
+    // Loaded as the service loads it, rewrites included.
+    let model = OnnxModel::load(path, shape)?;
+    let plan = model.plan();
+    let input: Tensor = tract_ndarray::ArrayD::<f32>::from_elem(shape, 0.5).into();
+    let mut by_op: HashMap<String, (Duration, usize)> = HashMap::new();
+    let mut total = Duration::ZERO;
+    for run in 0..=runs {
+        let mut state = SimpleState::new(plan)?;
+        let started = Instant::now();
+        let mut timings = Vec::new();
+        state.run_plan_with_eval(tvec!(input.clone().into()), |context, op_state, node, inputs| {
+            let op_started = Instant::now();
+            let outputs = eval(context, op_state, node, inputs);
+            timings.push((node.op().name().to_string(), op_started.elapsed()));
+            outputs
+        })?;
+        // The first run warms caches and is not counted.
+        if run > 0 {
+            total += started.elapsed();
+            for (name, time) in timings {
+                let entry = by_op.entry(name).or_default();
+                entry.0 += time;
+                entry.1 += 1;
+            }
+        }
+    }
+    let as_read = tract_onnx::onnx()
+        .model_for_path(path)?
+        .with_input_fact(0, f32::fact(shape).into())?
+        .into_optimized()?
+        .into_runnable()?;
+    let plain = |plan: &Arc<TypedRunnableModel>| -> TractResult<f64> {
+        let mut times = (0..=runs)
+            .map(|_| {
+                let started = Instant::now();
+                plan.run(tvec!(input.clone().into()))?;
+                Ok(started.elapsed().as_secs_f64() * 1000.0)
+            })
+            .collect::<TractResult<Vec<f64>>>()?;
+        times.sort_by(f64::total_cmp);
+        Ok(times[runs / 2])
+    };
+    println!(
+        "\n{}: median {:.2} ms as the service loads it, {:.2} ms as tract reads the file",
+        path.display(),
+        plain(plan)?,
+        plain(&as_read)?
+    );
+    let mut rows: Vec<_> = by_op.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    let per_run = |d: Duration| d.as_secs_f64() * 1000.0 / runs as f64;
+    println!("timed node by node: {:.2} ms a run ({} nodes)", per_run(total), plan.model().nodes.len());
+    for (name, (time, count)) in rows.iter().take(12) {
+        println!(
+            "  {name:<28} {:>7.2} ms  {:>5.1} %  ({} nodes)",
+            per_run(*time),
+            100.0 * time.as_secs_f64() / total.as_secs_f64(),
+            count / runs
+        );
+    }
+    Ok(())
+}
+
+fn main() -> TractResult<()> {
+    let runs = std::env::args().nth(1).and_then(|r| r.parse().ok()).unwrap_or(50);
+    let models = default_models_dir();
+    let antispoof = models.join(model_files::ANTISPOOF_DIR);
+    let all = [
+        (models.join(model_files::DETECTOR_FILE), vec![1, 128, 128, 3]),
+        (models.join(model_files::MESH_FILE), vec![1, 256, 256, 3]),
+        (models.join(model_files::BLENDSHAPES_FILE), vec![1, 146, 2]),
+        (antispoof.join("2.7_80x80_MiniFASNetV2.onnx"), vec![1, 3, 80, 80]),
+    ];
+    for (path, shape) in all {
+        if path.exists() {
+            profile(&path, &shape, runs)?;
+        } else {
+            println!("\n{}: not installed, skipped", path.display());
+        }
+    }
+    Ok(())
+}
