@@ -39,16 +39,24 @@ impl OnnxModel {
 
     /// As [`OnnxModel::load`], from bytes already read (and checked) by the caller.
     pub fn from_bytes(path: &Path, bytes: &[u8], input_shape: &[usize]) -> Result<Self, ModelError> {
-        let load_error = |e: TractError| ModelError::Load { path: path.to_owned(), message: format!("{e:#}") };
-        let onnx = tract_onnx::onnx();
-        let plan = onnx
+        let proto = tract_onnx::onnx()
             .proto_model_for_read(&mut std::io::Cursor::new(bytes))
-            .and_then(|mut proto| {
-                if let Some(graph) = proto.graph.as_mut() {
-                    rewrite_prelu(graph);
-                }
-                onnx.model_for_proto_model(&proto)
-            })
+            .map_err(|e| ModelError::Load { path: path.to_owned(), message: format!("{e:#}") })?;
+        Self::from_proto(path, proto, input_shape)
+    }
+
+    /// As [`OnnxModel::load`], from the parsed protobuf; `path` names the model in errors.
+    fn from_proto(
+        path: &Path,
+        mut proto: tract_onnx::pb::ModelProto,
+        input_shape: &[usize],
+    ) -> Result<Self, ModelError> {
+        let load_error = |e: TractError| ModelError::Load { path: path.to_owned(), message: format!("{e:#}") };
+        if let Some(graph) = proto.graph.as_mut() {
+            rewrite_prelu(graph);
+        }
+        let plan = tract_onnx::onnx()
+            .model_for_proto_model(&proto)
             .and_then(|model| model.with_input_fact(0, f32::fact(input_shape).into()))
             .and_then(|model| model.into_optimized())
             .and_then(|model| model.into_runnable())
@@ -109,5 +117,75 @@ fn rewrite_prelu(graph: &mut tract_onnx::pb::GraphProto) {
         graph.node.push(node("Sub", part("sub"), [x, &positive], negative.clone()));
         graph.node.push(node("Mul", part("mul"), [slope, &negative], scaled.clone()));
         graph.node.push(node("Add", part("add"), [&positive, &scaled], y.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::pb::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto};
+    use tract_onnx::pb::{type_proto, TensorProto, TypeProto, ValueInfoProto};
+
+    /// A one-node model: `y = PRelu(x, slopes)` with `x` of shape [2, slopes.len()].
+    fn prelu_model(slopes: &[f32]) -> ModelProto {
+        let float = TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: DataType::Float as i32,
+                shape: None,
+            })),
+            ..TypeProto::default()
+        };
+        let value = |name: &str| ValueInfoProto {
+            name: name.to_owned(),
+            r#type: Some(float.clone()),
+            ..ValueInfoProto::default()
+        };
+        let graph = GraphProto {
+            node: vec![NodeProto {
+                op_type: "PRelu".to_owned(),
+                name: "activation".to_owned(),
+                input: vec!["x".to_owned(), "slope".to_owned()],
+                output: vec!["y".to_owned()],
+                ..NodeProto::default()
+            }],
+            initializer: vec![TensorProto {
+                name: "slope".to_owned(),
+                dims: vec![slopes.len() as i64],
+                data_type: DataType::Float as i32,
+                float_data: slopes.to_vec(),
+                ..TensorProto::default()
+            }],
+            input: vec![value("x")],
+            output: vec![value("y")],
+            ..GraphProto::default()
+        };
+        ModelProto {
+            ir_version: 7,
+            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+            graph: Some(graph),
+            ..ModelProto::default()
+        }
+    }
+
+    #[test]
+    fn prelu_becomes_four_vectorisable_nodes() {
+        let mut graph = prelu_model(&[0.25]).graph.unwrap();
+        rewrite_prelu(&mut graph);
+        let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Relu", "Sub", "Mul", "Add"]);
+        assert_eq!(graph.node[3].output, ["y"], "the rewritten chain ends in the original output");
+    }
+
+    #[test]
+    fn the_rewritten_prelu_gives_exactly_prelu_for_any_slope() {
+        // Slopes like the models' own: negative, between 0 and 1, and far above 1.
+        let slopes = [-5.3554688, 0.25, 1.0, 19.8125];
+        let model = OnnxModel::from_proto(Path::new("prelu.onnx"), prelu_model(&slopes), &[2, 4]).unwrap();
+        let x = [-3.5, 0.0, 2.0, -0.001, 7.25, -1.0, -2.5, 1e-30];
+        let y = model.run(x.to_vec()).unwrap().remove(0);
+        for (i, (&x, &y)) in x.iter().zip(&y).enumerate() {
+            let want = if x >= 0.0 { x } else { slopes[i % 4] * x };
+            assert_eq!(y, want, "x = {x}, slope {}", slopes[i % 4]);
+        }
     }
 }
