@@ -11,7 +11,7 @@ use liveness::vision::blendshapes::BlendshapesModel;
 use liveness::vision::detector::FaceDetector;
 use liveness::vision::mesh::FaceMeshModel;
 use liveness::vision::model_files::{self, default_models_dir};
-use liveness::vision::{decode_frame, Analyzer, AnalyzerOptions, DecodeLimits, FrameAnalyzer};
+use liveness::vision::{decode_frame, Analyzer, AnalyzerOptions, DecodeLimits, FaceSearch, FrameAnalyzer};
 
 fn measure(name: &str, runs: usize, mut f: impl FnMut()) {
     f();
@@ -82,13 +82,13 @@ fn main() {
     {
         let analyzer = Analyzer::load(&models, AnalyzerOptions { refine_mesh: refine, ..Default::default() }).unwrap();
         measure(name, runs, || {
-            std::hint::black_box(analyzer.analyze(&bytes, None).unwrap());
+            std::hint::black_box(analyzer.analyze(&bytes, FaceSearch::Detect).unwrap());
         });
     }
     let analyzer = Analyzer::load(&models, AnalyzerOptions::default()).unwrap();
-    let known = analyzer.analyze(&bytes, None).unwrap().face.unwrap().next_region;
+    let known = analyzer.analyze(&bytes, FaceSearch::Detect).unwrap().face.unwrap().next_region;
     measure("whole frame, tracked (known region)", runs, || {
-        let observation = analyzer.analyze(&bytes, Some(&known)).unwrap();
+        let observation = analyzer.analyze(&bytes, FaceSearch::Track(&known)).unwrap();
         assert!(!observation.detector_ran);
     });
 }

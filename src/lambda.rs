@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::http::problem::Problem;
 use crate::service::{LivenessService, SystemClock};
 use crate::store::dynamodb::DynamoStore;
-use crate::vision::{AnalysisError, Analyzer, CropRegion, FrameAnalyzer, FrameObservation, ModelError};
+use crate::vision::{AnalysisError, Analyzer, FaceSearch, FrameAnalyzer, FrameObservation, ModelError};
 
 /// Which models a function needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub enum Models {
 struct NoAnalysis;
 
 impl FrameAnalyzer for NoAnalysis {
-    fn analyze(&self, _: &[u8], _: Option<&CropRegion>) -> Result<FrameObservation, AnalysisError> {
+    fn analyze(&self, _: &[u8], _: FaceSearch<'_>) -> Result<FrameObservation, AnalysisError> {
         Err(AnalysisError::Model(ModelError::Inference {
             model: "none".into(),
             message: "this function does not analyse frames; route frames to the frame function".into(),

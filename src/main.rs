@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use liveness::vision::model_files::{default_models_dir, install_antispoof};
-use liveness::vision::{AnalysisError, Analyzer, AnalyzerOptions, FrameAnalyzer};
+use liveness::vision::{AnalysisError, Analyzer, AnalyzerOptions, FaceSearch, FrameAnalyzer};
 use serde_json::{json, Value};
 
 const USAGE: &str = "usage:
@@ -74,7 +74,7 @@ fn analyze(args: &[String]) -> Result<ExitCode, String> {
     for file in files {
         let line = match std::fs::read(file) {
             Err(e) => Err(format!("cannot read file: {e}")),
-            Ok(bytes) => analyzer.analyze(&bytes, None).map_err(|e: AnalysisError| e.to_string()),
+            Ok(bytes) => analyzer.analyze(&bytes, FaceSearch::Detect).map_err(|e: AnalysisError| e.to_string()),
         };
         let value = match line {
             Ok(observation) => describe(file, &observation),

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::domain::{draw_challenges, ChallengeType, FrameOutcome, FrameRejection, Session, SessionRules};
 use crate::store::{SessionStore, StoreError};
-use crate::vision::{AnalysisError, DecodeError, FrameAnalyzer};
+use crate::vision::{AnalysisError, DecodeError, FaceSearch, FrameAnalyzer};
 
 /// Server time in epoch milliseconds; injected so tests can move it.
 pub trait Clock: Send + Sync {
@@ -302,17 +302,25 @@ impl LivenessService {
         // Refuse before the costly analysis what would be refused after it.
         current.accepts_frame_at(now, &self.settings.rules)?;
 
-        let detect = current.frames_received % self.settings.detect_every.max(1) == 0;
-        let region = if detect { None } else { current.last_region };
+        // Every few frames the detector runs as well, so a second face coming into view is seen.
+        let count_faces = current.frames_received % self.settings.detect_every.max(1) == 0;
+        let region = current.last_region;
         let analyzer = Arc::clone(&self.analyzer);
         let slot = self.analysis_slots.acquire().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let observation = tokio::task::spawn_blocking(move || analyzer.analyze(&bytes, region.as_ref()))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("analysis task failed: {e}")))?
-            .map_err(|e| match e {
-                AnalysisError::Decode(error) => ServiceError::Image(error),
-                AnalysisError::Model(error) => ServiceError::Internal(error.to_string()),
-            })?;
+        let observation = tokio::task::spawn_blocking(move || {
+            let search = match &region {
+                None => FaceSearch::Detect,
+                Some(region) if count_faces => FaceSearch::TrackAndCount(region),
+                Some(region) => FaceSearch::Track(region),
+            };
+            analyzer.analyze(&bytes, search)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("analysis task failed: {e}")))?
+        .map_err(|e| match e {
+            AnalysisError::Decode(error) => ServiceError::Image(error),
+            AnalysisError::Model(error) => ServiceError::Internal(error.to_string()),
+        })?;
         drop(slot);
         if let Some(face) = &observation.face {
             tracing::debug!(session = %id, yaw = face.pose.yaw, pitch = face.pose.pitch,

@@ -10,16 +10,16 @@ use liveness::domain::Session;
 use liveness::service::{CreateOptions, LivenessService, ServiceSettings, SystemClock};
 use liveness::store::{MemoryStore, SessionStore, StoreError, StoreFuture};
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
-use liveness::vision::{AnalysisError, CropRegion, FrameAnalyzer, FrameObservation};
+use liveness::vision::{AnalysisError, FaceSearch, FrameAnalyzer, FrameObservation};
 use uuid::Uuid;
 
 /// The scripted analyser, made slow enough that concurrent frames all read the same version first.
 struct SlowAnalyzer(ScriptedAnalyzer);
 
 impl FrameAnalyzer for SlowAnalyzer {
-    fn analyze(&self, bytes: &[u8], known: Option<&CropRegion>) -> Result<FrameObservation, AnalysisError> {
+    fn analyze(&self, bytes: &[u8], search: FaceSearch<'_>) -> Result<FrameObservation, AnalysisError> {
         std::thread::sleep(Duration::from_millis(20));
-        self.0.analyze(bytes, known)
+        self.0.analyze(bytes, search)
     }
     fn has_antispoof(&self) -> bool {
         true

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use liveness::vision::model_files::{self, default_models_dir};
 use liveness::vision::{
-    AnalysisError, Analyzer, AnalyzerOptions, DecodeError, FaceObservation, FrameAnalyzer, FrameObservation,
+    AnalysisError, Analyzer, AnalyzerOptions, DecodeError, FaceObservation, FaceSearch, FrameAnalyzer, FrameObservation,
 };
 
 fn testdata(relative: &str) -> PathBuf {
@@ -19,7 +19,7 @@ fn analyzer() -> &'static Analyzer {
 
 fn observe(relative: &str) -> FrameObservation {
     let bytes = std::fs::read(testdata(relative)).unwrap();
-    analyzer().analyze(&bytes, None).unwrap()
+    analyzer().analyze(&bytes, FaceSearch::Detect).unwrap()
 }
 
 fn main_face(relative: &str) -> FaceObservation {
@@ -133,7 +133,7 @@ fn without_antispoof_models_the_score_is_absent() {
     let analyzer = Analyzer::load(&dir, AnalyzerOptions::default()).unwrap();
     assert!(!analyzer.has_antispoof());
     let bytes = std::fs::read(testdata("spoof/minivision_T1_live.jpg")).unwrap();
-    let face = analyzer.analyze(&bytes, None).unwrap().face.unwrap();
+    let face = analyzer.analyze(&bytes, FaceSearch::Detect).unwrap().face.unwrap();
     assert_eq!(face.antispoof_real, None);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -141,9 +141,9 @@ fn without_antispoof_models_the_score_is_absent() {
 #[test]
 fn a_known_region_skips_detection_and_agrees_with_a_cold_frame() {
     let bytes = std::fs::read(testdata("pose/pexels6140931_yaw_looking_aside.jpg")).unwrap();
-    let cold = analyzer().analyze(&bytes, None).unwrap();
+    let cold = analyzer().analyze(&bytes, FaceSearch::Detect).unwrap();
     let cold_face = cold.face.unwrap();
-    let tracked = analyzer().analyze(&bytes, Some(&cold_face.next_region)).unwrap();
+    let tracked = analyzer().analyze(&bytes, FaceSearch::Track(&cold_face.next_region)).unwrap();
     assert!(cold.detector_ran && !tracked.detector_ran);
     let tracked_face = tracked.face.unwrap();
     assert!((tracked_face.pose.yaw - cold_face.pose.yaw).abs() < 3.0);
@@ -151,20 +151,54 @@ fn a_known_region_skips_detection_and_agrees_with_a_cold_frame() {
 }
 
 #[test]
+fn tracking_with_a_count_keeps_the_tracked_face_and_sees_the_others() {
+    // One face: the detector confirms the tracked face, which is kept as it is.
+    let bytes = std::fs::read(testdata("spoof/minivision_T1_live.jpg")).unwrap();
+    let cold = analyzer().analyze(&bytes, FaceSearch::Detect).unwrap().face.unwrap();
+    let tracked = analyzer().analyze(&bytes, FaceSearch::Track(&cold.next_region)).unwrap();
+    let counted = analyzer().analyze(&bytes, FaceSearch::TrackAndCount(&cold.next_region)).unwrap();
+    assert!(counted.detector_ran);
+    assert_eq!(counted.faces, 1);
+    assert_eq!(counted.face.unwrap().bbox, tracked.face.unwrap().bbox, "the tracked mesh, not a new one");
+
+    // Several faces: tracking one of them, the count still sees every face.
+    let group = std::fs::read(testdata("multi/pexels5919213_three_faces.jpg")).unwrap();
+    let detected = analyzer().analyze(&group, FaceSearch::Detect).unwrap();
+    let region = detected.face.unwrap().next_region;
+    assert_eq!(analyzer().analyze(&group, FaceSearch::Track(&region)).unwrap().faces, 1);
+    let counted = analyzer().analyze(&group, FaceSearch::TrackAndCount(&region)).unwrap();
+    assert_eq!(counted.faces, detected.faces);
+    assert!(counted.faces >= 2, "{counted:?}");
+}
+
+#[test]
+fn tracking_with_a_count_drops_a_face_the_detector_does_not_see() {
+    // The region of the face in one photo, applied to another photo whose face is elsewhere: whatever the
+    // mesh makes of that region, the detector's face decides.
+    let two = std::fs::read(testdata("multi/mediapipe_testImg_two_faces.jpeg")).unwrap();
+    let detected = analyzer().analyze(&two, FaceSearch::Detect).unwrap();
+    let other = std::fs::read(testdata("spoof/minivision_T1_live.jpg")).unwrap();
+    let elsewhere = analyzer().analyze(&other, FaceSearch::Detect).unwrap().face.unwrap().next_region;
+    let counted = analyzer().analyze(&two, FaceSearch::TrackAndCount(&elsewhere)).unwrap();
+    assert_eq!(counted.faces, detected.faces);
+    assert_eq!(counted.face.map(|f| f.bbox), detected.face.map(|f| f.bbox));
+}
+
+#[test]
 fn a_stale_region_falls_back_to_detection() {
     let face_bytes = std::fs::read(testdata("spoof/minivision_T1_live.jpg")).unwrap();
-    let region = analyzer().analyze(&face_bytes, None).unwrap().face.unwrap().next_region;
+    let region = analyzer().analyze(&face_bytes, FaceSearch::Detect).unwrap().face.unwrap().next_region;
     let no_face = std::fs::read(testdata("noface/skimage_coffee.png")).unwrap();
-    let observation = analyzer().analyze(&no_face, Some(&region)).unwrap();
+    let observation = analyzer().analyze(&no_face, FaceSearch::Track(&region)).unwrap();
     assert!(observation.detector_ran);
     assert_eq!(observation.faces, 0);
 }
 
 #[test]
 fn bad_bytes_are_decode_errors() {
-    let error = analyzer().analyze(b"definitely not an image, just some text bytes", None).unwrap_err();
+    let error = analyzer().analyze(b"definitely not an image, just some text bytes", FaceSearch::Detect).unwrap_err();
     assert!(matches!(error, AnalysisError::Decode(DecodeError::UnrecognisedFormat)), "{error}");
     let jpeg = std::fs::read(testdata("spoof/minivision_T1_live.jpg")).unwrap();
-    let error = analyzer().analyze(&jpeg[..jpeg.len() / 2], None).unwrap_err();
+    let error = analyzer().analyze(&jpeg[..jpeg.len() / 2], FaceSearch::Detect).unwrap_err();
     assert!(matches!(error, AnalysisError::Decode(DecodeError::Corrupt(_))), "{error}");
 }

@@ -6,7 +6,8 @@
 use super::face_metrics::{FaceQuality, HeadPose};
 use super::geometry::{BoundingBox, CropRegion};
 use super::{
-    decode_frame, AnalysisError, DecodeLimits, FaceObservation, FrameAnalyzer, FrameObservation, StageTimings,
+    decode_frame, AnalysisError, DecodeLimits, FaceObservation, FaceSearch, FrameAnalyzer, FrameObservation,
+    StageTimings,
 };
 
 /// Analyser that reads observations out of the frames themselves.
@@ -17,7 +18,7 @@ pub struct ScriptedAnalyzer {
 }
 
 impl FrameAnalyzer for ScriptedAnalyzer {
-    fn analyze(&self, bytes: &[u8], _known: Option<&CropRegion>) -> Result<FrameObservation, AnalysisError> {
+    fn analyze(&self, bytes: &[u8], _search: FaceSearch<'_>) -> Result<FrameObservation, AnalysisError> {
         if let Ok(observation) = serde_json::from_slice::<FrameObservation>(bytes) {
             return Ok(observation);
         }

@@ -18,6 +18,11 @@ impl BoundingBox {
         (self.x + self.width / 2.0, self.y + self.height / 2.0)
     }
 
+    /// Whether the point lies inside the box (edges included).
+    pub fn contains(&self, (x, y): (f32, f32)) -> bool {
+        x >= self.x && x <= self.x + self.width && y >= self.y && y <= self.y + self.height
+    }
+
     /// Area in square pixels.
     pub fn area(&self) -> f32 {
         self.width.max(0.0) * self.height.max(0.0)

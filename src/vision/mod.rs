@@ -101,11 +101,24 @@ pub enum AnalysisError {
     Model(#[from] ModelError),
 }
 
+/// How the analyser finds the face in a frame. The regions are the previous frame's
+/// [`FaceObservation::next_region`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FaceSearch<'a> {
+    /// Run the detector and mesh its largest face.
+    Detect,
+    /// Mesh the face where it was; run the detector only if no face is there any more.
+    Track(&'a CropRegion),
+    /// Mesh the face where it was, and run the detector as well to count the faces in view. The tracked face is
+    /// kept only if the detector finds it too, or finds no face at all (it misses strongly turned heads); when
+    /// the detector sees faces but not that one, the frame is analysed as with [`FaceSearch::Detect`].
+    TrackAndCount(&'a CropRegion),
+}
+
 /// Frame analysis as the rest of the service sees it: real models in production, fakes in tests.
 pub trait FrameAnalyzer: Send + Sync {
-    /// Analyses one encoded frame. `known_region` is the previous frame's [`FaceObservation::next_region`]: when
-    /// given, the analyser may skip face detection.
-    fn analyze(&self, bytes: &[u8], known_region: Option<&CropRegion>) -> Result<FrameObservation, AnalysisError>;
+    /// Analyses one encoded frame, finding its face as `search` says.
+    fn analyze(&self, bytes: &[u8], search: FaceSearch<'_>) -> Result<FrameObservation, AnalysisError>;
 
     /// Whether passive anti-spoofing scores are produced.
     fn has_antispoof(&self) -> bool;
@@ -162,7 +175,7 @@ impl Analyzer {
     pub fn analyze_image(
         &self,
         image: &image::RgbImage,
-        known_region: Option<&CropRegion>,
+        search: FaceSearch<'_>,
     ) -> Result<FrameObservation, ModelError> {
         let started = Instant::now();
         let mut timings = StageTimings::default();
@@ -176,6 +189,11 @@ impl Analyzer {
         };
 
         // A reused region skips detection only if the mesh still finds a face there.
+        let (known_region, count_faces) = match search {
+            FaceSearch::Detect => (None, false),
+            FaceSearch::Track(region) => (Some(region), false),
+            FaceSearch::TrackAndCount(region) => (Some(region), true),
+        };
         let mut mesh = None;
         if let Some(region) = known_region {
             let clock = Instant::now();
@@ -186,10 +204,33 @@ impl Analyzer {
                 mesh = Some(tracked);
             }
         }
+        let mut detections = None;
+        if count_faces {
+            if let Some(tracked) = &mesh {
+                let clock = Instant::now();
+                let found = self.detector.detect(image)?;
+                timings.detect = ms(clock);
+                observation.detector_ran = true;
+                let extent = tracked.extent();
+                let confirmed = found.is_empty() || found.iter().any(|d| extent.contains(d.bbox.center()));
+                if confirmed {
+                    observation.faces = found.len().max(1);
+                } else {
+                    mesh = None;
+                    detections = Some(found);
+                }
+            }
+        }
         if mesh.is_none() {
-            let clock = Instant::now();
-            let detections = self.detector.detect(image)?;
-            timings.detect = ms(clock);
+            let detections = match detections {
+                Some(found) => found,
+                None => {
+                    let clock = Instant::now();
+                    let found = self.detector.detect(image)?;
+                    timings.detect = ms(clock);
+                    found
+                }
+            };
             observation.detector_ran = true;
             observation.faces = detections.len();
             let main = detections.iter().max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()));
@@ -248,11 +289,11 @@ impl Analyzer {
 }
 
 impl FrameAnalyzer for Analyzer {
-    fn analyze(&self, bytes: &[u8], known_region: Option<&CropRegion>) -> Result<FrameObservation, AnalysisError> {
+    fn analyze(&self, bytes: &[u8], search: FaceSearch<'_>) -> Result<FrameObservation, AnalysisError> {
         let clock = Instant::now();
         let image = decode_frame(bytes, &self.options.decode)?;
         let decode_ms = ms(clock);
-        let mut observation = self.analyze_image(&image, known_region)?;
+        let mut observation = self.analyze_image(&image, search)?;
         observation.timings_ms.decode = decode_ms;
         observation.timings_ms.total += decode_ms;
         Ok(observation)
