@@ -320,9 +320,7 @@ impl Session {
             return Ok((session, outcome));
         }
 
-        if session.baseline.is_none() {
-            session.gather_baseline(sample, &rules.judge);
-        }
+        session.gather_baseline(sample, &rules.judge);
         let Some(baseline) = session.baseline else {
             return Ok((session, outcome));
         };
@@ -343,10 +341,13 @@ impl Session {
         Ok((session, outcome))
     }
 
-    /// Adds a neutral sample toward the baseline and sets the baseline once enough are gathered. The frame that
-    /// completes it during a challenge is also that challenge's first sample: a BLINK needs open eyes before the
-    /// closed ones, and a quick blinker may give only that one open frame after the instruction.
+    /// Until the baseline is set: adds a neutral sample toward it, and sets it once enough are gathered. The frame
+    /// that completes it during a challenge is also that challenge's first sample: a BLINK needs open eyes before
+    /// the closed ones, and a quick blinker may give only that one open frame after the instruction.
     fn gather_baseline(&mut self, sample: FaceSample, config: &JudgeConfig) {
+        if self.baseline.is_some() {
+            return;
+        }
         if judge::is_neutral(&sample, config) {
             self.baseline_samples.push(sample);
         }
@@ -358,9 +359,7 @@ impl Session {
     /// A counted frame of the passive phase: it may set the baseline; the last one either starts the first
     /// challenge's clock or, when the scores so far say spoof, ends the session (no challenge could save it).
     fn count_passive_frame(&mut self, sample: FaceSample, now_ms: i64, rules: &SessionRules) {
-        if self.baseline.is_none() {
-            self.gather_baseline(sample, &rules.judge);
-        }
+        self.gather_baseline(sample, &rules.judge);
         self.passive_counted += 1;
         if self.passive_counted < self.passive_frames {
             return;
