@@ -29,7 +29,7 @@ pub use onnx::ModelError;
 pub use antispoof::AntiSpoofEnsemble;
 use antispoof::AntiSpoofModels;
 use blendshapes::BlendshapesModel;
-use detector::FaceDetector;
+use detector::{Detection, FaceDetector};
 use mesh::{FaceMeshModel, Mesh};
 use model_files::{ANTISPOOF_DIR, BLENDSHAPES_FILE, DETECTOR_FILE, MESH_FILE};
 
@@ -207,9 +207,7 @@ impl Analyzer {
         let mut detections = None;
         if count_faces {
             if let Some(tracked) = &mesh {
-                let clock = Instant::now();
-                let found = self.detector.detect(image)?;
-                timings.detect = ms(clock);
+                let found = self.detect(image, &mut timings)?;
                 observation.detector_ran = true;
                 let extent = tracked.extent();
                 let confirmed = found.is_empty() || found.iter().any(|d| extent.contains(d.bbox.center()));
@@ -224,12 +222,7 @@ impl Analyzer {
         if mesh.is_none() {
             let detections = match detections {
                 Some(found) => found,
-                None => {
-                    let clock = Instant::now();
-                    let found = self.detector.detect(image)?;
-                    timings.detect = ms(clock);
-                    found
-                }
+                None => self.detect(image, &mut timings)?,
             };
             observation.detector_ran = true;
             observation.faces = detections.len();
@@ -255,6 +248,14 @@ impl Analyzer {
         timings.total = ms(started);
         observation.timings_ms = timings;
         Ok(observation)
+    }
+
+    /// The detector's faces, its time recorded in `timings`.
+    fn detect(&self, image: &image::RgbImage, timings: &mut StageTimings) -> Result<Vec<Detection>, ModelError> {
+        let clock = Instant::now();
+        let found = self.detector.detect(image)?;
+        timings.detect = ms(clock);
+        Ok(found)
     }
 
     fn describe_face(

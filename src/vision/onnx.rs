@@ -94,29 +94,25 @@ impl OnnxModel {
 /// 12.1 to 6.4 ms. (A two-pass `x + (slope - 1) * Min(x, 0)` measured no faster and is not exact.)
 fn rewrite_prelu(graph: &mut tract_onnx::pb::GraphProto) {
     use tract_onnx::pb::NodeProto;
-    let node = |op: &str, name: String, inputs: [&str; 2], output: String| NodeProto {
+    let node = |op: &str, name: String, inputs: &[&str], output: String| NodeProto {
         op_type: op.to_owned(),
-        input: inputs.iter().filter(|i| !i.is_empty()).map(|i| (*i).to_owned()).collect(),
+        input: inputs.iter().map(|i| (*i).to_owned()).collect(),
         output: vec![output],
         name,
         ..NodeProto::default()
     };
-    let nodes = std::mem::take(&mut graph.node);
-    for prelu in nodes {
-        let (Some(x), Some(slope), Some(y)) = (prelu.input.first(), prelu.input.get(1), prelu.output.first()) else {
-            graph.node.push(prelu);
+    for original in std::mem::take(&mut graph.node) {
+        let is_prelu = original.op_type == "PRelu" && original.domain.is_empty();
+        let (true, [x, slope], [y]) = (is_prelu, original.input.as_slice(), original.output.as_slice()) else {
+            graph.node.push(original);
             continue;
         };
-        if prelu.op_type != "PRelu" || !prelu.domain.is_empty() {
-            graph.node.push(prelu);
-            continue;
-        }
-        let part = |suffix: &str| format!("{}.{suffix}", if prelu.name.is_empty() { y } else { &prelu.name });
+        let part = |suffix: &str| format!("{}.{suffix}", if original.name.is_empty() { y } else { &original.name });
         let (positive, negative, scaled) = (part("positive"), part("negative"), part("scaled"));
-        graph.node.push(node("Relu", part("relu"), [x, ""], positive.clone()));
-        graph.node.push(node("Sub", part("sub"), [x, &positive], negative.clone()));
-        graph.node.push(node("Mul", part("mul"), [slope, &negative], scaled.clone()));
-        graph.node.push(node("Add", part("add"), [&positive, &scaled], y.clone()));
+        graph.node.push(node("Relu", part("relu"), &[x], positive.clone()));
+        graph.node.push(node("Sub", part("sub"), &[x, &positive], negative.clone()));
+        graph.node.push(node("Mul", part("mul"), &[slope, &negative], scaled.clone()));
+        graph.node.push(node("Add", part("add"), &[&positive, &scaled], y.clone()));
     }
 }
 
