@@ -26,7 +26,7 @@ impl MemoryStore {
         let mut sessions = self.lock();
         let before = sessions.len();
         sessions.retain(|_, s| s.expires_at_ms >= cutoff_ms);
-        self.connections.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, b| b.expires_at_ms >= cutoff_ms);
+        self.connections().retain(|_, b| b.expires_at_ms >= cutoff_ms);
         before - sessions.len()
     }
 
@@ -43,6 +43,11 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Session>> {
         // A panic elsewhere while holding the lock leaves the map consistent (every write is one insert).
         self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, ConnectionBinding>> {
+        // As for sessions: every write is one insert or removal.
+        self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -81,19 +86,17 @@ impl SessionStore for MemoryStore {
 
 impl ConnectionStore for MemoryStore {
     fn bind<'a>(&'a self, connection_id: &'a str, binding: &'a ConnectionBinding) -> StoreFuture<'a, ()> {
-        let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        connections.insert(connection_id.to_owned(), binding.clone());
+        self.connections().insert(connection_id.to_owned(), binding.clone());
         Box::pin(async { Ok(()) })
     }
 
     fn binding<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ConnectionBinding> {
-        let connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        let found = connections.get(connection_id).cloned().ok_or(StoreError::NotFound);
+        let found = self.connections().get(connection_id).cloned().ok_or(StoreError::NotFound);
         Box::pin(async { found })
     }
 
     fn unbind<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ()> {
-        self.connections.lock().unwrap_or_else(|p| p.into_inner()).remove(connection_id);
+        self.connections().remove(connection_id);
         Box::pin(async { Ok(()) })
     }
 }

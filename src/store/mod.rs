@@ -60,7 +60,8 @@ pub struct ConnectionBinding {
 pub trait ConnectionStore: Send + Sync {
     /// Binds a connection (replacing any earlier binding of the same id).
     fn bind<'a>(&'a self, connection_id: &'a str, binding: &'a ConnectionBinding) -> StoreFuture<'a, ()>;
-    /// The connection's binding; [`StoreError::NotFound`] if there is none or it has expired.
+    /// The connection's binding; [`StoreError::NotFound`] if there is none. An expired binding may still be
+    /// returned until it is swept; its session then reads as expired.
     fn binding<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ConnectionBinding>;
     /// Forgets a connection; forgetting an unknown one is not an error.
     fn unbind<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ()>;
