@@ -22,7 +22,7 @@ fi
 # The passive anti-spoofing models may not be committed; the shared folder beside the project has them.
 shared_models=../shared/models/antispoof
 if [ -d "$shared_models" ]; then
-  cargo run --quiet --bin liveness -- models install --from "$shared_models"
+  cargo run --quiet --features test-support --bin liveness -- models install --from "$shared_models"
 else
   echo "note: $shared_models not found; tests that need the anti-spoofing models will fail" >&2
 fi
@@ -52,7 +52,7 @@ SAM_CLI_TELEMETRY=0 "$tools_venv/bin/sam" validate --lint --region us-east-1 --t
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
+cargo test --all-targets --features test-support --no-fail-fast 2>&1 | tee "$log" || status=$?
 # One closing line over every test binary (cargo prints one "test result" line per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$log"

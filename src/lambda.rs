@@ -2,8 +2,6 @@
 //! validation and errors exist once), over the DynamoDB store. Clients, store and (for the frame function only)
 //! models are built once per container, before the first invocation.
 
-use std::sync::Arc;
-
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
@@ -12,84 +10,19 @@ use lambda_http::LambdaEvent;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+pub use crate::app::Models;
+use crate::app::{App, Deployment, StartError};
 use crate::config::Config;
 use crate::http::problem::Problem;
-use crate::service::{LivenessService, SystemClock};
-use crate::store::dynamodb::DynamoStore;
-use crate::vision::{AnalysisError, Analyzer, FaceSearch, FrameAnalyzer, FrameObservation, ModelError};
 
-/// Which models a function needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Models {
-    /// The frame function: every model, loaded once per container.
-    Load,
-    /// Create, get and cancel never analyse a frame and load nothing.
-    None,
-}
-
-/// The analyser of functions that never analyse: a frame reaching one is a deployment error, not a client's.
-struct NoAnalysis;
-
-impl FrameAnalyzer for NoAnalysis {
-    fn analyze(&self, _: &[u8], _: FaceSearch<'_>) -> Result<FrameObservation, AnalysisError> {
-        Err(AnalysisError::Model(ModelError::Inference {
-            model: "none".into(),
-            message: "this function does not analyse frames; route frames to the frame function".into(),
-        }))
-    }
-
-    fn has_antispoof(&self) -> bool {
-        false
-    }
-}
-
-/// Why a function could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error("LIVENESS_TABLE_NAME must name the sessions table")]
-    NoTable,
-    #[error(transparent)]
-    Models(#[from] ModelError),
-}
-
-/// What a function builds from the environment once per container, before its first invocation.
-pub struct Container {
-    pub config: Config,
-    pub store: Arc<DynamoStore>,
-    pub service: LivenessService,
-}
-
-impl Container {
-    /// Settings, the DynamoDB store and the service, with the models only if `models` says so.
-    pub async fn from_env(models: Models) -> Result<Container, StartError> {
-        let config = Config::from_env()?;
-        let table = config.table_name.clone().ok_or(StartError::NoTable)?;
-        let analyzer: Arc<dyn FrameAnalyzer> = match models {
-            Models::Load => Arc::new(load_analyzer(&config)?),
-            Models::None => Arc::new(NoAnalysis),
-        };
-        let store = Arc::new(DynamoStore::from_env(table).await);
-        let service = LivenessService::new(store.clone(), analyzer, Arc::new(SystemClock), config.service_settings());
-        Ok(Container { config, store, service })
-    }
+/// Everything a function runs on, built from the environment once per container, before its first invocation.
+pub async fn function_app(models: Models) -> Result<App, StartError> {
+    App::build(Config::from_env()?, Deployment::Lambda, models).await
 }
 
 /// The router a function serves, built from the environment.
 pub async fn function_router(models: Models) -> Result<axum::Router, StartError> {
-    let container = Container::from_env(models).await?;
-    Ok(crate::http::router(container.service, container.config.max_frame_bytes))
-}
-
-/// The models a function analyses frames with, loaded once per container; missing anti-spoofing models are
-/// logged loudly (every session then ends `ANTISPOOF_UNAVAILABLE`, never live).
-fn load_analyzer(config: &Config) -> Result<Analyzer, ModelError> {
-    let analyzer = Analyzer::load(&config.models_dir, config.analyzer_options())?;
-    if !analyzer.has_antispoof() {
-        tracing::warn!("PASSIVE ANTI-SPOOFING MODELS NOT INSTALLED: no session will be judged live");
-    }
-    Ok(analyzer)
+    Ok(function_app(models).await?.router())
 }
 
 /// Runs one Lambda function until the runtime stops it. Logs go to CloudWatch through `tracing` (JSON when the

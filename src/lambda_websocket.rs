@@ -18,9 +18,9 @@ use lambda_http::LambdaEvent;
 use serde_json::{json, Value};
 
 use crate::http::problem::Problem;
-use crate::lambda::{Container, Models};
+use crate::aws::aws_environment;
+use crate::lambda::{function_app, Models};
 use crate::service::{LivenessService, ServiceError};
-use crate::store::dynamodb::aws_environment;
 use crate::store::{ConnectionBinding, ConnectionStore, StoreError};
 use crate::websocket::{ConnectionOptions, Incoming, Reply, ServerMessage, Workflow};
 
@@ -118,10 +118,9 @@ impl WebSocketFunction {
     }
 
     /// Built from the environment as the deployed function is: models, DynamoDB table, Management API.
-    pub async fn from_env() -> Result<Self, crate::lambda::StartError> {
-        let container = Container::from_env(Models::Load).await?;
-        let max_frame_bytes = container.config.max_frame_bytes;
-        Ok(Self::new(container.service, container.store, max_frame_bytes, ManagementApi::from_env().await))
+    pub async fn from_env() -> Result<Self, crate::app::StartError> {
+        let app = function_app(Models::Load).await?;
+        Ok(Self::new(app.service, app.store, app.config.max_frame_bytes, ManagementApi::from_env().await))
     }
 
     /// Serves one raw API Gateway WebSocket event and returns the integration's response.

@@ -2,6 +2,8 @@
 //!
 //! See `DESIGN.md` in the shared folder for the architecture; [`vision`] turns frames into observations.
 
+pub mod app;
+pub mod aws;
 pub mod config;
 pub mod domain;
 pub mod http;

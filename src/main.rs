@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use liveness::app::load_analyzer;
+use liveness::config::Config;
+use liveness::domain::reported;
 use liveness::vision::model_files::{default_models_dir, install_antispoof};
-use liveness::vision::{AnalysisError, Analyzer, AnalyzerOptions, FaceSearch, FrameAnalyzer};
+use liveness::vision::{AnalysisError, AnalyzerOptions, FaceSearch, FrameAnalyzer};
 use serde_json::{json, Value};
 
 const USAGE: &str = "usage:
@@ -16,6 +19,12 @@ const USAGE: &str = "usage:
 environment: LIVENESS_MODELS_DIR (default: ./models, else the source tree's models/)";
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,liveness=info".into()),
+        )
+        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         None | Some("serve") => serve(),
@@ -33,12 +42,7 @@ fn main() -> ExitCode {
 }
 
 fn serve() -> Result<ExitCode, String> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,liveness=info".into()),
-        )
-        .init();
-    let config = liveness::config::Config::from_env().map_err(|e| e.to_string())?;
+    let config = Config::from_env().map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(liveness::server::serve(config)).map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
@@ -63,13 +67,9 @@ fn analyze(args: &[String]) -> Result<ExitCode, String> {
     if files.is_empty() {
         return Err(USAGE.to_owned());
     }
-    let options = AnalyzerOptions { keep_landmarks, ..AnalyzerOptions::default() };
-    let analyzer = Analyzer::load(&default_models_dir(), options).map_err(|e| e.to_string())?;
-    if !analyzer.has_antispoof() {
-        eprintln!(
-            "warning: anti-spoofing models not installed; antispoof_real will be null (see `liveness models install`)"
-        );
-    }
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let options = AnalyzerOptions { keep_landmarks, ..config.analyzer_options() };
+    let analyzer = load_analyzer(&config, options).map_err(|e| e.to_string())?;
     let mut all_ok = true;
     for file in files {
         let line = match std::fs::read(file) {
@@ -89,7 +89,6 @@ fn analyze(args: &[String]) -> Result<ExitCode, String> {
 }
 
 fn describe(file: &str, observation: &liveness::vision::FrameObservation) -> Value {
-    let round = |v: f32| (f64::from(v) * 1000.0).round() / 1000.0;
     let mut value = json!({
         "file": file,
         "width": observation.width,
@@ -101,17 +100,17 @@ fn describe(file: &str, observation: &liveness::vision::FrameObservation) -> Val
     });
     if let Some(face) = &observation.face {
         let extra = json!({
-            "box": [round(face.bbox.x), round(face.bbox.y), round(face.bbox.width), round(face.bbox.height)],
-            "presence": round(face.presence),
-            "yaw": round(face.pose.yaw),
-            "pitch": round(face.pose.pitch),
-            "roll": round(face.pose.roll),
-            "eye_closure": face.eye_closure.map(round),
-            "smile": round(face.smile),
-            "mouth_open": round(face.mouth_open),
-            "brightness": round(face.quality.brightness),
-            "sharpness": round(face.quality.sharpness),
-            "antispoof_real": face.antispoof_real.map(round),
+            "box": [reported(face.bbox.x), reported(face.bbox.y), reported(face.bbox.width), reported(face.bbox.height)],
+            "presence": reported(face.presence),
+            "yaw": reported(face.pose.yaw),
+            "pitch": reported(face.pose.pitch),
+            "roll": reported(face.pose.roll),
+            "eye_closure": face.eye_closure.map(reported),
+            "smile": reported(face.smile),
+            "mouth_open": reported(face.mouth_open),
+            "brightness": reported(face.quality.brightness),
+            "sharpness": reported(face.quality.sharpness),
+            "antispoof_real": face.antispoof_real.map(reported),
         });
         value.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         if !face.landmarks.is_empty() {

@@ -1,8 +1,9 @@
 //! The liveness service: create, submit a frame, read, cancel. Both transports call it; it orchestrates the
 //! store, the analyser and the domain and holds no rules of its own beyond parameter bounds.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+#[cfg(any(test, feature = "test-support"))]
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use uuid::Uuid;
 
@@ -26,10 +27,12 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to.
+/// A clock that moves only when told to: a test double, never in a release binary.
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Debug, Default)]
 pub struct ManualClock(AtomicI64);
 
+#[cfg(any(test, feature = "test-support"))]
 impl ManualClock {
     /// A clock reading `now_ms`.
     pub fn new(now_ms: i64) -> Self {
@@ -42,6 +45,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
@@ -103,6 +107,35 @@ pub enum ServiceError {
     Internal(String),
 }
 
+impl ServiceError {
+    /// The stable, machine-readable code of this error, the same on every transport (REST problem `code`,
+    /// WebSocket `error` message `code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::InvalidParameter { .. } => "invalid_parameter",
+            ServiceError::NotFound(_) => "session_not_found",
+            ServiceError::Rejected(FrameRejection::Ended(_)) => "session_ended",
+            ServiceError::Rejected(FrameRejection::Expired) => "session_expired",
+            ServiceError::Rejected(FrameRejection::TooManyFrames(_)) => "too_many_frames",
+            ServiceError::Image(error) => error.code(),
+            ServiceError::StoreUnavailable(_) => "store_unavailable",
+            ServiceError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// What a client is told: the error's own words, except for internal errors, which are logged here and
+    /// reported without their detail.
+    pub fn client_message(&self) -> String {
+        match self {
+            ServiceError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "an internal error occurred".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// A store failure on session `id`.
 fn store_error(id: Uuid) -> impl Fn(StoreError) -> ServiceError {
     move |error| match error {
@@ -124,7 +157,7 @@ impl From<StoreError> for ServiceError {
 
 /// Which interface a session serves: it decides the challenge types drawn and whether a passive phase comes first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Workflow {
+pub enum Interface {
     /// The REST API: any of the seven challenge types, judged from the first frame.
     #[default]
     Rest,
@@ -139,13 +172,13 @@ pub struct CreateOptions {
     pub timeout_seconds: Option<f64>,
     /// Counted frames of the passive phase (WebSocket sessions only).
     pub passive_frames: Option<i64>,
-    pub workflow: Workflow,
+    pub interface: Interface,
 }
 
 impl CreateOptions {
     /// Reads a session's options from query pairs: `num_challenges`, `timeout_seconds`, and for WebSocket sessions
     /// `passive_frames`. Bounds are checked by [`LivenessService::create`]; here only that each is a number.
-    pub fn from_query(pairs: &[(String, String)], workflow: Workflow) -> Result<CreateOptions, ServiceError> {
+    pub fn from_query(pairs: &[(String, String)], interface: Interface) -> Result<CreateOptions, ServiceError> {
         fn number<T: std::str::FromStr>(
             pairs: &[(String, String)],
             name: &'static str,
@@ -159,11 +192,11 @@ impl CreateOptions {
         Ok(CreateOptions {
             num_challenges: number(pairs, "num_challenges")?,
             timeout_seconds: number(pairs, "timeout_seconds")?,
-            passive_frames: match workflow {
-                Workflow::Rest => None,
-                Workflow::WebSocket => number(pairs, "passive_frames")?,
+            passive_frames: match interface {
+                Interface::Rest => None,
+                Interface::WebSocket => number(pairs, "passive_frames")?,
             },
-            workflow,
+            interface,
         })
     }
 }
@@ -225,9 +258,9 @@ impl LivenessService {
     /// Creates a session with challenges drawn from the OS's secure generator.
     pub async fn create(&self, options: CreateOptions) -> Result<Session, ServiceError> {
         let settings = &self.settings;
-        let pool: &[ChallengeType] = match options.workflow {
-            Workflow::Rest => &ChallengeType::ALL,
-            Workflow::WebSocket => &ChallengeType::WEBSOCKET,
+        let pool: &[ChallengeType] = match options.interface {
+            Interface::Rest => &ChallengeType::ALL,
+            Interface::WebSocket => &ChallengeType::WEBSOCKET,
         };
         let max_challenges = settings.max_challenges.min(pool.len()) as i64;
         let count = options.num_challenges.unwrap_or(settings.default_challenges as i64);
@@ -237,9 +270,9 @@ impl LivenessService {
                 message: format!("must be between 1 and {max_challenges}, got {count}"),
             });
         }
-        let passive_frames = match options.workflow {
-            Workflow::Rest => 0,
-            Workflow::WebSocket => options.passive_frames.unwrap_or(i64::from(settings.default_passive_frames)),
+        let passive_frames = match options.interface {
+            Interface::Rest => 0,
+            Interface::WebSocket => options.passive_frames.unwrap_or(i64::from(settings.default_passive_frames)),
         };
         if !(0..=i64::from(settings.max_passive_frames)).contains(&passive_frames) {
             return Err(ServiceError::InvalidParameter {

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    liveness::lambda::run_function(liveness::lambda::Models::None).await
+    liveness::lambda::run_function(liveness::lambda::Models::Skip).await
 }

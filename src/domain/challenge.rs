@@ -52,6 +52,35 @@ impl ChallengeType {
         }
     }
 
+    /// The WebSocket spec's action string: `BLINK`, `LOOK LEFT`, `LOOK RIGHT`, `LOOK UP`, `LOOK DOWN`, `SMILE`.
+    /// (`OPEN MOUTH` is never drawn for that workflow; it is named only so every type has a string.)
+    pub fn action(self) -> &'static str {
+        match self {
+            ChallengeType::Blink => "BLINK",
+            ChallengeType::TurnLeft => "LOOK LEFT",
+            ChallengeType::TurnRight => "LOOK RIGHT",
+            ChallengeType::LookUp => "LOOK UP",
+            ChallengeType::LookDown => "LOOK DOWN",
+            ChallengeType::Smile => "SMILE",
+            ChallengeType::OpenMouth => "OPEN MOUTH",
+        }
+    }
+
+    /// A short visual cue shown beside the instruction. Left and right are the user's own, which is also the
+    /// screen's side in a mirrored preview. Characters common fonts have (no emoji: many machines lack an emoji
+    /// font).
+    pub fn cue(self) -> &'static str {
+        match self {
+            ChallengeType::TurnLeft => "←",
+            ChallengeType::TurnRight => "→",
+            ChallengeType::LookUp => "↑",
+            ChallengeType::LookDown => "↓",
+            ChallengeType::Blink => "◡ ◡",
+            ChallengeType::Smile => "☺",
+            ChallengeType::OpenMouth => "○",
+        }
+    }
+
     /// The spec's wire name, e.g. `TURN_LEFT`.
     pub fn as_str(self) -> &'static str {
         match self {

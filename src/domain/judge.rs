@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::challenge::ChallengeType;
-use crate::vision::{BoundingBox, FrameObservation};
+use super::observation::{BoundingBox, FrameObservation};
 
 /// Every threshold the judge uses, in one place. Angles in degrees, scores 0..1.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,8 +3,18 @@
 
 pub mod challenge;
 pub mod judge;
+pub mod observation;
 pub mod session;
 
 pub use challenge::{draw_challenges, Challenge, ChallengeType};
 pub use judge::{Feedback, JudgeConfig};
+pub use observation::{
+    BoundingBox, FaceObservation, FaceQuality, FrameObservation, HeadPose, StageTimings, TrackingHint,
+};
+/// A measurement as reported to clients and people: three decimals (finer digits are noise), as `f64` so that
+/// JSON prints exactly those digits.
+pub fn reported(value: f32) -> f64 {
+    (f64::from(value) * 1000.0).round() / 1000.0
+}
+
 pub use session::{EndReason, FrameOutcome, FrameRejection, Session, SessionRules, SessionState};

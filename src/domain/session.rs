@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::challenge::{Challenge, ChallengeType};
 use super::judge::{self, Baseline, FaceSample, Feedback, JudgeConfig, Verdict};
-use crate::vision::{CropRegion, FrameObservation};
+use super::observation::{FrameObservation, TrackingHint};
 
 /// The five states of the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +85,14 @@ impl Default for SessionRules {
     }
 }
 
+impl SessionRules {
+    /// Whether one passive anti-spoofing score reads as a live face (a session's verdict uses the mean of its
+    /// scores against the same threshold).
+    pub fn reads_live(&self, score: f32) -> bool {
+        score >= self.passive_threshold
+    }
+}
+
 /// The running sum of passive anti-spoofing scores.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct PassiveScores {
@@ -131,8 +139,8 @@ pub struct Session {
     pub history: Vec<FaceSample>,
     /// The last counted face, for continuity.
     pub last_face: Option<FaceSample>,
-    /// Where the face was last seen, so the next frame's analysis can skip detection.
-    pub last_region: Option<CropRegion>,
+    /// Where the analyser last found the face, handed back to it with the next frame (never read here).
+    pub last_region: Option<TrackingHint>,
     pub passive: PassiveScores,
     pub frames_received: u32,
     /// Counted frames of a passive phase before the first challenge starts (the WebSocket workflow's; REST
@@ -260,7 +268,9 @@ impl Session {
         }
     }
 
-    /// Applies one analysed frame received at `now_ms`. A rejected frame changes nothing.
+    /// Applies one analysed frame received at `now_ms`. A rejected frame changes nothing. The frame goes through
+    /// four phases: it is received, its face is counted (or the frame gets feedback), its passive anti-spoofing
+    /// score is added, and then it either counts toward the passive phase or is judged against the challenge.
     pub fn apply_frame(
         &self,
         observation: &FrameObservation,
@@ -269,16 +279,7 @@ impl Session {
     ) -> Result<(Session, FrameOutcome), FrameRejection> {
         let mut session = self.at(now_ms);
         session.check_accepts_frame(rules)?;
-        session.frames_received += 1;
-        if session.state == SessionState::Pending {
-            session.state = SessionState::InProgress;
-            if !session.in_passive_phase() {
-                session.challenge_started_ms = Some(now_ms);
-            }
-        }
-        if let Some(face) = &observation.face {
-            session.last_region = Some(face.next_region);
-        }
+        session.receive_frame(observation, now_ms);
         let challenge = session.current_challenge().map(|c| c.kind).expect("an open session has a challenge");
         let passive_phase = session.in_passive_phase();
         let mut outcome = FrameOutcome {
@@ -288,57 +289,95 @@ impl Session {
             feedback: None,
             antispoof_real: None,
         };
-
-        let sample = match judge::sample_frame(observation, &rules.judge) {
+        let sample = match session.count_face(observation, &rules.judge) {
             Ok(sample) => sample,
             Err(feedback) => {
                 outcome.feedback = Some(feedback);
                 return Ok((session, outcome));
             }
         };
-        if let Some(previous) = &session.last_face {
-            if let Err(feedback) = judge::continuity(previous, &sample, &rules.judge) {
-                outcome.feedback = Some(feedback);
-                session.fail_current(0.0, EndReason::FaceChanged);
-                return Ok((session, outcome));
-            }
-        }
-        session.last_face = Some(sample);
-        if let Some(score) = sample.antispoof_real {
-            outcome.antispoof_real = Some(score);
-            session.passive.sum += f64::from(score);
-            session.passive.count += 1;
-            if session.passive.count >= rules.passive_min_frames
-                && session.passive.mean().is_some_and(|mean| mean < rules.passive_early_fail)
-            {
-                session.fail_current(0.0, EndReason::SpoofDetected);
-                return Ok((session, outcome));
-            }
+        outcome.antispoof_real = sample.antispoof_real;
+        if !session.add_passive_score(&sample, rules) {
+            return Ok((session, outcome));
         }
         if passive_phase {
             session.count_passive_frame(sample, now_ms, rules);
-            return Ok((session, outcome));
+        } else {
+            session.judge_sample(challenge, sample, now_ms, rules, &mut outcome);
         }
+        Ok((session, outcome))
+    }
 
-        session.gather_baseline(sample, &rules.judge);
-        let Some(baseline) = session.baseline else {
-            return Ok((session, outcome));
-        };
-        session.history.push(sample);
-        if session.history.len() > rules.max_history {
-            session.history.remove(0);
+    /// Receiving: one more frame; the first one starts the session (and the first challenge's clock unless a
+    /// passive phase comes first); the analyser's tracking hint is kept for the next frame.
+    fn receive_frame(&mut self, observation: &FrameObservation, now_ms: i64) {
+        self.frames_received += 1;
+        if self.state == SessionState::Pending {
+            self.state = SessionState::InProgress;
+            if !self.in_passive_phase() {
+                self.challenge_started_ms = Some(now_ms);
+            }
         }
-        let previous = session.outcomes.last().map(|o| o.kind);
-        match judge::judge(challenge, previous, &session.history, &baseline, &rules.judge) {
+        if let Some(face) = &observation.face {
+            self.last_region = Some(face.next_region);
+        }
+    }
+
+    /// Counting: the frame's face as a sample, or why the frame does not count. A face that is not the one seen
+    /// before fails the session.
+    fn count_face(&mut self, observation: &FrameObservation, config: &JudgeConfig) -> Result<FaceSample, Feedback> {
+        let sample = judge::sample_frame(observation, config)?;
+        if let Some(previous) = &self.last_face {
+            if let Err(feedback) = judge::continuity(previous, &sample, config) {
+                self.fail_current(0.0, EndReason::FaceChanged);
+                return Err(feedback);
+            }
+        }
+        self.last_face = Some(sample);
+        Ok(sample)
+    }
+
+    /// Passive scoring: adds the sample's anti-spoofing score; once enough frames are scored, a clearly fake mean
+    /// ends the session. Returns whether the session goes on.
+    fn add_passive_score(&mut self, sample: &FaceSample, rules: &SessionRules) -> bool {
+        let Some(score) = sample.antispoof_real else { return true };
+        self.passive.sum += f64::from(score);
+        self.passive.count += 1;
+        if self.passive.count >= rules.passive_min_frames
+            && self.passive.mean().is_some_and(|mean| mean < rules.passive_early_fail)
+        {
+            self.fail_current(0.0, EndReason::SpoofDetected);
+            return false;
+        }
+        true
+    }
+
+    /// Judging: the sample joins the baseline until it is set, then the challenge's history, and the judge
+    /// reads the history against the baseline.
+    fn judge_sample(
+        &mut self,
+        challenge: ChallengeType,
+        sample: FaceSample,
+        now_ms: i64,
+        rules: &SessionRules,
+        outcome: &mut FrameOutcome,
+    ) {
+        self.gather_baseline(sample, &rules.judge);
+        let Some(baseline) = self.baseline else { return };
+        self.history.push(sample);
+        if self.history.len() > rules.max_history {
+            self.history.remove(0);
+        }
+        let previous = self.outcomes.last().map(|o| o.kind);
+        match judge::judge(challenge, previous, &self.history, &baseline, &rules.judge) {
             Verdict::Pending { confidence } => outcome.confidence = confidence,
-            Verdict::WrongAction => session.fail_current(0.0, EndReason::WrongAction),
+            Verdict::WrongAction => self.fail_current(0.0, EndReason::WrongAction),
             Verdict::Passed { confidence } => {
                 outcome.passed = true;
                 outcome.confidence = confidence;
-                session.pass_current(confidence, now_ms, rules);
+                self.pass_current(confidence, now_ms, rules);
             }
         }
-        Ok((session, outcome))
     }
 
     /// Until the baseline is set: adds a neutral sample toward it, and sets it once enough are gathered. The frame
@@ -364,7 +403,7 @@ impl Session {
         if self.passive_counted < self.passive_frames {
             return;
         }
-        if self.passive.mean().is_some_and(|mean| mean < rules.passive_threshold) {
+        if self.passive.mean().is_some_and(|mean| !rules.reads_live(mean)) {
             self.end(SessionState::Failed, EndReason::SpoofDetected);
         } else {
             self.challenge_started_ms = Some(now_ms);
@@ -381,7 +420,7 @@ impl Session {
         }
         // Every counted frame of a session with the models is scored, so a finished session has several.
         match self.passive.mean() {
-            Some(mean) if mean >= rules.passive_threshold => self.end(SessionState::Completed, EndReason::Live),
+            Some(mean) if rules.reads_live(mean) => self.end(SessionState::Completed, EndReason::Live),
             Some(_) => self.end(SessionState::Failed, EndReason::SpoofDetected),
             None => self.end(SessionState::Completed, EndReason::AntispoofUnavailable),
         }

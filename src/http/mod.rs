@@ -14,7 +14,8 @@ use axum::{Json, Router};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::service::{CreateOptions, LivenessService, Workflow};
+use crate::service::{CreateOptions, Interface, LivenessService};
+use crate::vision::model_files::ANTISPOOF_MISSING;
 use problem::Problem;
 use views::{FrameView, SessionView};
 
@@ -57,8 +58,7 @@ async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
         "status": "ok",
         "models_loaded": true,
         "antispoof": antispoof,
-        "warning": (!antispoof).then_some(
-            "passive anti-spoofing models are not installed: no session can be judged live"),
+        "warning": (!antispoof).then_some(ANTISPOOF_MISSING),
     }))
 }
 
@@ -73,7 +73,7 @@ async fn create_session(
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(pairs) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let options = CreateOptions::from_query(&pairs, Workflow::Rest)?;
+    let options = CreateOptions::from_query(&pairs, Interface::Rest)?;
     let session = state.service.create(options).await?;
     Ok((StatusCode::CREATED, Json(SessionView::from(&session))).into_response())
 }

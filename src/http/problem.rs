@@ -35,47 +35,37 @@ impl Problem {
 
 impl From<ServiceError> for Problem {
     fn from(error: ServiceError) -> Self {
-        let detail = error.to_string();
+        let status = match &error {
+            ServiceError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::Rejected(FrameRejection::Ended(_)) => StatusCode::CONFLICT,
+            ServiceError::Rejected(FrameRejection::Expired) => StatusCode::GONE,
+            ServiceError::Rejected(FrameRejection::TooManyFrames(_)) => StatusCode::TOO_MANY_REQUESTS,
+            ServiceError::Image(error) => return Problem::from(error.clone()),
+            ServiceError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let problem = Problem::new(status, error.code(), error.client_message());
         match error {
-            ServiceError::InvalidParameter { name, .. } => {
-                Problem::new(StatusCode::BAD_REQUEST, "invalid_parameter", detail).with("parameter", name)
-            }
-            ServiceError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, "session_not_found", detail),
-            ServiceError::Rejected(FrameRejection::Ended(state)) => {
-                Problem::new(StatusCode::CONFLICT, "session_ended", detail).with("state", state.as_str())
-            }
-            ServiceError::Rejected(FrameRejection::Expired) => {
-                Problem::new(StatusCode::GONE, "session_expired", detail).with("state", "expired")
-            }
-            ServiceError::Rejected(FrameRejection::TooManyFrames(_)) => {
-                Problem::new(StatusCode::TOO_MANY_REQUESTS, "too_many_frames", detail)
-            }
-            ServiceError::Image(error) => Problem::from(error),
-            ServiceError::StoreUnavailable(_) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", detail)
-            }
-            ServiceError::Internal(_) => {
-                tracing::error!(%detail, "internal error");
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred")
-            }
+            ServiceError::InvalidParameter { name, .. } => problem.with("parameter", name),
+            ServiceError::Rejected(FrameRejection::Ended(state)) => problem.with("state", state.as_str()),
+            ServiceError::Rejected(FrameRejection::Expired) => problem.with("state", "expired"),
+            _ => problem,
         }
     }
 }
 
 impl From<DecodeError> for Problem {
     fn from(error: DecodeError) -> Self {
-        let detail = error.to_string();
-        let (status, code) = match error {
-            DecodeError::Empty => (StatusCode::UNPROCESSABLE_ENTITY, "empty_image"),
-            DecodeError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large"),
-            DecodeError::UnrecognisedFormat | DecodeError::UnsupportedFormat(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_image_format")
-            }
-            DecodeError::DimensionsOutOfBounds { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "image_dimensions"),
-            DecodeError::MemoryLimit => (StatusCode::UNPROCESSABLE_ENTITY, "image_too_complex"),
-            DecodeError::Corrupt(_) => (StatusCode::UNPROCESSABLE_ENTITY, "undecodable_image"),
+        let status = match error {
+            DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            DecodeError::UnrecognisedFormat | DecodeError::UnsupportedFormat(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            DecodeError::Empty
+            | DecodeError::DimensionsOutOfBounds { .. }
+            | DecodeError::MemoryLimit
+            | DecodeError::Corrupt(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        Problem::new(status, code, detail)
+        Problem::new(status, error.code(), error.to_string())
     }
 }
 

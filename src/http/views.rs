@@ -3,7 +3,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::domain::{Challenge, ChallengeType, EndReason, Feedback, Session};
+use crate::domain::{reported, Challenge, ChallengeType, EndReason, Feedback, Session};
 use crate::service::FrameResult;
 
 /// A challenge as the spec shows it.
@@ -12,12 +12,14 @@ pub struct ChallengeView {
     #[serde(rename = "type")]
     pub kind: ChallengeType,
     pub instruction: &'static str,
+    /// Added: a short visual cue for the instruction (an arrow, say).
+    pub cue: &'static str,
     pub timeout_seconds: f64,
 }
 
 impl From<&Challenge> for ChallengeView {
     fn from(c: &Challenge) -> Self {
-        Self { kind: c.kind, instruction: c.kind.instruction(), timeout_seconds: c.timeout_seconds }
+        Self { kind: c.kind, instruction: c.kind.instruction(), cue: c.kind.cue(), timeout_seconds: c.timeout_seconds }
     }
 }
 
@@ -50,19 +52,22 @@ impl From<&Session> for SessionView {
     }
 }
 
-/// `POST /sessions/{id}/frame`: the spec's eight fields; added: `feedback` (why the frame did not count) and
-/// `end_reason`. `session_complete` is true once the session has ended, whatever the outcome.
+/// `POST /sessions/{id}/frame`: the spec's eight fields; added: `feedback` (why the frame did not count),
+/// `guidance` (what to do about it, in words) and `end_reason`. `session_complete` is true once the session has
+/// ended, whatever the outcome.
 #[derive(Debug, Serialize)]
 pub struct FrameView {
     pub session_id: Uuid,
     pub challenge_type: Option<ChallengeType>,
     pub passed: bool,
-    pub confidence: f32,
+    pub confidence: f64,
     pub challenges_remaining: usize,
     pub session_complete: bool,
     pub is_live: Option<bool>,
     pub state: &'static str,
     pub feedback: Option<Feedback>,
+    /// Added: what the user should do about `feedback`, in words.
+    pub guidance: Option<&'static str>,
     pub end_reason: Option<EndReason>,
 }
 
@@ -73,12 +78,13 @@ impl From<&FrameResult> for FrameView {
             session_id: s.id,
             challenge_type: r.outcome.challenge,
             passed: r.outcome.passed,
-            confidence: (r.outcome.confidence * 1000.0).round() / 1000.0,
+            confidence: reported(r.outcome.confidence),
             challenges_remaining: s.challenges_remaining(),
             session_complete: s.state.is_terminal(),
             is_live: s.is_live,
             state: s.state.as_str(),
             feedback: r.outcome.feedback,
+            guidance: r.outcome.feedback.map(Feedback::message),
             end_reason: s.end_reason,
         }
     }

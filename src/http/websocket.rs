@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::problem::Problem;
 use super::AppState;
-use crate::websocket::{ConnectionOptions, Incoming, Reply, Workflow};
+use crate::websocket::{max_message_bytes, ConnectionOptions, Incoming, Reply, Workflow};
 
 /// Normal closure, sent after `final_result`.
 const CLOSE_NORMAL: u16 = 1000;
@@ -38,9 +38,8 @@ pub(super) async fn connect(
     let workflow = Workflow::new(state.service.clone(), state.max_frame_bytes);
     let (session, opening) = workflow.open(&options).await?;
     tracing::info!(session = %session.id, "websocket session opened");
-    // Room for a base64 frame at the limit, so an oversize frame gets an error message; beyond this the socket
-    // itself refuses the message (close code 1009).
-    let max_message = state.max_frame_bytes / 3 * 4 + 64 * 1024;
+    // Beyond this the socket itself refuses the message (close code 1009).
+    let max_message = max_message_bytes(state.max_frame_bytes);
     Ok(upgrade
         .max_message_size(max_message)
         .max_frame_size(max_message)

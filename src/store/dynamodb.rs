@@ -9,10 +9,7 @@
 //! same `expires_at`.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValuesOnConditionCheckFailure,
@@ -22,6 +19,7 @@ use aws_sdk_dynamodb::Client;
 use uuid::Uuid;
 
 use super::{ConnectionBinding, ConnectionStore, SessionStore, StoreError, StoreFuture};
+use crate::aws::aws_environment;
 use crate::domain::Session;
 
 const KEY: &str = "session_id";
@@ -38,24 +36,6 @@ const FEEDBACK: &str = "feedback";
 pub struct DynamoStore {
     client: Client,
     table: String,
-}
-
-/// Timeouts and retries for a store on the request path: a database that is down must become a quick `503`,
-/// not a request that hangs until the client gives up.
-pub fn client_settings() -> (TimeoutConfig, RetryConfig) {
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .operation_attempt_timeout(Duration::from_secs(2))
-        .operation_timeout(Duration::from_secs(5))
-        .build();
-    (timeouts, RetryConfig::standard().with_max_attempts(3))
-}
-
-/// The standard AWS environment (credentials, region, endpoint overrides) with [`client_settings`].
-pub async fn aws_environment() -> aws_config::SdkConfig {
-    let (timeouts, retries) = client_settings();
-    let defaults = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    defaults.timeout_config(timeouts).retry_config(retries).load().await
 }
 
 impl DynamoStore {

@@ -23,7 +23,7 @@ impl Default for DecodeLimits {
 }
 
 /// Why a frame could not be turned into an image. Each kind of bad input has its own variant.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     /// No bytes at all.
     #[error("the image is empty")]
@@ -46,6 +46,20 @@ pub enum DecodeError {
     /// JPEG or PNG, but broken: truncated, corrupt or internally inconsistent.
     #[error("the image could not be decoded: {0}")]
     Corrupt(String),
+}
+
+impl DecodeError {
+    /// The stable, machine-readable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::Empty => "empty_image",
+            DecodeError::TooLarge { .. } => "image_too_large",
+            DecodeError::UnrecognisedFormat | DecodeError::UnsupportedFormat(_) => "unsupported_image_format",
+            DecodeError::DimensionsOutOfBounds { .. } => "image_dimensions",
+            DecodeError::MemoryLimit => "image_too_complex",
+            DecodeError::Corrupt(_) => "undecodable_image",
+        }
+    }
 }
 
 /// Decodes JPEG or PNG bytes into an upright 8-bit RGB image: EXIF orientation is applied, grey and alpha are

@@ -6,18 +6,10 @@
 //! - roll > 0: the head tilts toward the user's left shoulder.
 
 use image::RgbImage;
-use serde::{Deserialize, Serialize};
+pub use crate::domain::{FaceQuality, HeadPose};
 
 use super::geometry::{luma, resample, Border, CropRegion};
 use super::mesh::Mesh;
-
-/// Head orientation in degrees; see the module documentation for the signs.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct HeadPose {
-    pub yaw: f32,
-    pub pitch: f32,
-    pub roll: f32,
-}
 
 const RIGHT_EYE_OUTER: usize = 33;
 const LEFT_EYE_OUTER: usize = 263;
@@ -74,16 +66,6 @@ pub fn eye_closure(mesh: &Mesh) -> [f32; 2] {
 /// Inner-lip gap over mouth width: 0 closed, growing as the mouth opens.
 pub fn mouth_aspect_ratio(mesh: &Mesh) -> f32 {
     distance(mesh, UPPER_LIP_INNER, LOWER_LIP_INNER) / distance(mesh, MOUTH_CORNERS[0], MOUTH_CORNERS[1]).max(1e-6)
-}
-
-/// Brightness and sharpness of the face region.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct FaceQuality {
-    /// Mean luma of the face, 0..255.
-    pub brightness: f32,
-    /// Variance of the Laplacian of the face resampled to 128x128: higher is sharper. Measured: still photos
-    /// 100-2000; a live photo box-blurred by 8 pixels twice 3.2; soft video frames of a 90-pixel face 2.8-66.
-    pub sharpness: f32,
 }
 
 const QUALITY_GRID: usize = 128;

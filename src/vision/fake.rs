@@ -94,7 +94,7 @@ impl FakeFace {
                 mouth_open: self.mouth_open,
                 quality: FaceQuality { brightness: self.brightness, sharpness: 300.0 },
                 antispoof_real: self.antispoof_real,
-                next_region: CropRegion::axis_aligned(&bbox.scaled(1.5)),
+                next_region: CropRegion::axis_aligned(&bbox.scaled(1.5)).into(),
                 landmarks: Vec::new(),
             }),
             timings_ms: StageTimings::default(),

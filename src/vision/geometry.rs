@@ -3,67 +3,8 @@
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-/// An axis-aligned box in image pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct BoundingBox {
-    pub x: f32,
-    pub y: f32,
-    pub width: f32,
-    pub height: f32,
-}
-
-impl BoundingBox {
-    /// Centre point.
-    pub fn center(&self) -> (f32, f32) {
-        (self.x + self.width / 2.0, self.y + self.height / 2.0)
-    }
-
-    /// Whether the point lies inside the box (edges included).
-    pub fn contains(&self, (x, y): (f32, f32)) -> bool {
-        x >= self.x && x <= self.x + self.width && y >= self.y && y <= self.y + self.height
-    }
-
-    /// Area in square pixels.
-    pub fn area(&self) -> f32 {
-        self.width.max(0.0) * self.height.max(0.0)
-    }
-
-    /// The box scaled by `factor` about its centre.
-    pub fn scaled(&self, factor: f32) -> BoundingBox {
-        let (cx, cy) = self.center();
-        let (width, height) = (self.width * factor, self.height * factor);
-        BoundingBox { x: cx - width / 2.0, y: cy - height / 2.0, width, height }
-    }
-
-    /// Intersection over union with another box, 0 when they do not overlap.
-    pub fn iou(&self, other: &BoundingBox) -> f32 {
-        let left = self.x.max(other.x);
-        let top = self.y.max(other.y);
-        let right = (self.x + self.width).min(other.x + other.width);
-        let bottom = (self.y + self.height).min(other.y + other.height);
-        let intersection = (right - left).max(0.0) * (bottom - top).max(0.0);
-        let union = self.area() + other.area() - intersection;
-        if union > 0.0 {
-            intersection / union
-        } else {
-            0.0
-        }
-    }
-
-    /// The smallest box holding every point.
-    pub fn around(points: impl IntoIterator<Item = (f32, f32)>) -> Option<BoundingBox> {
-        let mut iter = points.into_iter();
-        let (x0, y0) = iter.next()?;
-        let (mut left, mut top, mut right, mut bottom) = (x0, y0, x0, y0);
-        for (x, y) in iter {
-            left = left.min(x);
-            right = right.max(x);
-            top = top.min(y);
-            bottom = bottom.max(y);
-        }
-        Some(BoundingBox { x: left, y: top, width: right - left, height: bottom - top })
-    }
-}
+pub use crate::domain::BoundingBox;
+use crate::domain::TrackingHint;
 
 /// A rectangle in the image, possibly rotated, that a model sees stretched onto its whole input.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -74,6 +15,18 @@ pub struct CropRegion {
     pub height: f32,
     /// Radians, clockwise in image coordinates (y down): the direction of the crop's x axis.
     pub angle: f32,
+}
+
+impl From<CropRegion> for TrackingHint {
+    fn from(r: CropRegion) -> Self {
+        TrackingHint([r.center_x, r.center_y, r.width, r.height, r.angle])
+    }
+}
+
+impl From<TrackingHint> for CropRegion {
+    fn from(TrackingHint([center_x, center_y, width, height, angle]): TrackingHint) -> Self {
+        CropRegion { center_x, center_y, width, height, angle }
+    }
 }
 
 impl CropRegion {

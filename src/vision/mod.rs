@@ -10,6 +10,8 @@ pub mod blendshapes;
 pub mod decode;
 pub mod detector;
 pub mod face_metrics;
+/// Test doubles: never in a release binary (`--features test-support` builds them for the tests).
+#[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 pub mod geometry;
 pub mod mesh;
@@ -19,11 +21,11 @@ pub mod onnx;
 use std::path::Path;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 pub use decode::{decode_frame, DecodeError, DecodeLimits};
-pub use face_metrics::{FaceQuality, HeadPose};
-pub use geometry::{BoundingBox, CropRegion};
+pub use crate::domain::observation::{
+    BoundingBox, FaceObservation, FaceQuality, FrameObservation, HeadPose, StageTimings, TrackingHint,
+};
+pub use geometry::CropRegion;
 pub use onnx::ModelError;
 
 pub use antispoof::AntiSpoofEnsemble;
@@ -36,60 +38,6 @@ use model_files::{ANTISPOOF_DIR, BLENDSHAPES_FILE, DETECTOR_FILE, MESH_FILE};
 /// Below this mesh face-presence, the detector's face is taken for something else (a cat, a cup, a pattern).
 const MIN_PRESENCE: f32 = 0.5;
 
-/// Everything one frame tells about the face in front of the camera.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FrameObservation {
-    /// Decoded (upright) image size in pixels.
-    pub width: u32,
-    pub height: u32,
-    /// Faces in the frame. When the detector was skipped because a known face region was reused, 1.
-    pub faces: usize,
-    /// Whether the detector ran on this frame (false when a known face region was reused).
-    pub detector_ran: bool,
-    /// The main (largest) face, if there is one.
-    pub face: Option<FaceObservation>,
-    /// Milliseconds spent per stage.
-    pub timings_ms: StageTimings,
-}
-
-/// The main face of a frame.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FaceObservation {
-    /// The box spanned by the face mesh, in image pixels.
-    pub bbox: BoundingBox,
-    /// Mesh face-presence probability.
-    pub presence: f32,
-    /// Head pose; see [`face_metrics`] for the signs (positive yaw: the user's left).
-    pub pose: HeadPose,
-    /// Eye closure `[left, right]` (the user's own eyes), 0 open, 1 closed, from the mesh's eye aspect ratio
-    /// (it separated a closed eye from open ones more clearly than the blendshapes' eyeBlink; see the README).
-    pub eye_closure: [f32; 2],
-    /// Smile, 0..1: the blendshapes' mouthSmile, left and right averaged.
-    pub smile: f32,
-    /// Mouth opening, 0..1: the blendshapes' jawOpen.
-    pub mouth_open: f32,
-    /// Brightness and sharpness of the face.
-    pub quality: FaceQuality,
-    /// MiniFASNet's probability that the face is live; `None` when the models are not installed.
-    pub antispoof_real: Option<f32>,
-    /// The crop to reuse for this face in the next frame, so the detector can be skipped.
-    pub next_region: CropRegion,
-    /// The 478 mesh landmarks `(x, y, z)` in image pixels (z: depth, away from the camera).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub landmarks: Vec<[f32; 3]>,
-}
-
-/// Time per stage, milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct StageTimings {
-    pub decode: f32,
-    pub detect: f32,
-    pub mesh: f32,
-    pub expressions: f32,
-    pub antispoof: f32,
-    pub total: f32,
-}
-
 /// Why a frame could not be analysed.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
@@ -101,18 +49,18 @@ pub enum AnalysisError {
     Model(#[from] ModelError),
 }
 
-/// How the analyser finds the face in a frame. The regions are the previous frame's
+/// How the analyser finds the face in a frame. The hints are the previous frame's
 /// [`FaceObservation::next_region`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum FaceSearch<'a> {
     /// Run the detector and mesh its largest face.
     Detect,
     /// Mesh the face where it was; run the detector only if no face is there any more.
-    Track(&'a CropRegion),
+    Track(&'a TrackingHint),
     /// Mesh the face where it was, and run the detector as well to count the faces in view. The tracked face is
     /// kept only if the detector finds it too, or finds no face at all (it misses strongly turned heads); when
     /// the detector sees faces but not that one, the frame is analysed as with [`FaceSearch::Detect`].
-    TrackAndCount(&'a CropRegion),
+    TrackAndCount(&'a TrackingHint),
 }
 
 /// Frame analysis as the rest of the service sees it: real models in production, fakes in tests.
@@ -191,13 +139,13 @@ impl Analyzer {
         // A reused region skips detection only if the mesh still finds a face there.
         let (known_region, count_faces) = match search {
             FaceSearch::Detect => (None, false),
-            FaceSearch::Track(region) => (Some(region), false),
-            FaceSearch::TrackAndCount(region) => (Some(region), true),
+            FaceSearch::Track(hint) => (Some(CropRegion::from(*hint)), false),
+            FaceSearch::TrackAndCount(hint) => (Some(CropRegion::from(*hint)), true),
         };
         let mut mesh = None;
         if let Some(region) = known_region {
             let clock = Instant::now();
-            let tracked = self.mesh.run(image, region)?;
+            let tracked = self.mesh.run(image, &region)?;
             timings.mesh += ms(clock);
             if tracked.presence >= MIN_PRESENCE {
                 observation.faces = 1;
@@ -283,7 +231,7 @@ impl Analyzer {
             mouth_open: expressions.jaw_open,
             quality: face_metrics::face_quality(image, &mesh),
             antispoof_real,
-            next_region: mesh.next_region(),
+            next_region: mesh.next_region().into(),
             landmarks: if self.options.keep_landmarks { mesh.points } else { Vec::new() },
         })
     }

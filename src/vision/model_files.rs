@@ -14,6 +14,10 @@ pub const BLENDSHAPES_FILE: &str = "face_blendshapes.onnx";
 /// The anti-spoofing models' folder inside the models directory (git-ignored).
 pub const ANTISPOOF_DIR: &str = "antispoof";
 
+/// What every binary says when the anti-spoofing models are missing (at start-up, on `/health`, in the CLI).
+pub const ANTISPOOF_MISSING: &str = "passive anti-spoofing models are not installed: no session can be judged live \
+    (install them with `liveness models install --from DIR`)";
+
 /// One pinned anti-spoofing model file.
 #[derive(Debug, Clone, Copy)]
 pub struct PinnedFile {

@@ -4,5 +4,5 @@
 pub mod protocol;
 pub mod workflow;
 
-pub use protocol::{action, Label, Phase, ServerMessage, Status};
+pub use protocol::{max_message_bytes, Label, Phase, ServerMessage, Status};
 pub use workflow::{ConnectionOptions, Incoming, Reply, Workflow};

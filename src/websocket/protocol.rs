@@ -5,21 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ChallengeType, Feedback};
-
-/// The spec's action string of a challenge type: `BLINK`, `LOOK LEFT`, `LOOK RIGHT`, `LOOK UP`, `LOOK DOWN`,
-/// `SMILE`. (`OPEN MOUTH` is never drawn for this workflow; it is named only so every type has a string.)
-pub fn action(kind: ChallengeType) -> &'static str {
-    match kind {
-        ChallengeType::Blink => "BLINK",
-        ChallengeType::TurnLeft => "LOOK LEFT",
-        ChallengeType::TurnRight => "LOOK RIGHT",
-        ChallengeType::LookUp => "LOOK UP",
-        ChallengeType::LookDown => "LOOK DOWN",
-        ChallengeType::Smile => "SMILE",
-        ChallengeType::OpenMouth => "OPEN MOUTH",
-    }
-}
+use crate::domain::{Challenge, Feedback};
 
 /// The two phases of the workflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +33,19 @@ pub enum Status {
     Failed,
 }
 
+impl ServerMessage {
+    /// `challenge_start` for `challenge`.
+    pub fn challenge_start(challenge: &Challenge) -> ServerMessage {
+        let kind = challenge.kind;
+        ServerMessage::ChallengeStart {
+            action: kind.action().to_owned(),
+            instruction: kind.instruction().to_owned(),
+            cue: kind.cue().to_owned(),
+            timeout_seconds: challenge.timeout_seconds,
+        }
+    }
+}
+
 /// Everything the server sends, as JSON text messages. The first five are the spec's; `error` is the design's
 /// answer to a bad message; `feedback` is sent only to connections that ask for it (`?feedback=true`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,11 +55,16 @@ pub enum ServerMessage {
         value: Phase,
     },
     FrameResult {
-        confidence: f32,
+        confidence: f64,
         label: Label,
     },
+    /// `instruction`, `cue` and `timeout_seconds` are additions to the spec's message, so a client needs no
+    /// table of its own.
     ChallengeStart {
         action: String,
+        instruction: String,
+        cue: String,
+        timeout_seconds: f64,
     },
     ChallengeResult {
         action: String,
@@ -70,7 +74,7 @@ pub enum ServerMessage {
         label: Label,
         passed: Vec<String>,
         #[serde(skip_serializing_if = "Option::is_none", default)]
-        confidence: Option<f32>,
+        confidence: Option<f64>,
     },
     Error {
         code: String,
@@ -129,10 +133,20 @@ struct TextMessage {
     image: Option<String>,
 }
 
+/// Room in a message for what surrounds a frame: the JSON envelope, or a `data:` URL prefix.
+const MESSAGE_ENVELOPE_BYTES: usize = 64 * 1024;
+
+/// The largest message that may still carry a frame of `max_frame_bytes`: the frame as base64 (4/3 of its size)
+/// plus its envelope. Transports refuse longer messages outright; shorter ones get an `error` message when the
+/// frame inside is too large.
+pub fn max_message_bytes(max_frame_bytes: usize) -> usize {
+    max_frame_bytes.div_ceil(3) * 4 + MESSAGE_ENVELOPE_BYTES
+}
+
 /// The frame in a text message `{"type":"frame","image":"<base64>"}` (a `data:` URL prefix is accepted too).
 pub fn frame_from_text(text: &str, max_bytes: usize) -> Result<Vec<u8>, MessageError> {
-    // Base64 is 4/3 the size of its bytes: refuse what cannot fit before decoding anything.
-    if text.len() > max_bytes / 3 * 4 + 1024 {
+    // Refuse what cannot fit before decoding anything.
+    if text.len() > max_message_bytes(max_bytes) {
         return Err(MessageError::TooLarge { size: text.len() / 4 * 3, limit: max_bytes });
     }
     let message: TextMessage = serde_json::from_str(text).map_err(|e| MessageError::InvalidJson(e.to_string()))?;
@@ -159,6 +173,7 @@ pub fn frame_from_binary(bytes: Vec<u8>, max_bytes: usize) -> Result<Vec<u8>, Me
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ChallengeType;
     use serde_json::json;
 
     #[test]
@@ -170,12 +185,13 @@ mod tests {
                 json!({"type": "frame_result", "confidence": 0.874, "label": "REAL"}),
             ),
             (
-                ServerMessage::ChallengeStart { action: action(ChallengeType::Blink).into() },
-                json!({"type": "challenge_start", "action": "BLINK"}),
+                ServerMessage::challenge_start(&Challenge { kind: ChallengeType::Blink, timeout_seconds: 5.0 }),
+                json!({"type": "challenge_start", "action": "BLINK", "instruction": "Blink your eyes", "cue": "◡ ◡",
+                       "timeout_seconds": 5.0}),
             ),
             (
                 ServerMessage::ChallengeResult {
-                    action: action(ChallengeType::TurnRight).into(),
+                    action: ChallengeType::TurnRight.action().into(),
                     status: Status::Passed,
                 },
                 json!({"type": "challenge_result", "action": "LOOK RIGHT", "status": "passed"}),
@@ -191,7 +207,6 @@ mod tests {
         ];
         for (message, expected) in cases {
             let wire: serde_json::Value = serde_json::from_str(&message.to_json()).unwrap();
-            // f32 fields widen to f64 on the way: compare numbers loosely, everything else exactly.
             assert_eq!(wire.as_object().unwrap().keys().collect::<Vec<_>>(), {
                 let mut keys: Vec<_> = expected.as_object().unwrap().keys().collect();
                 keys.sort();
@@ -209,7 +224,7 @@ mod tests {
 
     #[test]
     fn actions_are_the_spec_enum() {
-        let actions: Vec<_> = ChallengeType::WEBSOCKET.iter().map(|&k| action(k)).collect();
+        let actions: Vec<_> = ChallengeType::WEBSOCKET.iter().map(|k| k.action()).collect();
         assert_eq!(actions, ["BLINK", "LOOK LEFT", "LOOK RIGHT", "LOOK UP", "LOOK DOWN", "SMILE"]);
     }
 

@@ -4,10 +4,9 @@
 
 use uuid::Uuid;
 
-use super::protocol::{action, frame_from_binary, frame_from_text, Label, Phase, ServerMessage, Status};
-use crate::domain::{FrameOutcome, FrameRejection, Session};
-use crate::http::problem::Problem;
-use crate::service::{CreateOptions, LivenessService, ServiceError, Workflow as SessionWorkflow};
+use super::protocol::{frame_from_binary, frame_from_text, Label, Phase, ServerMessage, Status};
+use crate::domain::{reported, FrameOutcome, FrameRejection, Session, SessionRules};
+use crate::service::{CreateOptions, Interface, LivenessService, ServiceError};
 
 /// A message as a client sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +36,7 @@ impl ConnectionOptions {
                 })
             }
         };
-        Ok(ConnectionOptions { session: CreateOptions::from_query(pairs, SessionWorkflow::WebSocket)?, feedback })
+        Ok(ConnectionOptions { session: CreateOptions::from_query(pairs, Interface::WebSocket)?, feedback })
     }
 }
 
@@ -70,8 +69,7 @@ impl Reply {
     /// is gone or refuses frames for good.
     pub fn failure(error: ServiceError) -> Reply {
         let finished = matches!(error, ServiceError::NotFound(_) | ServiceError::Rejected(_));
-        let problem = Problem::from(error);
-        Reply { finished, ..Reply::error(problem.code, problem.detail) }
+        Reply { finished, ..Reply::error(error.code(), error.client_message()) }
     }
 }
 
@@ -101,6 +99,10 @@ impl Workflow {
         self.service.now_ms()
     }
 
+    fn rules(&self) -> &SessionRules {
+        &self.service.settings().rules
+    }
+
     /// Starts a session for a new connection; the reply holds the opening messages.
     pub async fn open(&self, options: &ConnectionOptions) -> Result<(Session, Reply), ServiceError> {
         let session = self.service.create(options.session).await?;
@@ -124,7 +126,7 @@ impl Workflow {
                 if self.defer_opening && result.before.frames_received == 0 {
                     messages = opening(&result.before);
                 }
-                messages.extend(transition(&result.before, &result.session, Some(&result.outcome), options.feedback));
+                messages.extend(transition(&result.before, &result.session, Some(&result.outcome), options.feedback, self.rules()));
                 Reply::after(&result.session, messages)
             }
             Err(ServiceError::Rejected(FrameRejection::Ended(_) | FrameRejection::Expired)) => self.on_tick(id).await,
@@ -136,7 +138,7 @@ impl Workflow {
     pub async fn on_tick(&self, id: Uuid) -> Reply {
         match self.service.settle(id).await {
             Ok(Some(settled)) => {
-                let messages = transition(&settled.before, &settled.session, None, false);
+                let messages = transition(&settled.before, &settled.session, None, false, self.rules());
                 Reply::after(&settled.session, messages)
             }
             // Nothing changed, or another writer changed it and announced it.
@@ -167,6 +169,7 @@ pub fn transition(
     after: &Session,
     outcome: Option<&FrameOutcome>,
     feedback: bool,
+    rules: &SessionRules,
 ) -> Vec<ServerMessage> {
     let mut messages = Vec::new();
     if let Some(outcome) = outcome {
@@ -174,8 +177,8 @@ pub fn transition(
             messages.push(ServerMessage::Feedback { code, message: code.message().to_owned() });
         }
         if let Some(score) = outcome.antispoof_real {
-            let label = if score >= 0.5 { Label::Real } else { Label::Fake };
-            messages.push(ServerMessage::FrameResult { confidence: round3(score), label });
+            let label = if rules.reads_live(score) { Label::Real } else { Label::Fake };
+            messages.push(ServerMessage::FrameResult { confidence: reported(score), label });
         }
     }
     if before.in_passive_phase() && !after.in_passive_phase() && !after.state.is_terminal() {
@@ -184,7 +187,7 @@ pub fn transition(
     }
     for result in after.outcomes.iter().skip(before.outcomes.len()) {
         let status = if result.passed { Status::Passed } else { Status::Failed };
-        messages.push(ServerMessage::ChallengeResult { action: action(result.kind).to_owned(), status });
+        messages.push(ServerMessage::ChallengeResult { action: result.kind.action().to_owned(), status });
         if result.passed {
             messages.extend(challenge_start(after));
         }
@@ -196,17 +199,13 @@ pub fn transition(
 }
 
 fn challenge_start(session: &Session) -> Option<ServerMessage> {
-    session.current_challenge().map(|c| ServerMessage::ChallengeStart { action: action(c.kind).to_owned() })
+    session.current_challenge().map(ServerMessage::challenge_start)
 }
 
 /// The verdict: `REAL` only for a live session; `passed` lists the actions passed, in order; `confidence` is the
 /// session's mean passive anti-spoofing score (absent without the models).
 fn final_result(session: &Session) -> ServerMessage {
     let label = if session.is_live == Some(true) { Label::Real } else { Label::Fake };
-    let passed = session.outcomes.iter().filter(|o| o.passed).map(|o| action(o.kind).to_owned()).collect();
-    ServerMessage::FinalResult { label, passed, confidence: session.passive.mean().map(round3) }
-}
-
-fn round3(value: f32) -> f32 {
-    (value * 1000.0).round() / 1000.0
+    let passed = session.outcomes.iter().filter(|o| o.passed).map(|o| o.kind.action().to_owned()).collect();
+    ServerMessage::FinalResult { label, passed, confidence: session.passive.mean().map(reported) }
 }

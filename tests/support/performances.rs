@@ -37,6 +37,6 @@ pub fn wrong(kind: ChallengeType) -> Vec<FakeFace> {
 pub fn kind_of_action(action: &str) -> ChallengeType {
     *ChallengeType::WEBSOCKET
         .iter()
-        .find(|&&kind| liveness::websocket::action(kind) == action)
+        .find(|&&kind| kind.action() == action)
         .unwrap_or_else(|| panic!("not an action of the spec: {action}"))
 }

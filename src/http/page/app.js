@@ -17,32 +17,8 @@ const ui = {
   timeout: $("timeout"),
 };
 
-// Both interfaces' names for each action, with the words and cue shown to the user. Left and right are the
-// user's own, which is also the screen's side in the mirrored preview. Cues use characters common fonts have
-// (no emoji: many machines lack an emoji font).
-const ACTIONS = {
-  "BLINK": { text: "Blink your eyes", cue: "◡ ◡" },
-  "LOOK LEFT": { text: "Turn your head to the left", cue: "←" },
-  "LOOK RIGHT": { text: "Turn your head to the right", cue: "→" },
-  "LOOK UP": { text: "Look upward", cue: "↑" },
-  "LOOK DOWN": { text: "Look downward", cue: "↓" },
-  "SMILE": { text: "Smile", cue: "☺" },
-  "OPEN MOUTH": { text: "Open your mouth", cue: "○" },
-};
-const REST_TO_ACTION = {
-  BLINK: "BLINK", TURN_LEFT: "LOOK LEFT", TURN_RIGHT: "LOOK RIGHT", LOOK_UP: "LOOK UP", LOOK_DOWN: "LOOK DOWN",
-  SMILE: "SMILE", OPEN_MOUTH: "OPEN MOUTH",
-};
-const FEEDBACK = {
-  NO_FACE: "No face found: look into the camera",
-  MULTIPLE_FACES: "More than one face: only one person may be in view",
-  FACE_TOO_SMALL: "Too far away: move closer to the camera",
-  FACE_NOT_CENTERED: "Move your face to the middle of the picture",
-  TOO_DARK: "Too dark: find more light",
-  TOO_BRIGHT: "Too bright: avoid light shining into the camera",
-  BLURRY: "The picture is blurred: hold still",
-  FACE_CHANGED: "The face in view changed",
-};
+// Every word and cue shown for a challenge or a feedback code comes from the server's messages (`instruction`,
+// `cue`, `timeout_seconds`, `guidance`), so a new challenge type needs no change here.
 
 let run = null; // the check in progress
 
@@ -84,8 +60,8 @@ function guide(text) {
   ui.guidance.textContent = text || "";
 }
 
-function showCue(action) {
-  ui.cue.textContent = action ? (ACTIONS[action]?.cue ?? "") : "";
+function showCue(cue) {
+  ui.cue.textContent = cue || "";
 }
 
 function startCountdown(seconds) {
@@ -105,25 +81,35 @@ function stopCountdown() {
   ui.countdown.hidden = true;
 }
 
-function listChallenge(action) {
+/** Shows a challenge as the server described it: `key` names it, `instruction`, `cue` and `timeout_seconds` show it. */
+function beginChallenge(key, { instruction, cue, timeout_seconds }) {
+  setState("active", instruction);
+  showCue(cue);
   for (const item of ui.challenges.querySelectorAll("li.current")) item.classList.remove("current");
   const item = document.createElement("li");
-  item.textContent = ACTIONS[action]?.text ?? action;
-  item.dataset.action = action;
+  item.textContent = instruction;
+  item.dataset.key = key;
+  item.dataset.instruction = instruction;
   item.className = "current";
   ui.challenges.append(item);
+  startCountdown(Number(timeout_seconds ?? ui.timeout.value));
 }
 
-function markChallenge(action, passed) {
-  const items = [...ui.challenges.querySelectorAll("li")].filter((li) => li.dataset.action === action);
+function markChallenge(key, passed) {
+  const items = [...ui.challenges.querySelectorAll("li")].filter((li) => li.dataset.key === key);
   const item = items[items.length - 1];
   if (!item) return;
   item.classList.remove("current");
   item.classList.add(passed ? "passed" : "failed");
-  item.textContent = `${passed ? "✓" : "✗"} ${ACTIONS[action]?.text ?? action}`;
+  item.textContent = `${passed ? "✓" : "✗"} ${item.dataset.instruction}`;
 }
 
-function showVerdict(real, passed, detail) {
+/** The instructions of the challenges passed so far, in order. */
+function passedInstructions() {
+  return [...ui.challenges.querySelectorAll("li.passed")].map((li) => li.dataset.instruction);
+}
+
+function showVerdict(real, detail) {
   stopCapture();
   stopCountdown();
   showCue(null);
@@ -131,7 +117,7 @@ function showVerdict(real, passed, detail) {
   ui.verdict.hidden = false;
   ui.verdict.className = `verdict ${real ? "real" : "fake"}`;
   ui.verdictLabel.textContent = real ? "Live person verified" : "Not verified";
-  const done = passed.map((a) => ACTIONS[a]?.text ?? a).join(", ");
+  const done = passedInstructions().join(", ");
   ui.verdictDetail.textContent = detail ?? (real
     ? `All challenges passed: ${done}.`
     : `Challenges passed: ${done || "none"}. Try again in good light, facing the camera.`);
@@ -271,16 +257,11 @@ function onMessage(message) {
       break;
     case "feedback":
       answered();
-      guide(FEEDBACK[message.code] ?? message.message);
+      guide(message.message);
       break;
-    case "challenge_start": {
-      const action = message.action;
-      setState("active", ACTIONS[action]?.text ?? action);
-      showCue(action);
-      listChallenge(action);
-      startCountdown(Number(ui.timeout.value));
+    case "challenge_start":
+      beginChallenge(message.action, message);
       break;
-    }
     case "challenge_result":
       stopCountdown();
       showCue(null);
@@ -288,7 +269,7 @@ function onMessage(message) {
       if (message.status === "passed") ui.status.textContent = "Well done.";
       break;
     case "final_result":
-      showVerdict(message.label === "REAL", message.passed || []);
+      showVerdict(message.label === "REAL");
       break;
     case "error":
       answered();
@@ -315,16 +296,13 @@ async function runRest() {
     fail("connection-lost", "The liveness service cannot be reached.", `(${error.message}) Check the API URL in Settings.`);
     return;
   }
-  const actions = session.challenges.map((c) => REST_TO_ACTION[c.type] ?? c.type);
+  const challenges = session.challenges;
   let current = -1;
   const showCurrent = (index) => {
-    if (index === current || index >= actions.length) return;
-    if (current >= 0) markChallenge(actions[current], true);
+    if (index === current || index >= challenges.length) return;
+    if (current >= 0) markChallenge(challenges[current].type, true);
     current = index;
-    setState("active", ACTIONS[actions[index]]?.text ?? actions[index]);
-    showCue(actions[index]);
-    listChallenge(actions[index]);
-    startCountdown(Number(ui.timeout.value));
+    beginChallenge(challenges[index].type, challenges[index]);
   };
   showCurrent(0);
   startCapture(async (frame) => {
@@ -338,16 +316,15 @@ async function runRest() {
       if (response.status === 410) return fail("expired", "This session has expired.", "Start a new check.");
       if (response.status === 409) return;
       if (!response.ok) return guide(body.detail || `Error ${response.status}`);
-      guide(body.feedback ? FEEDBACK[body.feedback] ?? body.feedback : "");
-      const done = actions.length - body.challenges_remaining;
+      guide(body.guidance ?? "");
+      const done = challenges.length - body.challenges_remaining;
       if (body.session_complete) {
-        const passed = actions.slice(0, done);
-        if (!body.is_live && current >= 0 && current < actions.length && body.state === "failed") {
-          markChallenge(actions[current], false);
+        if (!body.is_live && current >= 0 && current < challenges.length && body.state === "failed") {
+          markChallenge(challenges[current].type, false);
         } else if (current >= 0) {
-          markChallenge(actions[current], true);
+          markChallenge(challenges[current].type, true);
         }
-        showVerdict(body.is_live === true, passed);
+        showVerdict(body.is_live === true);
       } else {
         showCurrent(done);
       }

@@ -1,0 +1,159 @@
+//! The composition root: the one place that turns a [`Config`] into a running service (store, analyser, clock,
+//! settings) for every binary: the local server, each Lambda function and the CLI. A new store or a new setting is
+//! wired here and nowhere else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::service::{Clock, LivenessService, SystemClock};
+use crate::store::dynamodb::DynamoStore;
+use crate::store::{ConnectionStore, MemoryStore, SessionStore};
+use crate::vision::model_files::{antispoof_installed, install_antispoof, shared_antispoof_dir, ANTISPOOF_MISSING};
+use crate::vision::{AnalysisError, Analyzer, AnalyzerOptions, FaceSearch, FrameAnalyzer, FrameObservation, ModelError};
+
+/// How often expired sessions are swept from the embedded store, and how long after expiry they are kept (so a
+/// late client reads `expired` rather than "not found").
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+const KEEP_EXPIRED_MS: i64 = 5 * 60 * 1000;
+
+/// Where the service runs, which decides its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// The local server: the embedded store, or DynamoDB (its table created if missing) when
+    /// `LIVENESS_TABLE_NAME` is set.
+    Local,
+    /// An AWS Lambda function: always the DynamoDB table the template created.
+    Lambda,
+}
+
+/// Whether a binary analyses frames, and so needs the models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Models {
+    /// Load every model once, before the first request.
+    Load,
+    /// Load nothing: the binary creates, reads or cancels sessions but never analyses a frame.
+    Skip,
+}
+
+/// A store that keeps both sessions and WebSocket connection bindings.
+pub trait Store: SessionStore + ConnectionStore {}
+
+impl<T: SessionStore + ConnectionStore> Store for T {}
+
+/// Why the service could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("LIVENESS_TABLE_NAME must name the sessions table")]
+    NoTable,
+    #[error(transparent)]
+    Models(#[from] ModelError),
+}
+
+/// Everything a binary runs on, built once per process (once per Lambda container).
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub service: LivenessService,
+}
+
+impl App {
+    /// Builds the store, the analyser (if `models` says so) and the service that `config` describes.
+    pub async fn build(config: Config, deployment: Deployment, models: Models) -> Result<App, StartError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let analyzer: Arc<dyn FrameAnalyzer> = match models {
+            Models::Load => {
+                let config = config.clone();
+                let load = move || {
+                    if deployment == Deployment::Local {
+                        install_shared_antispoof(&config);
+                    }
+                    load_analyzer(&config, config.analyzer_options())
+                };
+                Arc::new(tokio::task::spawn_blocking(load).await.expect("model loading does not panic")?)
+            }
+            Models::Skip => Arc::new(NoAnalysis),
+        };
+        let store = open_store(&config, deployment, clock.clone()).await?;
+        let service = LivenessService::new(store.clone(), analyzer, clock, config.service_settings());
+        Ok(App { config, store, service })
+    }
+
+    /// The REST API and WebSocket router over this app's service.
+    pub fn router(&self) -> axum::Router {
+        crate::http::router(self.service.clone(), self.config.max_frame_bytes)
+    }
+}
+
+/// The store `config` names for `deployment`.
+async fn open_store(config: &Config, deployment: Deployment, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
+    match (&config.table_name, deployment) {
+        (Some(table), Deployment::Lambda) => Ok(Arc::new(DynamoStore::from_env(table.clone()).await)),
+        (None, Deployment::Lambda) => Err(StartError::NoTable),
+        (Some(table), Deployment::Local) => {
+            let store = DynamoStore::from_env(table.clone()).await;
+            if let Err(error) = store.ensure_table().await {
+                tracing::warn!(%table, %error, "could not create or check the DynamoDB table; using it as it is");
+            }
+            tracing::info!(%table, "sessions in DynamoDB");
+            Ok(Arc::new(store))
+        }
+        (None, Deployment::Local) => {
+            let store = Arc::new(MemoryStore::new());
+            let sweeper = store.clone();
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(SWEEP_EVERY);
+                loop {
+                    ticker.tick().await;
+                    let swept = sweeper.sweep_expired(clock.now_ms() - KEEP_EXPIRED_MS);
+                    if swept > 0 {
+                        tracing::debug!(swept, "expired sessions removed");
+                    }
+                }
+            });
+            Ok(store)
+        }
+    }
+}
+
+/// First run from a checkout with the shared folder beside it: the documented install step (copy and
+/// sha256-check), so `cargo run` alone gives a server that can judge liveness.
+fn install_shared_antispoof(config: &Config) {
+    let shared = shared_antispoof_dir();
+    if !antispoof_installed(&config.models_dir) && shared.is_dir() {
+        match install_antispoof(&config.models_dir, Some(&shared)) {
+            Ok(_) => tracing::info!(from = %shared.display(), "anti-spoofing models installed"),
+            Err(error) => tracing::warn!(%error, "could not install the anti-spoofing models"),
+        }
+    }
+}
+
+/// Loads the models from `config.models_dir` with `options`; missing anti-spoofing models are said loudly, once
+/// (every session then ends `ANTISPOOF_UNAVAILABLE`, never live).
+pub fn load_analyzer(config: &Config, options: AnalyzerOptions) -> Result<Analyzer, ModelError> {
+    let analyzer = Analyzer::load(&config.models_dir, options)?;
+    if analyzer.has_antispoof() {
+        tracing::info!(models = %config.models_dir.display(), "models loaded, passive anti-spoofing on");
+    } else {
+        tracing::warn!(models = %config.models_dir.display(), "{ANTISPOOF_MISSING}");
+    }
+    Ok(analyzer)
+}
+
+/// The analyser of binaries that never analyse: a frame reaching one is a deployment error, not a client's.
+struct NoAnalysis;
+
+impl FrameAnalyzer for NoAnalysis {
+    fn analyze(&self, _: &[u8], _: FaceSearch<'_>) -> Result<FrameObservation, AnalysisError> {
+        Err(AnalysisError::Model(ModelError::Inference {
+            model: "none".into(),
+            message: "this function does not analyse frames; route frames to the frame function".into(),
+        }))
+    }
+
+    fn has_antispoof(&self) -> bool {
+        false
+    }
+}

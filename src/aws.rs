@@ -1,0 +1,26 @@
+//! The AWS environment every AWS client is built from: credentials, region and endpoint overrides from the
+//! standard variables, with the timeouts and retries of a request path.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+
+/// Timeouts and retries for clients on the request path: a database that is down must become a quick `503`,
+/// not a request that hangs until the client gives up.
+pub fn client_settings() -> (TimeoutConfig, RetryConfig) {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(5))
+        .build();
+    (timeouts, RetryConfig::standard().with_max_attempts(3))
+}
+
+/// The standard AWS environment (credentials, region, endpoint overrides) with [`client_settings`].
+pub async fn aws_environment() -> aws_config::SdkConfig {
+    let (timeouts, retries) = client_settings();
+    let defaults = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    defaults.timeout_config(timeouts).retry_config(retries).load().await
+}
+
