@@ -1,13 +1,15 @@
 //! AWS's DynamoDB Local on loopback for the tests (no mocks). Each test starts its own server from
 //! `LIVENESS_DYNAMODB_LOCAL_DIR` (set by `scripts/test.sh`) and stops it when done.
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use liveness::store::dynamodb::{client_settings, DynamoStore};
+use liveness::aws::client_settings;
+use liveness::store::dynamodb::DynamoStore;
 
 /// The table the tests use.
 pub const TABLE: &str = "liveness-sessions-test";
@@ -45,11 +47,26 @@ impl DynamoLocal {
         };
         let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("java runs DynamoDB Local");
         self.child = Some(child);
+        // Ready means answering a request, not only an open port: a cold JVM takes seconds more for its first
+        // answer, longer than the store's own request timeouts.
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "DynamoDB Local did not start");
+        while !self.answers() {
+            assert!(started.elapsed() < Duration::from_secs(60), "DynamoDB Local did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Whether the server answers an (unsigned) API request with any HTTP response.
+    fn answers(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        let request = "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\n\
+            Content-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+        if stream.write_all(request.as_bytes()).is_err() {
+            return false;
+        }
+        let mut head = [0u8; 8];
+        stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/")
     }
 
     /// Stops the server: SIGTERM first, so an on-disk database is closed cleanly, then SIGKILL if it lingers.
