@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::service::{Clock, LivenessService, SystemClock};
 use crate::store::dynamodb::DynamoStore;
-use crate::store::{ConnectionStore, MemoryStore, SessionStore};
+use crate::store::{ConnectionStore, SessionStore, SqliteStore, StoreError};
 use crate::vision::model_files::{antispoof_installed, install_antispoof, shared_antispoof_dir, ANTISPOOF_MISSING};
 use crate::vision::{AnalysisError, Analyzer, AnalyzerOptions, FaceSearch, FrameAnalyzer, FrameObservation, ModelError};
 
@@ -50,6 +50,8 @@ pub enum StartError {
     NoTable,
     #[error(transparent)]
     Models(#[from] ModelError),
+    #[error("cannot open the embedded store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Everything a binary runs on, built once per process (once per Lambda container).
@@ -101,19 +103,21 @@ async fn open_store(config: &Config, deployment: Deployment, clock: Arc<dyn Cloc
             Ok(Arc::new(store))
         }
         (None, Deployment::Local) => {
-            let store = Arc::new(MemoryStore::new());
+            let store = SqliteStore::open(&config.data_dir)?;
+            tracing::info!(database = %store.path().display(), "sessions in the embedded store");
             let sweeper = store.clone();
             tokio::spawn(async move {
                 let mut ticker = tokio::time::interval(SWEEP_EVERY);
                 loop {
                     ticker.tick().await;
-                    let swept = sweeper.sweep_expired(clock.now_ms() - KEEP_EXPIRED_MS);
-                    if swept > 0 {
-                        tracing::debug!(swept, "expired sessions removed");
+                    match sweeper.sweep_expired(clock.now_ms() - KEEP_EXPIRED_MS).await {
+                        Ok(0) => {}
+                        Ok(swept) => tracing::debug!(swept, "expired sessions removed"),
+                        Err(error) => tracing::warn!(%error, "could not sweep expired sessions"),
                     }
                 }
             });
-            Ok(store)
+            Ok(Arc::new(store))
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct Config {
     pub detect_every: u32,
     /// `LIVENESS_TABLE_NAME`: keep sessions in this DynamoDB table instead of the embedded store.
     pub table_name: Option<String>,
+    /// `LIVENESS_DATA_DIR`, default `./data`: the embedded store's database.
+    pub data_dir: PathBuf,
 }
 
 /// A variable that is set but unusable.
@@ -56,6 +58,7 @@ impl Config {
             max_frames: var("LIVENESS_MAX_FRAMES", 300)?,
             detect_every: var("LIVENESS_DETECT_EVERY", 3)?,
             table_name: std::env::var("LIVENESS_TABLE_NAME").ok().filter(|t| !t.trim().is_empty()),
+            data_dir: var("LIVENESS_DATA_DIR", PathBuf::from("data"))?,
         };
         let positive = |name: &'static str, value: u64| {
             if value == 0 {

@@ -1,6 +1,6 @@
 //! The seven challenge types, their instructions, and how a session's challenges are drawn.
 
-use rand::seq::SliceRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +81,12 @@ impl ChallengeType {
         }
     }
 
+    /// Whether the challenge moves the head (a turn or a look): judged with motion continuity, so two stills
+    /// cannot pass it.
+    pub fn is_head_movement(self) -> bool {
+        matches!(self, ChallengeType::TurnLeft | ChallengeType::TurnRight | ChallengeType::LookUp | ChallengeType::LookDown)
+    }
+
     /// The spec's wire name, e.g. `TURN_LEFT`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -116,6 +122,25 @@ pub fn draw_challenges(
     kinds.iter().take(count).map(|&kind| Challenge { kind, timeout_seconds }).collect()
 }
 
+/// As [`draw_challenges`], but at least one drawn challenge is a head movement whenever the pool holds one: if
+/// the draw has none, its last challenge is swapped for a head movement drawn from the pool.
+pub fn draw_challenges_with_head_movement(
+    rng: &mut dyn RngCore,
+    pool: &[ChallengeType],
+    count: usize,
+    timeout_seconds: f64,
+) -> Vec<Challenge> {
+    let mut challenges = draw_challenges(rng, pool, count, timeout_seconds);
+    if challenges.iter().any(|c| c.kind.is_head_movement()) {
+        return challenges;
+    }
+    let movements: Vec<_> = pool.iter().copied().filter(|c| c.is_head_movement()).collect();
+    if let (Some(&kind), Some(last)) = (movements.choose(rng), challenges.last_mut()) {
+        last.kind = kind;
+    }
+    challenges
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +166,24 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let first: Vec<_> = (0..20).map(|_| draw_challenges(&mut rng, &ChallengeType::ALL, 3, 5.0)[0].kind).collect();
         assert!(first.iter().any(|k| *k != first[0]));
+    }
+
+    #[test]
+    fn a_head_movement_is_always_drawn_when_asked_for() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for count in 1..=7 {
+            for _ in 0..50 {
+                let challenges = draw_challenges_with_head_movement(&mut rng, &ChallengeType::ALL, count, 5.0);
+                assert_eq!(challenges.len(), count);
+                assert!(challenges.iter().any(|c| c.kind.is_head_movement()), "{challenges:?}");
+                let mut kinds: Vec<_> = challenges.iter().map(|c| c.kind.as_str()).collect();
+                kinds.sort();
+                kinds.dedup();
+                assert_eq!(kinds.len(), count, "still distinct");
+            }
+        }
+        let stills = [ChallengeType::Blink, ChallengeType::Smile];
+        assert_eq!(draw_challenges_with_head_movement(&mut rng, &stills, 2, 5.0).len(), 2, "none to give: as drawn");
     }
 
     #[test]

@@ -4,10 +4,12 @@
 pub mod challenge;
 pub mod judge;
 pub mod observation;
+pub mod policy;
 pub mod session;
 
-pub use challenge::{draw_challenges, Challenge, ChallengeType};
+pub use challenge::{draw_challenges, draw_challenges_with_head_movement, Challenge, ChallengeType};
 pub use judge::{Feedback, JudgeConfig};
+pub use policy::{Policy, PolicyViolation};
 pub use observation::{
     BoundingBox, FaceObservation, FaceQuality, FrameObservation, HeadPose, StageTimings, TrackingHint,
 };

@@ -1,4 +1,4 @@
-//! The embedded in-memory store: the local default, with the same guarantees as DynamoDB.
+//! An in-memory store with the same guarantees as the others, for tests (it keeps nothing across restarts).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,7 +1,9 @@
 //! The session store port: versioned, conditional writes so concurrent frames never overwrite each other.
+//! Adapters: SQLite (the embedded durable default), DynamoDB (AWS), and in memory (tests).
 
 pub mod dynamodb;
 pub mod memory;
+pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +13,7 @@ use uuid::Uuid;
 use crate::domain::Session;
 
 pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
 
 /// A boxed future, so the store can be used as `dyn SessionStore`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

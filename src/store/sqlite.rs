@@ -1,0 +1,219 @@
+//! The embedded durable store, the local default: one SQLite database file in `LIVENESS_DATA_DIR`, in WAL mode so
+//! other processes (the CLI) can read and write it while the server runs. Same contracts as DynamoDB: creates
+//! fail on a taken id, updates are conditional on the version read, expired rows are swept.
+//!
+//! Durability: each write is one transaction, committed before the call returns. With `synchronous=NORMAL` in WAL
+//! mode a committed write survives the process being killed; a power cut may lose the last commits (SQLite's
+//! documented trade-off), never corrupt the file.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use uuid::Uuid;
+
+use super::{ConnectionBinding, ConnectionStore, SessionStore, StoreError, StoreFuture};
+use crate::domain::Session;
+
+/// The database file's name inside the data directory.
+pub const DATABASE_FILE: &str = "liveness.sqlite3";
+
+/// How long a write waits for another process's write to finish before reporting the store unavailable.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS sessions (
+        id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at_ms);
+    CREATE TABLE IF NOT EXISTS connections (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        feedback INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+    );
+";
+
+/// Sessions and connection bindings in a SQLite database. Cheap to clone; clones share one connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir`, which is created too.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| unavailable(format!("cannot create {}: {e}", data_dir.display())))?;
+        let path = data_dir.join(DATABASE_FILE);
+        let connection = Connection::open(&path).map_err(unavailable)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
+        connection.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
+        connection.pragma_update(None, "synchronous", "NORMAL").map_err(unavailable)?;
+        connection.execute_batch(SCHEMA).map_err(unavailable)?;
+        Ok(Self { connection: Arc::new(Mutex::new(connection)), path })
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` on the connection off the async threads.
+    async fn with<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let connection = Arc::clone(&self.connection);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave a half-done write: each write is one transaction.
+            let mut connection = connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut connection)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    /// Removes sessions and bindings whose TTL ended before `cutoff_ms`; returns how many sessions.
+    pub async fn sweep_expired(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        self.with(move |connection| {
+            let transaction = connection.transaction().map_err(unavailable)?;
+            let swept = transaction
+                .execute("DELETE FROM sessions WHERE expires_at_ms < ?1", params![cutoff_ms])
+                .map_err(unavailable)?;
+            transaction
+                .execute("DELETE FROM connections WHERE expires_at_ms < ?1", params![cutoff_ms])
+                .map_err(unavailable)?;
+            transaction.commit().map_err(unavailable)?;
+            Ok(swept)
+        })
+        .await
+    }
+}
+
+fn to_json(session: &Session) -> Result<String, StoreError> {
+    serde_json::to_string(session).map_err(|e| StoreError::Unavailable(format!("cannot encode the session: {e}")))
+}
+
+impl SessionStore for SqliteStore {
+    fn create<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
+        let (id, version, expires_at_ms) = (session.id.to_string(), session.version as i64, session.expires_at_ms);
+        let body = to_json(session);
+        Box::pin(self.with(move |connection| {
+            let inserted = connection
+                .execute(
+                    "INSERT INTO sessions (id, version, expires_at_ms, body) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO NOTHING",
+                    params![id, version, expires_at_ms, body?],
+                )
+                .map_err(unavailable)?;
+            if inserted == 0 {
+                Err(StoreError::AlreadyExists)
+            } else {
+                Ok(())
+            }
+        }))
+    }
+
+    fn get(&self, id: Uuid) -> StoreFuture<'_, Session> {
+        Box::pin(self.with(move |connection| {
+            let body: Option<String> = connection
+                .query_row("SELECT body FROM sessions WHERE id = ?1", params![id.to_string()], |row| row.get(0))
+                .optional()
+                .map_err(unavailable)?;
+            let body = body.ok_or(StoreError::NotFound)?;
+            serde_json::from_str(&body).map_err(|e| StoreError::Unavailable(format!("unreadable session {id}: {e}")))
+        }))
+    }
+
+    fn update<'a>(&'a self, session: &'a Session, expected_version: u64) -> StoreFuture<'a, ()> {
+        let (id, version, expires_at_ms) = (session.id.to_string(), session.version as i64, session.expires_at_ms);
+        let body = to_json(session);
+        Box::pin(self.with(move |connection| {
+            let transaction = connection.transaction().map_err(unavailable)?;
+            let updated = transaction
+                .execute(
+                    "UPDATE sessions SET version = ?2, expires_at_ms = ?3, body = ?4 WHERE id = ?1 AND version = ?5",
+                    params![id, version, expires_at_ms, body?, expected_version as i64],
+                )
+                .map_err(unavailable)?;
+            if updated == 0 {
+                let exists = transaction
+                    .query_row("SELECT 1 FROM sessions WHERE id = ?1", params![id], |_| Ok(()))
+                    .optional()
+                    .map_err(unavailable)?;
+                return Err(if exists.is_some() { StoreError::Conflict } else { StoreError::NotFound });
+            }
+            transaction.commit().map_err(unavailable)
+        }))
+    }
+
+    fn delete(&self, id: Uuid) -> StoreFuture<'_, ()> {
+        Box::pin(self.with(move |connection| {
+            let deleted =
+                connection.execute("DELETE FROM sessions WHERE id = ?1", params![id.to_string()]).map_err(unavailable)?;
+            if deleted == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        }))
+    }
+}
+
+impl ConnectionStore for SqliteStore {
+    fn bind<'a>(&'a self, connection_id: &'a str, binding: &'a ConnectionBinding) -> StoreFuture<'a, ()> {
+        let id = connection_id.to_owned();
+        let binding = binding.clone();
+        Box::pin(self.with(move |connection| {
+            connection
+                .execute(
+                    "INSERT INTO connections (id, session_id, feedback, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO UPDATE SET session_id = ?2, feedback = ?3, expires_at_ms = ?4",
+                    params![id, binding.session_id.to_string(), binding.feedback, binding.expires_at_ms],
+                )
+                .map_err(unavailable)?;
+            Ok(())
+        }))
+    }
+
+    fn binding<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ConnectionBinding> {
+        let id = connection_id.to_owned();
+        Box::pin(self.with(move |connection| {
+            let row: Option<(String, bool, i64)> = connection
+                .query_row(
+                    "SELECT session_id, feedback, expires_at_ms FROM connections WHERE id = ?1",
+                    params![id],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            let (session_id, feedback, expires_at_ms) = row.ok_or(StoreError::NotFound)?;
+            let session_id = Uuid::parse_str(&session_id).map_err(unavailable)?;
+            Ok(ConnectionBinding { session_id, feedback, expires_at_ms })
+        }))
+    }
+
+    fn unbind<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ()> {
+        let id = connection_id.to_owned();
+        Box::pin(self.with(move |connection| {
+            connection.execute("DELETE FROM connections WHERE id = ?1", params![id]).map_err(unavailable)?;
+            Ok(())
+        }))
+    }
+}
