@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::service::{Clock, LivenessService, SystemClock};
+use crate::service::{AuthMode, Clock, LivenessService, SystemClock, Tenants};
 use crate::store::dynamodb::DynamoStore;
-use crate::store::{ConnectionStore, SessionStore, SqliteStore, StoreError};
+use crate::store::{ConnectionStore, SessionStore, SqliteStore, StoreError, TenantStore};
 use crate::vision::model_files::{antispoof_installed, install_antispoof, shared_antispoof_dir, ANTISPOOF_MISSING};
 use crate::vision::{AnalysisError, Analyzer, AnalyzerOptions, FaceSearch, FrameAnalyzer, FrameObservation, ModelError};
 
@@ -36,10 +36,10 @@ pub enum Models {
     Skip,
 }
 
-/// A store that keeps both sessions and WebSocket connection bindings.
-pub trait Store: SessionStore + ConnectionStore {}
+/// A store that keeps sessions, WebSocket connection bindings and tenants.
+pub trait Store: SessionStore + ConnectionStore + TenantStore {}
 
-impl<T: SessionStore + ConnectionStore> Store for T {}
+impl<T: SessionStore + ConnectionStore + TenantStore> Store for T {}
 
 /// Why the service could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -78,9 +78,26 @@ impl App {
             }
             Models::Skip => Arc::new(NoAnalysis),
         };
-        let store = open_store(&config, deployment, clock.clone()).await?;
-        let service = LivenessService::new(store.clone(), analyzer, clock, config.service_settings());
+        let store = open_store(&config, deployment, Some(clock.clone())).await?;
+        let auth = match deployment {
+            Deployment::Local => config.local_auth()?,
+            // `off` only when said explicitly: local runs of the functions and their tests.
+            Deployment::Lambda => config.auth.unwrap_or(AuthMode::ApiKeys),
+        };
+        if auth == AuthMode::Off {
+            tracing::warn!("AUTHENTICATION IS OFF: anyone who can reach this service can use it");
+        }
+        let tenants = Tenants::new(store.clone(), auth, clock.clone());
+        let service =
+            LivenessService::new(store.clone(), analyzer, clock, config.service_settings()).with_tenants(tenants);
         Ok(App { config, store, service })
+    }
+
+    /// The tenants of the store `config` names, for the operator's CLI (the local server may be running on the
+    /// same store: the embedded one allows a second process).
+    pub async fn tenants(config: &Config) -> Result<Tenants, StartError> {
+        let store = open_store(config, Deployment::Local, None).await?;
+        Ok(Tenants::new(store, AuthMode::ApiKeys, Arc::new(SystemClock)))
     }
 
     /// The REST API and WebSocket router over this app's service.
@@ -89,8 +106,12 @@ impl App {
     }
 }
 
-/// The store `config` names for `deployment`.
-async fn open_store(config: &Config, deployment: Deployment, clock: Arc<dyn Clock>) -> Result<Arc<dyn Store>, StartError> {
+/// The store `config` names for `deployment`; with a `sweep_clock`, the embedded store's expired rows are swept.
+async fn open_store(
+    config: &Config,
+    deployment: Deployment,
+    sweep_clock: Option<Arc<dyn Clock>>,
+) -> Result<Arc<dyn Store>, StartError> {
     match (&config.table_name, deployment) {
         (Some(table), Deployment::Lambda) => Ok(Arc::new(DynamoStore::from_env(table.clone()).await)),
         (None, Deployment::Lambda) => Err(StartError::NoTable),
@@ -105,7 +126,7 @@ async fn open_store(config: &Config, deployment: Deployment, clock: Arc<dyn Cloc
         (None, Deployment::Local) => {
             let store = SqliteStore::open(&config.data_dir)?;
             tracing::info!(database = %store.path().display(), "sessions in the embedded store");
-            let sweeper = store.clone();
+            let (sweeper, Some(clock)) = (store.clone(), sweep_clock) else { return Ok(Arc::new(store)) };
             tokio::spawn(async move {
                 let mut ticker = tokio::time::interval(SWEEP_EVERY);
                 loop {

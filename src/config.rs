@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::service::ServiceSettings;
+use crate::service::{AuthMode, ServiceSettings};
 use crate::vision::model_files::default_models_dir;
 use crate::vision::{AnalyzerOptions, DecodeLimits};
 
@@ -26,6 +26,8 @@ pub struct Config {
     pub table_name: Option<String>,
     /// `LIVENESS_DATA_DIR`, default `./data`: the embedded store's database.
     pub data_dir: PathBuf,
+    /// `LIVENESS_AUTH`, `api_keys` or `off`; unset, the local server decides from its bind address.
+    pub auth: Option<AuthMode>,
 }
 
 /// A variable that is set but unusable.
@@ -59,6 +61,14 @@ impl Config {
             detect_every: var("LIVENESS_DETECT_EVERY", 3)?,
             table_name: std::env::var("LIVENESS_TABLE_NAME").ok().filter(|t| !t.trim().is_empty()),
             data_dir: var("LIVENESS_DATA_DIR", PathBuf::from("data"))?,
+            auth: match std::env::var("LIVENESS_AUTH") {
+                Err(_) => None,
+                Ok(value) => Some(value.trim().parse().map_err(|reason| ConfigError {
+                    name: "LIVENESS_AUTH",
+                    value: value.clone(),
+                    reason,
+                })?),
+            },
         };
         let positive = |name: &'static str, value: u64| {
             if value == 0 {
@@ -72,6 +82,23 @@ impl Config {
         positive("LIVENESS_DETECT_EVERY", u64::from(config.detect_every))?;
         positive("LIVENESS_MAX_FRAME_BYTES", config.max_frame_bytes as u64)?;
         Ok(config)
+    }
+
+    /// The local server's authentication: as `LIVENESS_AUTH` says; unset, off only on a loopback address (a server
+    /// reachable from elsewhere must not be open by accident).
+    pub fn local_auth(&self) -> Result<AuthMode, ConfigError> {
+        match self.auth {
+            Some(mode) => Ok(mode),
+            None if self.bind.ip().is_loopback() => Ok(AuthMode::Off),
+            None => Err(ConfigError {
+                name: "LIVENESS_AUTH",
+                value: String::new(),
+                reason: format!(
+                    "must be set (api_keys or off) when the server listens on {}, which is not a loopback address",
+                    self.bind
+                ),
+            }),
+        }
     }
 
     /// The analyser options these settings imply.

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::http::problem::Problem;
 use crate::aws::aws_environment;
 use crate::lambda::{function_app, Models};
-use crate::service::{LivenessService, ServiceError};
+use crate::service::{Caller, LivenessService, ServiceError};
 use crate::store::{ConnectionBinding, ConnectionStore, StoreError};
 use crate::websocket::{ConnectionOptions, Incoming, Reply, ServerMessage, Workflow};
 
@@ -158,7 +158,7 @@ impl WebSocketFunction {
             .unwrap_or_default();
         let opened = async {
             let options = ConnectionOptions::from_query(&pairs)?;
-            let (session, _deferred) = self.workflow.open(&options).await?;
+            let (_caller, session, _deferred) = self.workflow.connect(&pairs, &options).await?;
             let binding = ConnectionBinding {
                 session_id: session.id,
                 feedback: options.feedback,
@@ -203,7 +203,8 @@ impl WebSocketFunction {
             Incoming::Text(body.to_owned())
         };
         let options = ConnectionOptions { feedback: binding.feedback, ..ConnectionOptions::default() };
-        let reply = self.workflow.on_message(binding.session_id, incoming, &options).await;
+        // The binding was made when the connection was accepted, so it is the caller's proof.
+        let reply = self.workflow.on_message(&Caller::Operator, binding.session_id, incoming, &options).await;
         self.push(target, reply).await;
     }
 

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod aws;
 pub mod config;
+pub mod credentials;
 pub mod domain;
 pub mod http;
 pub mod lambda;

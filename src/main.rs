@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use liveness::app::load_analyzer;
+use liveness::app::{load_analyzer, App};
+use liveness::domain::Policy;
+use liveness::service::ServiceError;
 use liveness::config::Config;
 use liveness::domain::reported;
 use liveness::vision::model_files::{default_models_dir, install_antispoof};
@@ -16,20 +18,30 @@ const USAGE: &str = "usage:
   liveness analyze [--landmarks] FILE...      one JSON line per file: faces, box, pose, eyes, smile, mouth, anti-spoofing
   liveness models install [--from DIR]        install the anti-spoofing models into <models>/antispoof
                                               (copied from DIR, or downloaded from their pinned URLs), sha256-checked
-environment: LIVENESS_MODELS_DIR (default: ./models, else the source tree's models/)";
+  liveness tenants create NAME [--policy FILE.json]   a relying party and its first API key, as one JSON line
+                                              (the key is shown this once; only its digest is stored)
+  liveness tenants list                       one JSON line per tenant: policy, keys (ids only), disabled
+  liveness tenants rotate-key TENANT_ID       a new API key; the old ones work until revoked
+  liveness tenants revoke-key TENANT_ID KEY_ID
+  liveness tenants disable TENANT_ID          every key of the tenant stops working
+environment: LIVENESS_MODELS_DIR (default: ./models, else the source tree's models/); tenants live in the embedded
+store in LIVENESS_DATA_DIR (default ./data), or in DynamoDB when LIVENESS_TABLE_NAME is set";
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let serving = matches!(args.first().map(String::as_str), None | Some("serve"));
+    // Logs go to stderr; the commands' answers alone to stdout.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,liveness=info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            if serving { "info,liveness=info" } else { "warn" }.into()
+        }))
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         None | Some("serve") => serve(),
         Some("analyze") => analyze(&args[1..]),
         Some("models") if args.get(1).map(String::as_str) == Some("install") => install(&args[2..]),
+        Some("tenants") => tenants(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -118,4 +130,51 @@ fn describe(file: &str, observation: &liveness::vision::FrameObservation) -> Val
         }
     }
     value
+}
+
+fn tenants(args: &[String]) -> Result<ExitCode, String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    runtime.block_on(async {
+        let tenants = App::tenants(&config).await.map_err(|e| e.to_string())?;
+        let failed = |e: ServiceError| format!("{}: {}", e.code(), e.client_message());
+        match args.as_slice() {
+            ["create", name, rest @ ..] => {
+                let policy = match rest {
+                    [] => Policy::default(),
+                    ["--policy", file] => {
+                        let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+                        serde_json::from_str(&text).map_err(|e| format!("{file} is not a valid policy: {e}"))?
+                    }
+                    _ => return Err(USAGE.to_owned()),
+                };
+                let (tenant, key) = tenants.create(name, policy).await.map_err(failed)?;
+                println!("{}", json!({ "tenant_id": tenant.id, "name": tenant.name, "api_key": key.key }));
+            }
+            ["list"] => {
+                for (tenant, keys) in tenants.list().await.map_err(failed)? {
+                    let keys: Vec<Value> =
+                        keys.iter().map(|k| json!({ "key_id": k.key_id, "revoked": k.revoked })).collect();
+                    let line = json!({ "tenant_id": tenant.id, "name": tenant.name, "disabled": tenant.disabled,
+                        "created_at": tenant.created_at_ms / 1000, "keys": keys, "policy": tenant.policy });
+                    println!("{line}");
+                }
+            }
+            ["rotate-key", tenant_id] => {
+                let key = tenants.rotate_key(tenant_id).await.map_err(failed)?;
+                println!("{}", json!({ "tenant_id": tenant_id, "key_id": key.key_id, "api_key": key.key }));
+            }
+            ["revoke-key", tenant_id, key_id] => {
+                tenants.revoke_key(tenant_id, key_id).await.map_err(failed)?;
+                println!("{}", json!({ "tenant_id": tenant_id, "key_id": key_id, "revoked": true }));
+            }
+            ["disable", tenant_id] => {
+                tenants.disable(tenant_id).await.map_err(failed)?;
+                println!("{}", json!({ "tenant_id": tenant_id, "disabled": true }));
+            }
+            _ => return Err(USAGE.to_owned()),
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use liveness::domain::{Challenge, ChallengeType, Session};
-use liveness::service::{Clock, CreateOptions, LivenessService, ManualClock, ServiceSettings, SystemClock};
+use liveness::service::{Caller, Clock, CreateOptions, LivenessService, ManualClock, ServiceSettings, SystemClock};
 use liveness::store::{SessionStore, StoreError};
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
 use support::dynamo_local::{DynamoLocal, TABLE};
@@ -73,7 +73,7 @@ async fn ttl_is_set_and_honoured_on_read() {
     assert_eq!(expires_at, now_ms / 1000 + 180, "epoch seconds, the table's TTL attribute");
 
     clock.advance_ms(180_000);
-    let read = service.get(created.id).await.unwrap();
+    let read = service.get(&Caller::Operator, created.id).await.unwrap();
     assert_eq!(read.state.as_str(), "expired", "past expires_at a read says expired before DynamoDB deletes it");
 }
 
@@ -97,7 +97,7 @@ async fn concurrent_frames_lose_nothing() {
     let mut versions: Vec<u64> = results.into_iter().map(|r| r.expect("accepted").session.version).collect();
     versions.sort_unstable();
     assert_eq!(versions, (1..=FRAMES as u64).collect::<Vec<_>>());
-    assert_eq!(service.get(created.id).await.unwrap().frames_received as usize, FRAMES);
+    assert_eq!(service.get(&Caller::Operator, created.id).await.unwrap().frames_received as usize, FRAMES);
 }
 
 async fn call(router: &axum::Router, request: Request<Body>) -> (StatusCode, Option<String>, serde_json::Value) {

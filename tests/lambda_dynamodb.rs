@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use liveness::lambda::{function_router, handle_event, Models};
 use serde_json::Value;
 use support::dynamo_local::{DynamoLocal, TABLE};
-use support::events::{event, for_session};
+use support::events::{event, for_session, with_credential};
 
 fn body(response: &Value) -> Value {
     serde_json::from_str(response["body"].as_str().expect("a text body")).expect("a JSON body")
@@ -30,6 +30,14 @@ async fn functions_serve_a_session_in_dynamodb() {
     let frame = function_router(Models::Load).await.expect("the frame function starts");
     let get = function_router(Models::Skip).await.expect("the get function starts");
     let cancel = function_router(Models::Skip).await.expect("the cancel function starts");
+
+    // The functions always authenticate: a tenant made as the operator would, with the CLI's code, in DynamoDB.
+    let config = liveness::config::Config::from_env().unwrap();
+    let tenants = liveness::app::App::tenants(&config).await.unwrap();
+    let (_, key) = tenants.create("Lambda tenant", liveness::domain::Policy::default()).await.unwrap();
+    let event = |name: &str| with_credential(event(name), &key.key);
+    let anonymous = handle_event(create.clone(), support::events::event("create.json")).await;
+    assert_eq!(anonymous["statusCode"], 401, "the sample event's placeholder key is refused");
 
     let created = handle_event(create, event("create.json")).await;
     assert_eq!(created["statusCode"], 201, "{created}");

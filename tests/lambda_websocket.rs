@@ -208,14 +208,28 @@ async fn the_websocket_function_pushes_the_same_sequence_as_the_local_server() {
     let problem: Value = serde_json::from_str(refused["body"].as_str().unwrap()).unwrap();
     assert_eq!(problem["parameter"], "num_challenges");
 
-    // The deployed function, built from the environment with the real models, on the sample events as they are.
+    // The deployed function, built from the environment with the real models, on the sample events. It always
+    // authenticates: the relying party creates the session over REST with its key (a policy that shows scores),
+    // and the connection joins it with the client token.
     let deployed = WebSocketFunction::from_env().await.expect("the function starts");
     let h = Harness { function: deployed, recorded, store: h.store };
     let connection = event("ws-connect.json")["requestContext"]["connectionId"].as_str().unwrap().to_owned();
-    assert_eq!(
-        h.connect(&connection, event("ws-connect.json")["queryStringParameters"].clone()).await["statusCode"],
-        200
-    );
+    let refused = h.connect(&connection, json!({"passive_frames": "3"})).await;
+    assert_eq!(refused["statusCode"], 401, "no session of a relying party: {refused}");
+    let config = liveness::config::Config::from_env().unwrap();
+    let policy = liveness::domain::Policy { client_scores: true, ..Default::default() };
+    let (_, key) = liveness::app::App::tenants(&config).await.unwrap().create("WS tenant", policy).await.unwrap();
+    let create = liveness::lambda::function_router(liveness::lambda::Models::Skip).await.unwrap();
+    let mut create_event = support::events::with_credential(event("create.json"), &key.key);
+    create_event["rawQueryString"] = json!("interface=websocket&passive_frames=3");
+    create_event["queryStringParameters"] = json!({"interface": "websocket", "passive_frames": "3"});
+    let created = liveness::lambda::handle_event(create, create_event).await;
+    assert_eq!(created["statusCode"], 201, "{created}");
+    let created: Value = serde_json::from_str(created["body"].as_str().unwrap()).unwrap();
+    let mut query = event("ws-connect.json")["queryStringParameters"].clone();
+    query["session_id"] = created["session_id"].clone();
+    query["token"] = created["client_token"].clone();
+    assert_eq!(h.connect(&connection, query).await["statusCode"], 200);
     let pushed = h.send(&connection, vec![event("ws-frame-text.json"), event("ws-frame-binary.json")]).await;
     assert_eq!(pushed[0], json!({"type": "phase", "value": "passive"}));
     let results: Vec<_> =

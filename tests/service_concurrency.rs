@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use liveness::domain::Session;
-use liveness::service::{CreateOptions, LivenessService, ServiceSettings, SystemClock};
+use liveness::service::{Caller, CreateOptions, LivenessService, ServiceSettings, SystemClock};
 use liveness::store::{MemoryStore, SessionStore, StoreError, StoreFuture};
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
 use liveness::vision::{AnalysisError, FaceSearch, FrameAnalyzer, FrameObservation};
@@ -74,7 +74,7 @@ async fn concurrent_frames_are_all_counted_once() {
         results.into_iter().map(|r| r.expect("every concurrent frame is accepted").session.version).collect();
     versions.sort_unstable();
     assert_eq!(versions, (1..=FRAMES as u64).collect::<Vec<_>>(), "each frame wrote exactly one new version");
-    let stored = service.get(session.id).await.unwrap();
+    let stored = service.get(&Caller::Operator, session.id).await.unwrap();
     assert_eq!(stored.frames_received as usize, FRAMES);
     assert_eq!(stored.version as usize, FRAMES);
     assert!(store.conflicts.load(Ordering::SeqCst) > 0, "the frames really did race");

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use liveness::domain::{Challenge, ChallengeType, Session, SessionState};
-use liveness::service::{CreateOptions, LivenessService, ManualClock, ServiceSettings};
+use liveness::service::{Caller, CreateOptions, LivenessService, ManualClock, ServiceSettings};
 use liveness::store::sqlite::SqliteStore;
 use liveness::store::{ConnectionBinding, ConnectionStore, SessionStore, StoreError};
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
@@ -62,17 +62,17 @@ async fn a_reopened_database_has_every_session_and_binding_as_written() {
         .unwrap();
     for _ in 0..3 {
         clock.advance_ms(125);
-        service_before.submit_frame(created.id, FakeFace::default().frame()).await.unwrap();
+        service_before.submit_frame(&Caller::Operator, created.id, FakeFace::default().frame()).await.unwrap();
     }
     let binding = ConnectionBinding { session_id: created.id, feedback: true, expires_at_ms: created.expires_at_ms };
     first.bind("abc=", &binding).await.unwrap();
-    let before = service_before.get(created.id).await.unwrap();
+    let before = service_before.get(&Caller::Operator, created.id).await.unwrap();
     drop(service_before);
     drop(first);
 
     let reopened = SqliteStore::open(&dir).unwrap();
     let service_after = service(reopened.clone(), clock.clone());
-    let after = service_after.get(created.id).await.unwrap();
+    let after = service_after.get(&Caller::Operator, created.id).await.unwrap();
     assert_eq!(after, before, "the session reads back exactly as it was");
     assert_eq!(after.frames_received, 3);
     assert_eq!(after.state, SessionState::InProgress);
@@ -80,7 +80,7 @@ async fn a_reopened_database_has_every_session_and_binding_as_written() {
 
     // And it goes on where it left off.
     clock.advance_ms(125);
-    let result = service_after.submit_frame(created.id, FakeFace::default().frame()).await.unwrap();
+    let result = service_after.submit_frame(&Caller::Operator, created.id, FakeFace::default().frame()).await.unwrap();
     assert_eq!(result.session.frames_received, 4);
 }
 
@@ -125,7 +125,7 @@ async fn concurrent_frames_on_one_session_are_all_counted() {
         .unwrap();
     let results = support::race_frames(&service, created.id, &FakeFace::default().frame(), 24).await;
     assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
-    assert_eq!(service.get(created.id).await.unwrap().frames_received, 24);
+    assert_eq!(service.get(&Caller::Operator, created.id).await.unwrap().frames_received, 24);
 }
 
 #[tokio::test]

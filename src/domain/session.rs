@@ -115,6 +115,22 @@ pub struct ChallengeOutcome {
     pub confidence: f32,
 }
 
+/// Who may use a session and what they may see, as the service recorded it at creation. The domain stores it and
+/// never reads it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Owner {
+    /// The tenant that created the session; `None` for the operator's (authentication off).
+    pub tenant_id: Option<String>,
+    /// SHA-256 of the session's client token, lowercase hex.
+    pub client_token_digest: Option<String>,
+    /// The relying party's id of the end user, as given at creation.
+    pub reference: Option<String>,
+    /// The relying party's nonce, as given at creation.
+    pub nonce: Option<String>,
+    /// Whether the end user may see anti-spoofing scores (the tenant's policy at creation).
+    pub client_scores: bool,
+}
+
 /// A liveness session: everything needed to judge its next frame, in one serialisable value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
@@ -150,6 +166,8 @@ pub struct Session {
     /// Counted frames of the passive phase so far.
     #[serde(default)]
     pub passive_counted: u32,
+    #[serde(default)]
+    pub owner: Owner,
 }
 
 /// What one frame did to the session.
@@ -200,6 +218,7 @@ impl Session {
             frames_received: 0,
             passive_frames: 0,
             passive_counted: 0,
+            owner: Owner::default(),
         }
     }
 

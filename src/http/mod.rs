@@ -7,17 +7,20 @@ mod websocket;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::service::{CreateOptions, Interface, LivenessService};
+use crate::service::{AuthMode, Caller, CreateOptions, Interface, LivenessService};
 use crate::vision::model_files::ANTISPOOF_MISSING;
 use problem::Problem;
-use views::{FrameView, SessionView};
+use views::{CreatedView, FrameView, SessionView};
+
+/// What `/health` says while authentication is off.
+const AUTH_OFF_WARNING: &str = "authentication is off: anyone who reaches this server can use it (loopback only)";
 
 /// Room for multipart framing around the largest accepted image.
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
@@ -54,12 +57,29 @@ async fn method_not_allowed() -> Problem {
 
 async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     let antispoof = state.service.has_antispoof();
+    let auth = state.service.tenants().mode();
     Json(json!({
         "status": "ok",
         "models_loaded": true,
         "antispoof": antispoof,
         "warning": (!antispoof).then_some(ANTISPOOF_MISSING),
+        "auth": auth.as_str(),
+        "auth_warning": (auth == AuthMode::Off).then_some(AUTH_OFF_WARNING),
     }))
+}
+
+/// The credential a request presents: `Authorization: Bearer <credential>`, else `X-API-Key: <credential>`.
+fn presented_credential(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|value| {
+        let (scheme, credential) = value.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| credential.trim())
+    });
+    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim))
+}
+
+/// Who is calling, from the request's headers; checked before any other work.
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Problem> {
+    Ok(state.service.tenants().authenticate(presented_credential(headers)).await?)
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, Problem> {
@@ -70,22 +90,34 @@ fn parse_id(raw: &str) -> Result<Uuid, Problem> {
 
 async fn create_session(
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
+    let caller = caller(&state, &headers).await?;
     let Query(pairs) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let options = CreateOptions::from_query(&pairs, Interface::Rest)?;
-    let session = state.service.create(options).await?;
-    Ok((StatusCode::CREATED, Json(SessionView::from(&session))).into_response())
+    let options = CreateOptions::from_query(&pairs, Interface::from_query(&pairs)?)?;
+    let created = state.service.create_for(&caller, options).await?;
+    Ok((StatusCode::CREATED, Json(CreatedView::from(&created))).into_response())
 }
 
-async fn get_session(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SessionView>, Problem> {
-    let session = state.service.get(parse_id(&id)?).await?;
+async fn get_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, Problem> {
+    let caller = caller(&state, &headers).await?;
+    let session = state.service.get(&caller, parse_id(&id)?).await?;
     Ok(Json(SessionView::from(&session)))
 }
 
-async fn cancel_session(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+async fn cancel_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let caller = caller(&state, &headers).await?;
     let id = parse_id(&id)?;
-    state.service.cancel(id).await?;
+    state.service.cancel(&caller, id).await?;
     Ok(Json(json!({ "cancelled": id })).into_response())
 }
 
@@ -94,9 +126,10 @@ async fn submit_frame(
     Path(id): Path<String>,
     request: Request,
 ) -> Result<Json<FrameView>, Problem> {
+    let caller = caller(&state, request.headers()).await?;
     let id = parse_id(&id)?;
     let bytes = frame_bytes(request, state.max_frame_bytes).await?;
-    let result = state.service.submit_frame(id, bytes).await?;
+    let result = state.service.submit_frame(&caller, id, bytes).await?;
     Ok(Json(FrameView::from(&result)))
 }
 

@@ -44,12 +44,16 @@ impl From<ServiceError> for Problem {
             ServiceError::Image(error) => return Problem::from(error.clone()),
             ServiceError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServiceError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ServiceError::PolicyViolation(_) => StatusCode::BAD_REQUEST,
+            ServiceError::TenantNotFound(_) => StatusCode::NOT_FOUND,
         };
         let problem = Problem::new(status, error.code(), error.client_message());
         match error {
             ServiceError::InvalidParameter { name, .. } => problem.with("parameter", name),
             ServiceError::Rejected(FrameRejection::Ended(state)) => problem.with("state", state.as_str()),
             ServiceError::Rejected(FrameRejection::Expired) => problem.with("state", "expired"),
+            ServiceError::PolicyViolation(violation) => problem.with("parameter", violation.parameter),
             _ => problem,
         }
     }
@@ -91,6 +95,9 @@ impl IntoResponse for Problem {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

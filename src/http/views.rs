@@ -4,7 +4,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{reported, Challenge, ChallengeType, EndReason, Feedback, Session};
-use crate::service::FrameResult;
+use crate::service::{Created, FrameResult};
 
 /// A challenge as the spec shows it.
 #[derive(Debug, Serialize)]
@@ -49,6 +49,21 @@ impl From<&Session> for SessionView {
             expires_at: s.expires_at_ms / 1000,
             end_reason: s.end_reason,
         }
+    }
+}
+
+/// `POST /sessions`: the session, plus `client_token`, the end user's credential for this one session (shown
+/// once; hand it to the browser with the session id, never the API key).
+#[derive(Debug, Serialize)]
+pub struct CreatedView {
+    #[serde(flatten)]
+    pub session: SessionView,
+    pub client_token: String,
+}
+
+impl From<&Created> for CreatedView {
+    fn from(created: &Created) -> Self {
+        Self { session: SessionView::from(&created.session), client_token: created.client_token.clone() }
     }
 }
 

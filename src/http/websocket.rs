@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::problem::Problem;
 use super::AppState;
+use crate::service::Caller;
 use crate::websocket::{max_message_bytes, ConnectionOptions, Incoming, Reply, Workflow};
 
 /// Normal closure, sent after `final_result`.
@@ -36,14 +37,14 @@ pub(super) async fn connect(
     let Query(pairs) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let options = ConnectionOptions::from_query(&pairs)?;
     let workflow = Workflow::new(state.service.clone(), state.max_frame_bytes);
-    let (session, opening) = workflow.open(&options).await?;
+    let (caller, session, opening) = workflow.connect(&pairs, &options).await?;
     tracing::info!(session = %session.id, "websocket session opened");
     // Beyond this the socket itself refuses the message (close code 1009).
     let max_message = max_message_bytes(state.max_frame_bytes);
     Ok(upgrade
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| serve(socket, workflow, session.id, options, opening)))
+        .on_upgrade(move |socket| serve(socket, workflow, caller, session.id, options, opening)))
 }
 
 /// Sends the close and waits for the client's, discarding frames still in flight: dropping the connection with
@@ -63,7 +64,14 @@ async fn close_normally(mut socket: WebSocket) {
     let _ = tokio::time::timeout(CLOSE_WAIT, drain).await;
 }
 
-async fn serve(mut socket: WebSocket, workflow: Workflow, id: Uuid, options: ConnectionOptions, mut reply: Reply) {
+async fn serve(
+    mut socket: WebSocket,
+    workflow: Workflow,
+    caller: Caller,
+    id: Uuid,
+    options: ConnectionOptions,
+    mut reply: Reply,
+) {
     let mut wake_at_ms = None;
     loop {
         for message in reply.messages.drain(..) {
@@ -85,8 +93,8 @@ async fn serve(mut socket: WebSocket, workflow: Workflow, id: Uuid, options: Con
         };
         reply = tokio::select! {
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(text))) => workflow.on_message(id, Incoming::Text(text.to_string()), &options).await,
-                Some(Ok(Message::Binary(bytes))) => workflow.on_message(id, Incoming::Binary(bytes.to_vec()), &options).await,
+                Some(Ok(Message::Text(text))) => workflow.on_message(&caller, id, Incoming::Text(text.to_string()), &options).await,
+                Some(Ok(Message::Binary(bytes))) => workflow.on_message(&caller, id, Incoming::Binary(bytes.to_vec()), &options).await,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => Reply::default(),
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
                     tracing::info!(session = %id, "websocket client left");

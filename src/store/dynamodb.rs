@@ -4,6 +4,9 @@
 //! Item layout: `session_id` (S, partition key), `version` (N), `expires_at` (N, the TTL attribute), `state` (S,
 //! for people reading the table), `session` (S, the whole session as JSON).
 //!
+//! Tenants and API keys share it too, as `tenant#<id>` and `apikey#<key id>` items with the record as JSON in
+//! `body` (keys also carry `tenant_id`); they have no `expires_at`, so they never expire.
+//!
 //! A WebSocket connection's binding shares the table: `session_id` is `connection#<connection id>` (never a
 //! UUID, so it cannot collide with a session), `bound_session` (S) the session's id, `feedback` (BOOL), and the
 //! same `expires_at`.
@@ -18,7 +21,9 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use uuid::Uuid;
 
-use super::{ConnectionBinding, ConnectionStore, SessionStore, StoreError, StoreFuture};
+use super::{
+    ApiKeyRecord, ConnectionBinding, ConnectionStore, SessionStore, StoreError, StoreFuture, Tenant, TenantStore,
+};
 use crate::aws::aws_environment;
 use crate::domain::Session;
 
@@ -30,6 +35,10 @@ const BODY: &str = "session";
 const CONNECTION_PREFIX: &str = "connection#";
 const BOUND_SESSION: &str = "bound_session";
 const FEEDBACK: &str = "feedback";
+const TENANT_PREFIX: &str = "tenant#";
+const API_KEY_PREFIX: &str = "apikey#";
+const RECORD: &str = "body";
+const TENANT_ID: &str = "tenant_id";
 
 /// Sessions in a DynamoDB table.
 #[derive(Debug, Clone)]
@@ -229,6 +238,129 @@ impl DynamoStore {
 
     fn connection_key(connection_id: &str) -> AttributeValue {
         AttributeValue::S(format!("{CONNECTION_PREFIX}{connection_id}"))
+    }
+
+    /// Writes a tenant or key record under `key`; with `must_be_new`, only if the key is free, else only if the
+    /// item exists.
+    async fn put_record(
+        &self,
+        key: String,
+        record: &impl serde::Serialize,
+        tenant_id: Option<&str>,
+        must_be_new: bool,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(record).map_err(unavailable)?;
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, AttributeValue::S(key))
+            .item(RECORD, AttributeValue::S(body))
+            .condition_expression(if must_be_new { "attribute_not_exists(#key)" } else { "attribute_exists(#key)" })
+            .expression_attribute_names("#key", KEY);
+        if let Some(tenant_id) = tenant_id {
+            request = request.item(TENANT_ID, AttributeValue::S(tenant_id.to_owned()));
+        }
+        let failed = if must_be_new { StoreError::AlreadyExists } else { StoreError::NotFound };
+        unless_condition_failed(request.send().await, failed)
+    }
+
+    async fn record<T: serde::de::DeserializeOwned>(&self, key: String) -> Result<T, StoreError> {
+        let item = self.read(AttributeValue::S(key)).await?;
+        let body = item.get(RECORD).and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt("no record body"))?;
+        serde_json::from_str(body).map_err(|e| corrupt(&e.to_string()))
+    }
+
+    /// Every record whose key starts with `prefix` (and, when given, of `tenant_id`): a scan, for the operator's
+    /// listings only, never on a request path.
+    async fn scan_records<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+        tenant_id: Option<&str>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut records = Vec::new();
+        let mut start = None;
+        loop {
+            let mut request = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .expression_attribute_names("#key", KEY)
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()))
+                .set_exclusive_start_key(start);
+            request = match tenant_id {
+                Some(id) => request
+                    .filter_expression("begins_with(#key, :prefix) AND #tenant = :tenant")
+                    .expression_attribute_names("#tenant", TENANT_ID)
+                    .expression_attribute_values(":tenant", AttributeValue::S(id.to_owned())),
+                None => request.filter_expression("begins_with(#key, :prefix)"),
+            };
+            let output = request.send().await.map_err(sdk_unavailable)?;
+            for item in output.items() {
+                let body = item.get(RECORD).and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt("no record body"))?;
+                records.push(serde_json::from_str(body).map_err(|e| corrupt(&e.to_string()))?);
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(records),
+            }
+        }
+    }
+}
+
+impl TenantStore for DynamoStore {
+    fn create_tenant<'a>(&'a self, tenant: &'a Tenant, key: &'a ApiKeyRecord) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.put_record(format!("{TENANT_PREFIX}{}", tenant.id), tenant, None, true).await?;
+            self.put_record(format!("{API_KEY_PREFIX}{}", key.key_id), key, Some(&key.tenant_id), true).await
+        })
+    }
+
+    fn tenant<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Tenant> {
+        Box::pin(self.record(format!("{TENANT_PREFIX}{id}")))
+    }
+
+    fn tenants(&self) -> StoreFuture<'_, Vec<Tenant>> {
+        Box::pin(async move {
+            let mut tenants: Vec<Tenant> = self.scan_records(TENANT_PREFIX, None).await?;
+            tenants.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+            Ok(tenants)
+        })
+    }
+
+    fn update_tenant<'a>(&'a self, tenant: &'a Tenant) -> StoreFuture<'a, ()> {
+        Box::pin(self.put_record(format!("{TENANT_PREFIX}{}", tenant.id), tenant, None, false))
+    }
+
+    fn add_key<'a>(&'a self, key: &'a ApiKeyRecord) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.tenant(&key.tenant_id).await?;
+            self.put_record(format!("{API_KEY_PREFIX}{}", key.key_id), key, Some(&key.tenant_id), true).await
+        })
+    }
+
+    fn key<'a>(&'a self, key_id: &'a str) -> StoreFuture<'a, ApiKeyRecord> {
+        Box::pin(self.record(format!("{API_KEY_PREFIX}{key_id}")))
+    }
+
+    fn keys<'a>(&'a self, tenant_id: &'a str) -> StoreFuture<'a, Vec<ApiKeyRecord>> {
+        Box::pin(async move {
+            let mut keys: Vec<ApiKeyRecord> = self.scan_records(API_KEY_PREFIX, Some(tenant_id)).await?;
+            keys.sort_by(|a, b| (a.created_at_ms, &a.key_id).cmp(&(b.created_at_ms, &b.key_id)));
+            Ok(keys)
+        })
+    }
+
+    fn revoke_key<'a>(&'a self, tenant_id: &'a str, key_id: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut key: ApiKeyRecord = self.record(format!("{API_KEY_PREFIX}{key_id}")).await?;
+            if key.tenant_id != tenant_id {
+                return Err(StoreError::NotFound);
+            }
+            key.revoked = true;
+            self.put_record(format!("{API_KEY_PREFIX}{key_id}"), &key, Some(tenant_id), false).await
+        })
     }
 }
 

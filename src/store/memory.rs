@@ -5,7 +5,9 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
-use super::{ConnectionBinding, ConnectionStore, SessionStore, StoreError, StoreFuture};
+use super::{
+    ApiKeyRecord, ConnectionBinding, ConnectionStore, SessionStore, StoreError, StoreFuture, Tenant, TenantStore,
+};
 use crate::domain::Session;
 
 /// Sessions in a map behind a mutex. Expired sessions are removed by [`MemoryStore::sweep_expired`].
@@ -13,6 +15,14 @@ use crate::domain::Session;
 pub struct MemoryStore {
     sessions: Mutex<HashMap<Uuid, Session>>,
     connections: Mutex<HashMap<String, ConnectionBinding>>,
+    tenants: Mutex<TenantTables>,
+}
+
+/// Tenants and keys, in creation order.
+#[derive(Debug, Default)]
+struct TenantTables {
+    tenants: Vec<Tenant>,
+    keys: Vec<ApiKeyRecord>,
 }
 
 impl MemoryStore {
@@ -48,6 +58,11 @@ impl MemoryStore {
     fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, ConnectionBinding>> {
         // As for sessions: every write is one insert or removal.
         self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn tenant_tables(&self) -> std::sync::MutexGuard<'_, TenantTables> {
+        // As for sessions: every write is one push or one field set.
+        self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -98,5 +113,74 @@ impl ConnectionStore for MemoryStore {
     fn unbind<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ()> {
         self.connections().remove(connection_id);
         Box::pin(async { Ok(()) })
+    }
+}
+
+impl TenantStore for MemoryStore {
+    fn create_tenant<'a>(&'a self, tenant: &'a Tenant, key: &'a ApiKeyRecord) -> StoreFuture<'a, ()> {
+        let mut tables = self.tenant_tables();
+        let result = if tables.tenants.iter().any(|t| t.id == tenant.id) {
+            Err(StoreError::AlreadyExists)
+        } else {
+            tables.tenants.push(tenant.clone());
+            tables.keys.push(key.clone());
+            Ok(())
+        };
+        Box::pin(async { result })
+    }
+
+    fn tenant<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Tenant> {
+        let found = self.tenant_tables().tenants.iter().find(|t| t.id == id).cloned().ok_or(StoreError::NotFound);
+        Box::pin(async { found })
+    }
+
+    fn tenants(&self) -> StoreFuture<'_, Vec<Tenant>> {
+        let all = self.tenant_tables().tenants.clone();
+        Box::pin(async { Ok(all) })
+    }
+
+    fn update_tenant<'a>(&'a self, tenant: &'a Tenant) -> StoreFuture<'a, ()> {
+        let mut tables = self.tenant_tables();
+        let result = match tables.tenants.iter_mut().find(|t| t.id == tenant.id) {
+            Some(stored) => {
+                *stored = tenant.clone();
+                Ok(())
+            }
+            None => Err(StoreError::NotFound),
+        };
+        Box::pin(async { result })
+    }
+
+    fn add_key<'a>(&'a self, key: &'a ApiKeyRecord) -> StoreFuture<'a, ()> {
+        let mut tables = self.tenant_tables();
+        let result = if tables.tenants.iter().any(|t| t.id == key.tenant_id) {
+            tables.keys.push(key.clone());
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        };
+        Box::pin(async { result })
+    }
+
+    fn key<'a>(&'a self, key_id: &'a str) -> StoreFuture<'a, ApiKeyRecord> {
+        let found = self.tenant_tables().keys.iter().find(|k| k.key_id == key_id).cloned().ok_or(StoreError::NotFound);
+        Box::pin(async { found })
+    }
+
+    fn keys<'a>(&'a self, tenant_id: &'a str) -> StoreFuture<'a, Vec<ApiKeyRecord>> {
+        let keys = self.tenant_tables().keys.iter().filter(|k| k.tenant_id == tenant_id).cloned().collect();
+        Box::pin(async { Ok(keys) })
+    }
+
+    fn revoke_key<'a>(&'a self, tenant_id: &'a str, key_id: &'a str) -> StoreFuture<'a, ()> {
+        let mut tables = self.tenant_tables();
+        let result = match tables.keys.iter_mut().find(|k| k.key_id == key_id && k.tenant_id == tenant_id) {
+            Some(key) => {
+                key.revoked = true;
+                Ok(())
+            }
+            None => Err(StoreError::NotFound),
+        };
+        Box::pin(async { result })
     }
 }

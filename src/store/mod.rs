@@ -8,9 +8,10 @@ pub mod sqlite;
 use std::future::Future;
 use std::pin::Pin;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::Session;
+use crate::domain::{Policy, Session};
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
@@ -68,4 +69,45 @@ pub trait ConnectionStore: Send + Sync {
     fn binding<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ConnectionBinding>;
     /// Forgets a connection; forgetting an unknown one is not an error.
     fn unbind<'a>(&'a self, connection_id: &'a str) -> StoreFuture<'a, ()>;
+}
+
+/// A relying party: its policy and whether it may still use the service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub policy: Policy,
+    pub disabled: bool,
+    pub created_at_ms: i64,
+}
+
+/// One API key of a tenant, as stored: only the digest of its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub key_id: String,
+    pub tenant_id: String,
+    /// SHA-256 of the key's secret, lowercase hex.
+    pub digest: String,
+    pub revoked: bool,
+    pub created_at_ms: i64,
+}
+
+/// Where tenants and their API keys live.
+pub trait TenantStore: Send + Sync {
+    /// Stores a new tenant with its first key.
+    fn create_tenant<'a>(&'a self, tenant: &'a Tenant, key: &'a ApiKeyRecord) -> StoreFuture<'a, ()>;
+    /// A tenant; [`StoreError::NotFound`] if there is none.
+    fn tenant<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Tenant>;
+    /// Every tenant, oldest first.
+    fn tenants(&self) -> StoreFuture<'_, Vec<Tenant>>;
+    /// Replaces a tenant's name, policy and disabled flag; [`StoreError::NotFound`] if there is none.
+    fn update_tenant<'a>(&'a self, tenant: &'a Tenant) -> StoreFuture<'a, ()>;
+    /// Adds a key to an existing tenant.
+    fn add_key<'a>(&'a self, key: &'a ApiKeyRecord) -> StoreFuture<'a, ()>;
+    /// A key by its id; [`StoreError::NotFound`] if there is none.
+    fn key<'a>(&'a self, key_id: &'a str) -> StoreFuture<'a, ApiKeyRecord>;
+    /// A tenant's keys, oldest first.
+    fn keys<'a>(&'a self, tenant_id: &'a str) -> StoreFuture<'a, Vec<ApiKeyRecord>>;
+    /// Revokes one of a tenant's keys; [`StoreError::NotFound`] if the tenant has no such key.
+    fn revoke_key<'a>(&'a self, tenant_id: &'a str, key_id: &'a str) -> StoreFuture<'a, ()>;
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
-use super::{ConnectionBinding, ConnectionStore, SessionStore, StoreError, StoreFuture};
+use super::{
+    ApiKeyRecord, ConnectionBinding, ConnectionStore, SessionStore, StoreError, StoreFuture, Tenant, TenantStore,
+};
 use crate::domain::Session;
 
 /// The database file's name inside the data directory.
@@ -36,6 +38,18 @@ const SCHEMA: &str = "
         feedback INTEGER NOT NULL,
         expires_at_ms INTEGER NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS tenants (
+        id TEXT PRIMARY KEY,
+        created_at_ms INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS api_keys (
+        key_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL REFERENCES tenants (id),
+        created_at_ms INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys (tenant_id);
 ";
 
 /// Sessions and connection bindings in a SQLite database. Cheap to clone; clones share one connection.
@@ -106,8 +120,30 @@ impl SqliteStore {
     }
 }
 
-fn to_json(session: &Session) -> Result<String, StoreError> {
-    serde_json::to_string(session).map_err(|e| StoreError::Unavailable(format!("cannot encode the session: {e}")))
+fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Unavailable(format!("cannot encode a record: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Unavailable(format!("unreadable record: {e}")))
+}
+
+/// Every row's JSON body that `sql` selects with `key`, decoded.
+fn bodies<T: serde::de::DeserializeOwned>(
+    connection: &Connection,
+    sql: &str,
+    key: impl rusqlite::ToSql,
+) -> Result<Vec<T>, StoreError> {
+    let mut statement = connection.prepare(sql).map_err(unavailable)?;
+    let rows = statement.query_map(params![key], |row| row.get::<_, String>(0)).map_err(unavailable)?;
+    rows.map(|row| from_json(&row.map_err(unavailable)?)).collect()
+}
+
+/// The one row's JSON body that `sql` selects with `key`, decoded; [`StoreError::NotFound`] if none.
+fn body<T: serde::de::DeserializeOwned>(connection: &Connection, sql: &str, key: &str) -> Result<T, StoreError> {
+    let body: Option<String> =
+        connection.query_row(sql, params![key], |row| row.get(0)).optional().map_err(unavailable)?;
+    from_json(&body.ok_or(StoreError::NotFound)?)
 }
 
 impl SessionStore for SqliteStore {
@@ -132,12 +168,7 @@ impl SessionStore for SqliteStore {
 
     fn get(&self, id: Uuid) -> StoreFuture<'_, Session> {
         Box::pin(self.with(move |connection| {
-            let body: Option<String> = connection
-                .query_row("SELECT body FROM sessions WHERE id = ?1", params![id.to_string()], |row| row.get(0))
-                .optional()
-                .map_err(unavailable)?;
-            let body = body.ok_or(StoreError::NotFound)?;
-            serde_json::from_str(&body).map_err(|e| StoreError::Unavailable(format!("unreadable session {id}: {e}")))
+            body(connection, "SELECT body FROM sessions WHERE id = ?1", &id.to_string())
         }))
     }
 
@@ -214,6 +245,105 @@ impl ConnectionStore for SqliteStore {
         Box::pin(self.with(move |connection| {
             connection.execute("DELETE FROM connections WHERE id = ?1", params![id]).map_err(unavailable)?;
             Ok(())
+        }))
+    }
+}
+
+impl TenantStore for SqliteStore {
+    fn create_tenant<'a>(&'a self, tenant: &'a Tenant, key: &'a ApiKeyRecord) -> StoreFuture<'a, ()> {
+        let (id, created) = (tenant.id.clone(), tenant.created_at_ms);
+        let (tenant_body, key_id, key_body) = (to_json(tenant), key.key_id.clone(), to_json(key));
+        Box::pin(self.with(move |connection| {
+            let transaction = connection.transaction().map_err(unavailable)?;
+            let inserted = transaction
+                .execute(
+                    "INSERT INTO tenants (id, created_at_ms, body) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING",
+                    params![id, created, tenant_body?],
+                )
+                .map_err(unavailable)?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists);
+            }
+            transaction
+                .execute(
+                    "INSERT INTO api_keys (key_id, tenant_id, created_at_ms, body) VALUES (?1, ?2, ?3, ?4)",
+                    params![key_id, id, created, key_body?],
+                )
+                .map_err(unavailable)?;
+            transaction.commit().map_err(unavailable)
+        }))
+    }
+
+    fn tenant<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Tenant> {
+        let id = id.to_owned();
+        Box::pin(self.with(move |connection| body(connection, "SELECT body FROM tenants WHERE id = ?1", &id)))
+    }
+
+    fn tenants(&self) -> StoreFuture<'_, Vec<Tenant>> {
+        Box::pin(self.with(|connection| {
+            bodies(connection, "SELECT body FROM tenants WHERE ?1 ORDER BY created_at_ms, id", true)
+        }))
+    }
+
+    fn update_tenant<'a>(&'a self, tenant: &'a Tenant) -> StoreFuture<'a, ()> {
+        let (id, tenant_body) = (tenant.id.clone(), to_json(tenant));
+        Box::pin(self.with(move |connection| {
+            let updated = connection
+                .execute("UPDATE tenants SET body = ?2 WHERE id = ?1", params![id, tenant_body?])
+                .map_err(unavailable)?;
+            if updated == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        }))
+    }
+
+    fn add_key<'a>(&'a self, key: &'a ApiKeyRecord) -> StoreFuture<'a, ()> {
+        let (key_id, tenant_id, created, key_body) =
+            (key.key_id.clone(), key.tenant_id.clone(), key.created_at_ms, to_json(key));
+        Box::pin(self.with(move |connection| {
+            let inserted = connection
+                .execute(
+                    "INSERT INTO api_keys (key_id, tenant_id, created_at_ms, body)
+                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = ?2)
+                     ON CONFLICT (key_id) DO NOTHING",
+                    params![key_id, tenant_id, created, key_body?],
+                )
+                .map_err(unavailable)?;
+            if inserted == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        }))
+    }
+
+    fn key<'a>(&'a self, key_id: &'a str) -> StoreFuture<'a, ApiKeyRecord> {
+        let key_id = key_id.to_owned();
+        Box::pin(self.with(move |connection| body(connection, "SELECT body FROM api_keys WHERE key_id = ?1", &key_id)))
+    }
+
+    fn keys<'a>(&'a self, tenant_id: &'a str) -> StoreFuture<'a, Vec<ApiKeyRecord>> {
+        let tenant_id = tenant_id.to_owned();
+        Box::pin(self.with(move |connection| {
+            bodies(connection, "SELECT body FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at_ms, key_id", tenant_id)
+        }))
+    }
+
+    fn revoke_key<'a>(&'a self, tenant_id: &'a str, key_id: &'a str) -> StoreFuture<'a, ()> {
+        let (tenant_id, key_id) = (tenant_id.to_owned(), key_id.to_owned());
+        Box::pin(self.with(move |connection| {
+            let transaction = connection.transaction().map_err(unavailable)?;
+            let mut key: ApiKeyRecord = body(&transaction, "SELECT body FROM api_keys WHERE key_id = ?1", &key_id)?;
+            if key.tenant_id != tenant_id {
+                return Err(StoreError::NotFound);
+            }
+            key.revoked = true;
+            transaction
+                .execute("UPDATE api_keys SET body = ?2 WHERE key_id = ?1", params![key_id, to_json(&key)?])
+                .map_err(unavailable)?;
+            transaction.commit().map_err(unavailable)
         }))
     }
 }

@@ -54,9 +54,10 @@ pub enum ServerMessage {
     Phase {
         value: Phase,
     },
+    /// `confidence` and `label` are `null` when the tenant's policy hides scores from end users.
     FrameResult {
-        confidence: f64,
-        label: Label,
+        confidence: Option<f64>,
+        label: Option<Label>,
     },
     /// `instruction`, `cue` and `timeout_seconds` are additions to the spec's message, so a client needs no
     /// table of its own.
@@ -181,8 +182,12 @@ mod tests {
         let cases = [
             (ServerMessage::Phase { value: Phase::Passive }, json!({"type": "phase", "value": "passive"})),
             (
-                ServerMessage::FrameResult { confidence: 0.874, label: Label::Real },
+                ServerMessage::FrameResult { confidence: Some(0.874), label: Some(Label::Real) },
                 json!({"type": "frame_result", "confidence": 0.874, "label": "REAL"}),
+            ),
+            (
+                ServerMessage::FrameResult { confidence: None, label: None },
+                json!({"type": "frame_result", "confidence": null, "label": null}),
             ),
             (
                 ServerMessage::challenge_start(&Challenge { kind: ChallengeType::Blink, timeout_seconds: 5.0 }),

@@ -5,8 +5,8 @@
 use uuid::Uuid;
 
 use super::protocol::{frame_from_binary, frame_from_text, Label, Phase, ServerMessage, Status};
-use crate::domain::{reported, FrameOutcome, FrameRejection, Session, SessionRules};
-use crate::service::{CreateOptions, Interface, LivenessService, ServiceError};
+use crate::domain::{reported, FrameOutcome, FrameRejection, Session, SessionRules, SessionState};
+use crate::service::{AuthMode, Caller, CreateOptions, Interface, LivenessService, ServiceError};
 
 /// A message as a client sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +16,7 @@ pub enum Incoming {
 }
 
 /// Options of one connection, from its query string.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectionOptions {
     pub session: CreateOptions,
     /// Also send a `feedback` message for each frame that did not count (off by default: the spec's messages only).
@@ -105,13 +105,58 @@ impl Workflow {
 
     /// Starts a session for a new connection; the reply holds the opening messages.
     pub async fn open(&self, options: &ConnectionOptions) -> Result<(Session, Reply), ServiceError> {
-        let session = self.service.create(options.session).await?;
+        let session = self.service.create(options.session.clone()).await?;
         let reply = Reply::after(&session, opening(&session));
         Ok((session, reply))
     }
 
-    /// Handles one client message for session `id`.
-    pub async fn on_message(&self, id: Uuid, message: Incoming, options: &ConnectionOptions) -> Reply {
+    /// Accepts a connection with query `pairs`: with `session_id` (and `token`, the session's client token) it
+    /// joins a session the relying party created; without, and only while authentication is off, it starts a
+    /// session of its own. The caller is who the connection acts as from then on.
+    pub async fn connect(
+        &self,
+        pairs: &[(String, String)],
+        options: &ConnectionOptions,
+    ) -> Result<(Caller, Session, Reply), ServiceError> {
+        let param = |name: &str| pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+        let tenants = self.service.tenants();
+        match param("session_id") {
+            Some(raw) => {
+                let caller = tenants.authenticate(param("token")).await?;
+                let id = Uuid::parse_str(raw).map_err(|_| ServiceError::InvalidParameter {
+                    name: "session_id",
+                    message: format!("{raw:?} is not a session id (a UUID)"),
+                })?;
+                let (session, reply) = self.join(&caller, id).await?;
+                Ok((caller, session, reply))
+            }
+            None if tenants.mode() == AuthMode::ApiKeys => Err(ServiceError::Unauthorized(
+                "connect to a session your relying party created: ?session_id=...&token=<client token>".into(),
+            )),
+            None => {
+                let (session, reply) = self.open(options).await?;
+                Ok((Caller::Operator, session, reply))
+            }
+        }
+    }
+
+    /// Joins a session that a tenant created for the WebSocket workflow, as `caller` (its client token); the
+    /// reply holds the opening messages, or nothing when the session already has frames.
+    pub async fn join(&self, caller: &Caller, id: Uuid) -> Result<(Session, Reply), ServiceError> {
+        let session = self.service.get(caller, id).await?;
+        if session.state.is_terminal() {
+            return Err(ServiceError::Rejected(match session.state {
+                SessionState::Expired => FrameRejection::Expired,
+                state => FrameRejection::Ended(state),
+            }));
+        }
+        let messages = if session.frames_received == 0 { opening(&session) } else { Vec::new() };
+        let reply = Reply::after(&session, messages);
+        Ok((session, reply))
+    }
+
+    /// Handles one client message for session `id`, sent by `caller`.
+    pub async fn on_message(&self, caller: &Caller, id: Uuid, message: Incoming, options: &ConnectionOptions) -> Reply {
         let frame = match message {
             Incoming::Binary(bytes) => frame_from_binary(bytes, self.max_frame_bytes),
             Incoming::Text(text) => frame_from_text(&text, self.max_frame_bytes),
@@ -120,7 +165,7 @@ impl Workflow {
             Ok(bytes) => bytes,
             Err(error) => return Reply::error(error.code(), error.to_string()),
         };
-        match self.service.submit_frame(id, bytes).await {
+        match self.service.submit_frame(caller, id, bytes).await {
             Ok(result) => {
                 let mut messages = Vec::new();
                 if self.defer_opening && result.before.frames_received == 0 {
@@ -142,7 +187,7 @@ impl Workflow {
                 Reply::after(&settled.session, messages)
             }
             // Nothing changed, or another writer changed it and announced it.
-            Ok(None) => match self.service.get(id).await {
+            Ok(None) => match self.service.get(&Caller::Operator, id).await {
                 Ok(session) => Reply::after(&session, Vec::new()),
                 Err(error) => Reply::failure(error),
             },
@@ -177,8 +222,13 @@ pub fn transition(
             messages.push(ServerMessage::Feedback { code, message: code.message().to_owned() });
         }
         if let Some(score) = outcome.antispoof_real {
-            let label = if rules.reads_live(score) { Label::Real } else { Label::Fake };
-            messages.push(ServerMessage::FrameResult { confidence: reported(score), label });
+            messages.push(match after.owner.client_scores {
+                true => ServerMessage::FrameResult {
+                    confidence: Some(reported(score)),
+                    label: Some(if rules.reads_live(score) { Label::Real } else { Label::Fake }),
+                },
+                false => ServerMessage::FrameResult { confidence: None, label: None },
+            });
         }
     }
     if before.in_passive_phase() && !after.in_passive_phase() && !after.state.is_terminal() {
@@ -203,9 +253,10 @@ fn challenge_start(session: &Session) -> Option<ServerMessage> {
 }
 
 /// The verdict: `REAL` only for a live session; `passed` lists the actions passed, in order; `confidence` is the
-/// session's mean passive anti-spoofing score (absent without the models).
+/// session's mean passive anti-spoofing score (absent without the models, or when the policy hides scores).
 fn final_result(session: &Session) -> ServerMessage {
     let label = if session.is_live == Some(true) { Label::Real } else { Label::Fake };
     let passed = session.outcomes.iter().filter(|o| o.passed).map(|o| o.kind.action().to_owned()).collect();
-    ServerMessage::FinalResult { label, passed, confidence: session.passive.mean().map(reported) }
+    let confidence = session.passive.mean().filter(|_| session.owner.client_scores).map(reported);
+    ServerMessage::FinalResult { label, passed, confidence }
 }

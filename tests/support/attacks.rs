@@ -8,7 +8,7 @@ use std::sync::Arc;
 use image::codecs::jpeg::JpegEncoder;
 use image::{imageops, Rgb, RgbImage};
 use liveness::domain::{Challenge, ChallengeType, Session};
-use liveness::service::{Clock, LivenessService, ManualClock, ServiceSettings};
+use liveness::service::{Caller, Clock, LivenessService, ManualClock, ServiceSettings};
 use liveness::store::{MemoryStore, SessionStore};
 use uuid::Uuid;
 
@@ -146,7 +146,7 @@ pub async fn run(sequence: &Sequence) -> Outcome {
     let challenge = Challenge { kind: sequence.challenge, timeout_seconds: 5.0 };
     store.create(&Session::new(id, vec![challenge], clock.now_ms(), 180_000)).await.unwrap();
     for frame in &sequence.frames {
-        match service.submit_frame(id, frame.clone()).await {
+        match service.submit_frame(&Caller::Operator, id, frame.clone()).await {
             Ok(result) if result.session.state.is_terminal() => break,
             Ok(_) => {}
             Err(_) => break,
@@ -154,7 +154,7 @@ pub async fn run(sequence: &Sequence) -> Outcome {
         clock.advance_ms(FRAME_MS);
     }
     clock.advance_ms(6_000);
-    let ended = service.get(id).await.unwrap();
+    let ended = service.get(&Caller::Operator, id).await.unwrap();
     let rule = match ended.end_reason {
         Some(reason) => serde_json::to_value(reason).unwrap().as_str().unwrap().to_owned(),
         None => format!("{:?}", ended.state),

@@ -10,6 +10,12 @@ pub fn event(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The event with its placeholder API key replaced by `credential`.
+pub fn with_credential(mut event: Value, credential: &str) -> Value {
+    event["headers"]["authorization"] = Value::String(format!("Bearer {credential}"));
+    event
+}
+
 /// The event with its placeholder session id replaced.
 pub fn for_session(mut event: Value, id: &str) -> Value {
     let placeholder = event["pathParameters"]["session_id"].as_str().unwrap().to_owned();

@@ -9,7 +9,7 @@ pub mod performances;
 pub mod real_models;
 pub mod ws_client;
 
-use liveness::service::{FrameResult, LivenessService, ServiceError};
+use liveness::service::{Caller, FrameResult, LivenessService, ServiceError};
 
 /// Submits `count` copies of `frame` to session `id` all at once; their results in submission order.
 pub async fn race_frames(
@@ -21,7 +21,7 @@ pub async fn race_frames(
     let tasks: Vec<_> = (0..count)
         .map(|_| {
             let (service, frame) = (service.clone(), frame.to_vec());
-            tokio::spawn(async move { service.submit_frame(id, frame).await })
+            tokio::spawn(async move { service.submit_frame(&Caller::Operator, id, frame).await })
         })
         .collect();
     let mut results = Vec::new();

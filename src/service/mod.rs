@@ -7,7 +7,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use uuid::Uuid;
 
-use crate::domain::{draw_challenges, ChallengeType, FrameOutcome, FrameRejection, Session, SessionRules};
+pub mod tenants;
+
+pub use tenants::{AuthMode, Caller, Tenants};
+
+use crate::credentials;
+use crate::domain::{
+    draw_challenges, draw_challenges_with_head_movement, ChallengeType, FrameOutcome, FrameRejection, Owner, Policy,
+    PolicyViolation, Session, SessionRules,
+};
 use crate::store::{SessionStore, StoreError};
 use crate::vision::{AnalysisError, DecodeError, FaceSearch, FrameAnalyzer};
 
@@ -105,6 +113,13 @@ pub enum ServiceError {
     StoreUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// No credential, or one that is not valid (or not enough) for the request.
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("request outside the tenant's policy: {0}")]
+    PolicyViolation(#[from] PolicyViolation),
+    #[error("no tenant or key {0}")]
+    TenantNotFound(String),
 }
 
 impl ServiceError {
@@ -120,6 +135,9 @@ impl ServiceError {
             ServiceError::Image(error) => error.code(),
             ServiceError::StoreUnavailable(_) => "store_unavailable",
             ServiceError::Internal(_) => "internal_error",
+            ServiceError::Unauthorized(_) => "unauthorized",
+            ServiceError::PolicyViolation(_) => "policy_violation",
+            ServiceError::TenantNotFound(_) => "tenant_not_found",
         }
     }
 
@@ -165,14 +183,36 @@ pub enum Interface {
     WebSocket,
 }
 
+impl Interface {
+    /// The `interface` query parameter of a REST create: `rest` (the default) or `websocket`, for a session the
+    /// end user then runs over the WebSocket workflow.
+    pub fn from_query(pairs: &[(String, String)]) -> Result<Interface, ServiceError> {
+        match pairs.iter().find(|(key, _)| key == "interface").map(|(_, v)| v.as_str()) {
+            None | Some("rest") => Ok(Interface::Rest),
+            Some("websocket") => Ok(Interface::WebSocket),
+            Some(other) => Err(ServiceError::InvalidParameter {
+                name: "interface",
+                message: format!("{other:?} is neither rest nor websocket"),
+            }),
+        }
+    }
+}
+
+/// Longest `reference` or `nonce`.
+const MAX_LABEL_CHARS: usize = 128;
+
 /// Options of a new session, as the caller gave them (unvalidated).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CreateOptions {
     pub num_challenges: Option<i64>,
     pub timeout_seconds: Option<f64>,
     /// Counted frames of the passive phase (WebSocket sessions only).
     pub passive_frames: Option<i64>,
     pub interface: Interface,
+    /// The relying party's opaque id of the end user (for lockouts and the verdict's `sub`).
+    pub reference: Option<String>,
+    /// The relying party's value to bind the verdict to one onboarding attempt.
+    pub nonce: Option<String>,
 }
 
 impl CreateOptions {
@@ -189,6 +229,17 @@ impl CreateOptions {
                 .map(Some)
                 .map_err(|_| ServiceError::InvalidParameter { name, message: format!("{raw:?} is not a valid number") })
         }
+        fn label(pairs: &[(String, String)], name: &'static str) -> Result<Option<String>, ServiceError> {
+            let Some((_, raw)) = pairs.iter().find(|(key, _)| key == name) else { return Ok(None) };
+            let printable = raw.chars().all(|c| c.is_ascii_graphic() || c == ' ');
+            if raw.is_empty() || raw.chars().count() > MAX_LABEL_CHARS || !printable {
+                return Err(ServiceError::InvalidParameter {
+                    name,
+                    message: format!("must be 1 to {MAX_LABEL_CHARS} printable ASCII characters"),
+                });
+            }
+            Ok(Some(raw.clone()))
+        }
         Ok(CreateOptions {
             num_challenges: number(pairs, "num_challenges")?,
             timeout_seconds: number(pairs, "timeout_seconds")?,
@@ -197,8 +248,17 @@ impl CreateOptions {
                 Interface::WebSocket => number(pairs, "passive_frames")?,
             },
             interface,
+            reference: label(pairs, "reference")?,
+            nonce: label(pairs, "nonce")?,
         })
     }
+}
+
+/// A new session and its client token (shown once: only its digest is stored).
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub session: Session,
+    pub client_token: String,
 }
 
 /// A frame's result: the session before and after it, and what the frame did.
@@ -224,6 +284,9 @@ pub struct LivenessService {
     analyzer: Arc<dyn FrameAnalyzer>,
     clock: Arc<dyn Clock>,
     settings: ServiceSettings,
+    tenants: Tenants,
+    /// The operator's policy: the spec's bounds, nothing stricter.
+    permissive: Policy,
     /// Analyses run at once: one per core. More would only queue inside the CPU, and each holds a decoded
     /// frame (up to 64 MB at 4096x4096), so a flood of requests waits here instead of exhausting memory.
     analysis_slots: Arc<tokio::sync::Semaphore>,
@@ -237,7 +300,26 @@ impl LivenessService {
         settings: ServiceSettings,
     ) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self { store, analyzer, clock, settings, analysis_slots: Arc::new(tokio::sync::Semaphore::new(cores)) }
+        Self {
+            store,
+            analyzer,
+            tenants: Tenants::off(clock.clone()),
+            clock,
+            settings,
+            permissive: Policy::permissive(),
+            analysis_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+        }
+    }
+
+    /// The same service with callers authenticated by `tenants`.
+    pub fn with_tenants(mut self, tenants: Tenants) -> Self {
+        self.tenants = tenants;
+        self
+    }
+
+    /// Tenants and authentication.
+    pub fn tenants(&self) -> &Tenants {
+        &self.tenants
     }
 
     /// Whether passive anti-spoofing is available.
@@ -255,21 +337,37 @@ impl LivenessService {
         &self.settings
     }
 
-    /// Creates a session with challenges drawn from the OS's secure generator.
+    /// Creates a session as the operator (no tenant, the permissive policy).
     pub async fn create(&self, options: CreateOptions) -> Result<Session, ServiceError> {
+        Ok(self.create_for(&Caller::Operator, options).await?.session)
+    }
+
+    /// Creates a session for `caller` under its policy, with challenges drawn from the OS's secure generator. Only
+    /// the operator and tenants create sessions; the new session's client token is returned once.
+    pub async fn create_for(&self, caller: &Caller, options: CreateOptions) -> Result<Created, ServiceError> {
+        let (policy, tenant_id) = match caller {
+            Caller::Operator => (self.permissive.clone(), None),
+            Caller::Tenant(tenant) => (tenant.policy.clone(), Some(tenant.id.clone())),
+            Caller::Client(_) => {
+                return Err(ServiceError::Unauthorized("creating a session needs the tenant's API key".into()))
+            }
+        };
         let settings = &self.settings;
-        let pool: &[ChallengeType] = match options.interface {
+        let offered: &[ChallengeType] = match options.interface {
             Interface::Rest => &ChallengeType::ALL,
             Interface::WebSocket => &ChallengeType::WEBSOCKET,
         };
+        let pool = policy.pool(offered);
         let max_challenges = settings.max_challenges.min(pool.len()) as i64;
-        let count = options.num_challenges.unwrap_or(settings.default_challenges as i64);
+        let default_count = policy.default_challenges(settings.default_challenges as u32);
+        let count = options.num_challenges.unwrap_or(i64::from(default_count));
         if !(1..=max_challenges).contains(&count) {
             return Err(ServiceError::InvalidParameter {
                 name: "num_challenges",
                 message: format!("must be between 1 and {max_challenges}, got {count}"),
             });
         }
+        policy.check_challenges(count as u32)?;
         let passive_frames = match options.interface {
             Interface::Rest => 0,
             Interface::WebSocket => options.passive_frames.unwrap_or(i64::from(settings.default_passive_frames)),
@@ -280,7 +378,10 @@ impl LivenessService {
                 message: format!("must be between 0 and {}, got {passive_frames}", settings.max_passive_frames),
             });
         }
-        let timeout = options.timeout_seconds.unwrap_or(settings.default_timeout_seconds);
+        if options.interface == Interface::WebSocket {
+            policy.check_passive_frames(passive_frames as u32)?;
+        }
+        let timeout = options.timeout_seconds.unwrap_or(policy.default_timeout(settings.default_timeout_seconds));
         let (low, high) = settings.timeout_range_seconds;
         if !timeout.is_finite() || !(low..=high).contains(&timeout) {
             return Err(ServiceError::InvalidParameter {
@@ -288,18 +389,50 @@ impl LivenessService {
                 message: format!("must be between {low} and {high}, got {timeout}"),
             });
         }
+        policy.check_timeout(timeout)?;
         let mut secure = rand::TryRngCore::unwrap_err(rand::rngs::OsRng);
-        let challenges = draw_challenges(&mut secure, pool, count as usize, timeout);
-        let session = Session::new(Uuid::new_v4(), challenges, self.clock.now_ms(), settings.session_ttl_ms)
+        let challenges = if policy.require_head_movement {
+            draw_challenges_with_head_movement(&mut secure, &pool, count as usize, timeout)
+        } else {
+            draw_challenges(&mut secure, &pool, count as usize, timeout)
+        };
+        let (client_token, token_digest) = credentials::new_client_token();
+        let mut session = Session::new(Uuid::new_v4(), challenges, self.clock.now_ms(), settings.session_ttl_ms)
             .with_passive_phase(passive_frames as u32);
+        session.owner = Owner {
+            tenant_id,
+            client_token_digest: Some(token_digest),
+            reference: options.reference,
+            nonce: options.nonce,
+            client_scores: policy.client_scores,
+        };
         self.store.create(&session).await.map_err(store_error(session.id))?;
-        tracing::info!(session = %session.id, challenges = count, "session created");
-        Ok(session)
+        tracing::info!(session = %session.id, tenant = ?session.owner.tenant_id, challenges = count, "session created");
+        Ok(Created { session, client_token })
+    }
+
+    /// The stored session `id` if `caller` may use it: the operator any, a tenant its own, a client token only its
+    /// own session. Any other is reported as not found, so ids cannot be probed.
+    async fn session_for(&self, caller: &Caller, id: Uuid) -> Result<Session, ServiceError> {
+        let session = self.store.get(id).await.map_err(store_error(id))?;
+        let owner = &session.owner;
+        let allowed = match caller {
+            Caller::Operator => true,
+            Caller::Tenant(tenant) => owner.tenant_id.as_deref() == Some(tenant.id.as_str()),
+            Caller::Client(token) => {
+                owner.client_token_digest.as_deref().is_some_and(|digest| credentials::verify(token, digest))
+            }
+        };
+        if allowed {
+            Ok(session)
+        } else {
+            Err(ServiceError::NotFound(id))
+        }
     }
 
     /// The session as it stands now (timeouts and expiry applied).
-    pub async fn get(&self, id: Uuid) -> Result<Session, ServiceError> {
-        let session = self.store.get(id).await.map_err(store_error(id))?;
+    pub async fn get(&self, caller: &Caller, id: Uuid) -> Result<Session, ServiceError> {
+        let session = self.session_for(caller, id).await?;
         Ok(session.at(self.clock.now_ms()))
     }
 
@@ -320,7 +453,8 @@ impl LivenessService {
     }
 
     /// Cancels (deletes) a session.
-    pub async fn cancel(&self, id: Uuid) -> Result<(), ServiceError> {
+    pub async fn cancel(&self, caller: &Caller, id: Uuid) -> Result<(), ServiceError> {
+        self.session_for(caller, id).await?;
         self.store.delete(id).await.map_err(store_error(id))?;
         tracing::info!(session = %id, "session cancelled");
         Ok(())
@@ -329,9 +463,10 @@ impl LivenessService {
     /// Analyses one frame and applies it to the session. The frame's time is its arrival. A conflicting write
     /// re-reads the session and re-applies the same observation (never re-analysed), so concurrent frames all
     /// count. A rejected frame changes nothing.
-    pub async fn submit_frame(&self, id: Uuid, bytes: Vec<u8>) -> Result<FrameResult, ServiceError> {
+    pub async fn submit_frame(&self, caller: &Caller, id: Uuid, bytes: Vec<u8>) -> Result<FrameResult, ServiceError> {
         let now = self.clock.now_ms();
-        let mut current = self.store.get(id).await.map_err(store_error(id))?;
+        // Checked before the costly analysis, so a stranger's frames cost nothing.
+        let mut current = self.session_for(caller, id).await?;
         // Refuse before the costly analysis what would be refused after it.
         current.accepts_frame_at(now, &self.settings.rules)?;
 

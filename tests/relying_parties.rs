@@ -1,0 +1,245 @@
+//! Relying parties through the REST router (`oneshot`) and a real WebSocket server: every row of the access table
+//! (tenant key, client token, another tenant's key, another session's token, no credential, a revoked key, a
+//! disabled tenant) on every endpoint, and the tenant's policy enforced by the server.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use liveness::domain::Policy;
+use liveness::service::{AuthMode, LivenessService, ManualClock, ServiceSettings, Tenants};
+use liveness::store::MemoryStore;
+use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
+use serde_json::Value;
+use tower::ServiceExt;
+
+struct World {
+    router: Router,
+    tenants: Tenants,
+    /// Tenant A's and tenant B's API keys.
+    key_a: String,
+    key_b: String,
+}
+
+impl World {
+    async fn new() -> World {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let store = Arc::new(MemoryStore::new());
+        let tenants = Tenants::new(store.clone(), AuthMode::ApiKeys, clock.clone());
+        let (_, key_a) = tenants.create("Tenant A", Policy::default()).await.unwrap();
+        let (_, key_b) = tenants.create("Tenant B", Policy::default()).await.unwrap();
+        let service = LivenessService::new(
+            store,
+            Arc::new(ScriptedAnalyzer { antispoof: true }),
+            clock,
+            ServiceSettings::default(),
+        )
+        .with_tenants(tenants.clone());
+        World { router: liveness::http::router(service, 1 << 20), tenants, key_a: key_a.key, key_b: key_b.key }
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value, Option<String>) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let challenge = response.headers().get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap().to_owned());
+        if status == StatusCode::UNAUTHORIZED {
+            let content_type = response.headers().get(header::CONTENT_TYPE).unwrap();
+            assert_eq!(content_type, "application/problem+json");
+        }
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        (status, body, challenge)
+    }
+
+    fn request(method: &str, path: &str, credential: Option<&str>) -> axum::http::request::Builder {
+        let builder = Request::builder().method(method).uri(path);
+        match credential {
+            Some(credential) => builder.header(header::AUTHORIZATION, format!("Bearer {credential}")),
+            None => builder,
+        }
+    }
+
+    async fn create(&self, credential: Option<&str>, query: &str) -> (StatusCode, Value) {
+        let request = Self::request("POST", &format!("/api/v1/liveness/sessions{query}"), credential);
+        let (status, body, _) = self.send(request.body(Body::empty()).unwrap()).await;
+        (status, body)
+    }
+
+    /// A session of `key`'s tenant: its id and client token.
+    async fn session(&self, key: &str) -> (String, String) {
+        let (status, body) = self.create(Some(key), "").await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (body["session_id"].as_str().unwrap().to_owned(), body["client_token"].as_str().unwrap().to_owned())
+    }
+
+    async fn get(&self, id: &str, credential: Option<&str>) -> StatusCode {
+        let request = Self::request("GET", &format!("/api/v1/liveness/sessions/{id}"), credential);
+        self.send(request.body(Body::empty()).unwrap()).await.0
+    }
+
+    async fn frame(&self, id: &str, credential: Option<&str>) -> StatusCode {
+        let request = Self::request("POST", &format!("/api/v1/liveness/sessions/{id}/frame"), credential)
+            .header(header::CONTENT_TYPE, "image/jpeg");
+        self.send(request.body(Body::from(FakeFace::default().frame())).unwrap()).await.0
+    }
+
+    async fn cancel(&self, id: &str, credential: Option<&str>) -> StatusCode {
+        let request = Self::request("DELETE", &format!("/api/v1/liveness/sessions/{id}"), credential);
+        self.send(request.body(Body::empty()).unwrap()).await.0
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_key_creates_and_the_client_token_drives_only_its_own_session() {
+    let world = World::new().await;
+    let (id, token) = world.session(&world.key_a).await;
+    let (other_id, other_token) = world.session(&world.key_a).await;
+    assert!(token.starts_with("ct_") && token != other_token);
+
+    // The tenant: everything on its own sessions.
+    assert_eq!(world.get(&id, Some(&world.key_a)).await, StatusCode::OK);
+    assert_eq!(world.frame(&id, Some(&world.key_a)).await, StatusCode::OK);
+    // The client token: frames and reads on its session, nothing on another.
+    assert_eq!(world.frame(&id, Some(&token)).await, StatusCode::OK);
+    assert_eq!(world.get(&id, Some(&token)).await, StatusCode::OK);
+    assert_eq!(world.get(&other_id, Some(&token)).await, StatusCode::NOT_FOUND);
+    assert_eq!(world.frame(&other_id, Some(&token)).await, StatusCode::NOT_FOUND);
+    assert_eq!(world.cancel(&other_id, Some(&token)).await, StatusCode::NOT_FOUND);
+    // A client token cannot create sessions.
+    assert_eq!(world.create(Some(&token), "").await.0, StatusCode::UNAUTHORIZED);
+    // Another tenant sees none of it: not found, as for an id that does not exist.
+    for status in [
+        world.get(&id, Some(&world.key_b)).await,
+        world.frame(&id, Some(&world.key_b)).await,
+        world.cancel(&id, Some(&world.key_b)).await,
+    ] {
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    // The client token cancels its own session; after that it is gone for everyone.
+    assert_eq!(world.cancel(&id, Some(&token)).await, StatusCode::OK);
+    assert_eq!(world.get(&id, Some(&world.key_a)).await, StatusCode::NOT_FOUND);
+    assert_eq!(world.cancel(&other_id, Some(&world.key_a)).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn missing_unknown_revoked_and_disabled_credentials_are_401_on_every_endpoint() {
+    let world = World::new().await;
+    let (id, _) = world.session(&world.key_a).await;
+    let listed = world.tenants.list().await.unwrap();
+    let (tenant_b, keys_b) = listed.iter().find(|(t, _)| t.name == "Tenant B").unwrap();
+    world.tenants.revoke_key(&tenant_b.id, &keys_b[0].key_id).await.unwrap();
+    let (tenant_a, _) = listed.iter().find(|(t, _)| t.name == "Tenant A").unwrap();
+    let disabled_key = world.key_a.clone();
+    let tampered = format!("{}x", &world.key_a[..world.key_a.len() - 1]);
+
+    for credential in [None, Some("garbage"), Some(tampered.as_str()), Some(world.key_b.as_str())] {
+        let (status, body) = world.create(credential, "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{credential:?}");
+        assert_eq!(body["code"], "unauthorized");
+        assert_eq!(world.get(&id, credential).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(world.frame(&id, credential).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(world.cancel(&id, credential).await, StatusCode::UNAUTHORIZED);
+    }
+    let request = World::request("POST", "/api/v1/liveness/sessions", None).body(Body::empty()).unwrap();
+    let (_, _, challenge) = world.send(request).await;
+    assert_eq!(challenge.as_deref(), Some("Bearer"));
+
+    // Rotating keeps the old key working until it is revoked; disabling stops them all.
+    let rotated = world.tenants.rotate_key(&tenant_a.id).await.unwrap();
+    assert_eq!(world.get(&id, Some(&rotated.key)).await, StatusCode::OK);
+    assert_eq!(world.get(&id, Some(&disabled_key)).await, StatusCode::OK);
+    world.tenants.disable(&tenant_a.id).await.unwrap();
+    assert_eq!(world.get(&id, Some(&disabled_key)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(world.get(&id, Some(&rotated.key)).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_api_key_header_works_as_well_as_bearer() {
+    let world = World::new().await;
+    let request = Request::post("/api/v1/liveness/sessions").header("X-API-Key", &world.key_a).body(Body::empty());
+    let (status, body, _) = world.send(request.unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let request = Request::get("/health").body(Body::empty()).unwrap();
+    let (status, health, _) = world.send(request).await;
+    assert_eq!((status, health["auth"].as_str()), (StatusCode::OK, Some("api_keys")), "health needs no credential");
+}
+
+#[tokio::test]
+async fn the_default_policy_is_enforced_by_the_server_never_clamped() {
+    let world = World::new().await;
+    for (query, parameter) in [
+        ("?num_challenges=1", "num_challenges"),
+        ("?num_challenges=5", "num_challenges"),
+        ("?timeout_seconds=60", "timeout_seconds"),
+        ("?timeout_seconds=1", "timeout_seconds"),
+        ("?interface=websocket&passive_frames=0", "passive_frames"),
+    ] {
+        let (status, body) = world.create(Some(&world.key_a), query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["code"], "policy_violation", "{query}");
+        assert_eq!(body["parameter"], parameter, "{query}");
+    }
+    let head_movements = ["TURN_LEFT", "TURN_RIGHT", "LOOK_UP", "LOOK_DOWN"];
+    for _ in 0..40 {
+        let (status, body) = world.create(Some(&world.key_a), "").await;
+        assert_eq!(status, StatusCode::CREATED);
+        let challenges = body["challenges"].as_array().unwrap();
+        assert_eq!(challenges.len(), 3, "the spec's default number, inside the policy");
+        let types: Vec<&str> = challenges.iter().map(|c| c["type"].as_str().unwrap()).collect();
+        assert!(types.iter().any(|t| head_movements.contains(t)), "{types:?} has no head movement");
+    }
+    for query in ["?num_challenges=4&timeout_seconds=10", "?reference=user-42&nonce=n-1"] {
+        assert_eq!(world.create(Some(&world.key_a), query).await.0, StatusCode::CREATED, "{query}");
+    }
+    let (status, body) = world.create(Some(&world.key_a), &format!("?reference={}", "r".repeat(129))).await;
+    assert_eq!((status, body["parameter"].as_str()), (StatusCode::BAD_REQUEST, Some("reference")));
+}
+
+/// The router served on a free loopback port, for WebSocket clients.
+async fn serve(router: Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+#[tokio::test]
+async fn a_websocket_joins_only_a_session_its_relying_party_created_with_its_token() {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let world = World::new().await;
+    let (status, created) = world.create(Some(&world.key_a), "?interface=websocket&passive_frames=3").await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["session_id"].as_str().unwrap();
+    let token = created["client_token"].as_str().unwrap();
+    let (_, other_token) = world.session(&world.key_a).await;
+    let addr = serve(world.router.clone()).await;
+    let url = |query: &str| format!("ws://{addr}/api/v1/liveness/ws?{query}");
+
+    // Refused before the upgrade: no session, no token, another session's token, another tenant's key.
+    for (query, expected) in [
+        (String::new(), 401),
+        (format!("session_id={id}"), 401),
+        (format!("session_id={id}&token={other_token}"), 404),
+        (format!("session_id={id}&token={}", world.key_b), 404),
+    ] {
+        match tokio_tungstenite::connect_async(url(&query)).await {
+            Err(WsError::Http(response)) => assert_eq!(response.status().as_u16(), expected, "{query}"),
+            other => panic!("{query}: expected a refusal, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(url(&format!("session_id={id}&token={token}"))).await.unwrap();
+    let first = socket.next().await.unwrap().unwrap();
+    let message: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+    assert_eq!(message, serde_json::json!({"type": "phase", "value": "passive"}));
+    use futures_util::SinkExt;
+    socket.send(tokio_tungstenite::tungstenite::Message::Binary(FakeFace::default().frame().into())).await.unwrap();
+    let answer = socket.next().await.unwrap().unwrap();
+    let result: Value = serde_json::from_str(answer.to_text().unwrap()).unwrap();
+    assert_eq!(result["type"], "frame_result");
+    assert!(result["confidence"].is_null() && result["label"].is_null(), "scores hidden by the default policy");
+    assert_eq!(world.get(id, Some(&world.key_a)).await, StatusCode::OK);
+}
