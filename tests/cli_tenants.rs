@@ -1,0 +1,125 @@
+//! The operator's CLI end to end (the real `liveness` binary on an embedded store), and a whole check by a tenant
+//! it created: the service built by the composition root exactly as the local server builds it (real models,
+//! SQLite, authentication on), the end user holding only the session id and the client token. Then a restart of the
+//! service on the same data directory loses nothing. One test in this binary: it sets environment variables.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use liveness::app::{App, Deployment, Models};
+use liveness::config::Config;
+use serde_json::Value;
+use support::real_models::video_jpegs;
+use tower::ServiceExt;
+
+/// Runs `liveness ARGS` on the data directory; its stdout lines as JSON, or the failure's stderr.
+fn cli(data_dir: &Path, args: &[&str]) -> Result<Vec<Value>, String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_liveness"))
+        .args(args)
+        .env("LIVENESS_DATA_DIR", data_dir)
+        .env_remove("LIVENESS_TABLE_NAME")
+        .output()
+        .expect("the CLI runs");
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    Ok(stdout.lines().map(|line| serde_json::from_str(line).expect("one JSON object a line")).collect())
+}
+
+async fn call(router: &axum::Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn bearer(method: &str, path: &str, credential: &str) -> axum::http::request::Builder {
+    Request::builder().method(method).uri(path).header(header::AUTHORIZATION, format!("Bearer {credential}"))
+}
+
+async fn local_app() -> axum::Router {
+    let config = Config::from_env().unwrap();
+    App::build(config, Deployment::Local, Models::Load).await.expect("the service starts").router()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_made_with_the_cli_runs_a_whole_check_and_a_restart_loses_nothing() {
+    let data_dir = std::env::temp_dir().join(format!("liveness-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let policy = data_dir.join("policy.json");
+    std::fs::write(&policy, r#"{"challenges_min": 1, "allowed_challenges": ["LOOK_DOWN"], "timeout_seconds_max": 10}"#)
+        .unwrap();
+
+    // The operator creates two tenants; the key is shown once and never again.
+    let created = cli(&data_dir, &["tenants", "create", "Acme onboarding", "--policy", policy.to_str().unwrap()]);
+    let created = &created.unwrap()[0];
+    let (tenant, key) = (created["tenant_id"].as_str().unwrap(), created["api_key"].as_str().unwrap().to_owned());
+    assert_eq!(created["name"], "Acme onboarding");
+    let other = cli(&data_dir, &["tenants", "create", "Other"]).unwrap()[0]["api_key"].as_str().unwrap().to_owned();
+    let listed = cli(&data_dir, &["tenants", "list"]).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["tenant_id"], tenant);
+    assert_eq!(listed[0]["policy"]["allowed_challenges"], serde_json::json!(["LOOK_DOWN"]));
+    let secret = key.rsplit('_').next().unwrap();
+    assert!(!listed.iter().any(|line| line.to_string().contains(secret)), "list never shows a secret");
+    assert!(cli(&data_dir, &["tenants", "create", "Bad", "--policy", "/nonexistent.json"]).is_err());
+    assert!(cli(&data_dir, &["tenants", "disable", "t_0000000000000000"]).unwrap_err().contains("tenant_not_found"));
+
+    std::env::set_var("LIVENESS_DATA_DIR", &data_dir);
+    std::env::set_var("LIVENESS_AUTH", "api_keys");
+    std::env::remove_var("LIVENESS_TABLE_NAME");
+    let router = local_app().await;
+
+    // The relying party's backend creates the session; the end user gets the id and the client token only.
+    let request = bearer("POST", "/api/v1/liveness/sessions?num_challenges=1&timeout_seconds=10", &key);
+    let (status, session) = call(&router, request.body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let (id, token) = (session["session_id"].as_str().unwrap(), session["client_token"].as_str().unwrap());
+    assert_eq!(session["challenges"][0]["type"], "LOOK_DOWN");
+
+    let frames = video_jpegs("cli-teacher", "select=between(n\\,200\\,328)*not(mod(n\\,3)),crop=400:400:550:0", &[]);
+    let mut last = Value::Null;
+    for frame in &frames[..25] {
+        let request = bearer("POST", &format!("/api/v1/liveness/sessions/{id}/frame"), token)
+            .header(header::CONTENT_TYPE, "image/jpeg")
+            .body(Body::from(frame.clone()))
+            .unwrap();
+        let (status, body) = call(&router, request).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        last = body;
+        if last["session_complete"] == true {
+            break;
+        }
+    }
+    assert_eq!((last["state"].as_str(), last["is_live"].as_bool()), (Some("completed"), Some(true)), "{last}");
+
+    // The backend reads the verdict with its key; the other tenant cannot see the session at all.
+    let read = |credential: &str| bearer("GET", &format!("/api/v1/liveness/sessions/{id}"), credential);
+    let (status, full) = call(&router, read(&key).body(Body::empty()).unwrap()).await;
+    assert_eq!((status, full["is_live"].as_bool()), (StatusCode::OK, Some(true)));
+    assert_eq!(call(&router, read(&other).body(Body::empty()).unwrap()).await.0, StatusCode::NOT_FOUND);
+
+    // A restart on the same data directory: the session and the tenants are still there.
+    drop(router);
+    let router = local_app().await;
+    let (status, after) = call(&router, read(&key).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{after}");
+    assert_eq!(after, full, "the session reads back exactly as before the restart");
+
+    // Rotation, revocation and disabling through the CLI take effect on the running service.
+    let rotated = cli(&data_dir, &["tenants", "rotate-key", tenant]).unwrap()[0]["api_key"].as_str().unwrap().to_owned();
+    let old_key_id = listed[0]["keys"][0]["key_id"].as_str().unwrap();
+    cli(&data_dir, &["tenants", "revoke-key", tenant, old_key_id]).unwrap();
+    assert_eq!(call(&router, read(&key).body(Body::empty()).unwrap()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&router, read(&rotated).body(Body::empty()).unwrap()).await.0, StatusCode::OK);
+    cli(&data_dir, &["tenants", "disable", tenant]).unwrap();
+    assert_eq!(call(&router, read(&rotated).body(Body::empty()).unwrap()).await.0, StatusCode::UNAUTHORIZED);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
