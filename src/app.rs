@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::service::{AuthMode, Clock, LivenessService, SystemClock, Tenants};
+use crate::service::{AuthMode, Clock, LivenessService, Metering, SystemClock, Tenants};
 use crate::store::dynamodb::DynamoStore;
-use crate::store::{ConnectionStore, SessionStore, SqliteStore, StoreError, TenantStore};
+use crate::store::{ConnectionStore, MeteringStore, SessionStore, SqliteStore, StoreError, TenantStore};
 use crate::vision::model_files::{antispoof_installed, install_antispoof, shared_antispoof_dir, ANTISPOOF_MISSING};
 use crate::vision::{AnalysisError, Analyzer, AnalyzerOptions, FaceSearch, FrameAnalyzer, FrameObservation, ModelError};
 
@@ -36,10 +36,10 @@ pub enum Models {
     Skip,
 }
 
-/// A store that keeps sessions, WebSocket connection bindings and tenants.
-pub trait Store: SessionStore + ConnectionStore + TenantStore {}
+/// A store that keeps sessions, WebSocket connection bindings, tenants and their usage.
+pub trait Store: SessionStore + ConnectionStore + TenantStore + MeteringStore {}
 
-impl<T: SessionStore + ConnectionStore + TenantStore> Store for T {}
+impl<T: SessionStore + ConnectionStore + TenantStore + MeteringStore> Store for T {}
 
 /// Why the service could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -88,8 +88,10 @@ impl App {
             tracing::warn!("AUTHENTICATION IS OFF: anyone who can reach this service can use it");
         }
         let tenants = Tenants::new(store.clone(), auth, clock.clone());
-        let service =
-            LivenessService::new(store.clone(), analyzer, clock, config.service_settings()).with_tenants(tenants);
+        let metering = Metering::new(store.clone(), clock.clone());
+        let service = LivenessService::new(store.clone(), analyzer, clock, config.service_settings())
+            .with_tenants(tenants)
+            .with_metering(metering);
         Ok(App { config, store, service })
     }
 
@@ -98,6 +100,12 @@ impl App {
     pub async fn tenants(config: &Config) -> Result<Tenants, StartError> {
         let store = open_store(config, Deployment::Local, None).await?;
         Ok(Tenants::new(store, AuthMode::ApiKeys, Arc::new(SystemClock)))
+    }
+
+    /// The usage metering of the store `config` names, for the operator's CLI.
+    pub async fn metering(config: &Config) -> Result<Metering, StartError> {
+        let store = open_store(config, Deployment::Local, None).await?;
+        Ok(Metering::new(store, Arc::new(SystemClock)))
     }
 
     /// The REST API and WebSocket router over this app's service.

@@ -26,6 +26,8 @@ pub struct Config {
     pub table_name: Option<String>,
     /// `LIVENESS_DATA_DIR`, default `./data`: the embedded store's database.
     pub data_dir: PathBuf,
+    /// `LIVENESS_MAX_OPEN_SESSIONS`, default 10000: sessions open at once while authentication is off.
+    pub max_open_sessions: usize,
     /// `LIVENESS_AUTH`, `api_keys` or `off`; unset, the local server decides from its bind address.
     pub auth: Option<AuthMode>,
 }
@@ -61,6 +63,7 @@ impl Config {
             detect_every: var("LIVENESS_DETECT_EVERY", 3)?,
             table_name: std::env::var("LIVENESS_TABLE_NAME").ok().filter(|t| !t.trim().is_empty()),
             data_dir: var("LIVENESS_DATA_DIR", PathBuf::from("data"))?,
+            max_open_sessions: var("LIVENESS_MAX_OPEN_SESSIONS", ServiceSettings::default().max_open_sessions)?,
             auth: match std::env::var("LIVENESS_AUTH") {
                 Err(_) => None,
                 Ok(value) => Some(value.trim().parse().map_err(|reason| ConfigError {
@@ -80,6 +83,7 @@ impl Config {
         positive("LIVENESS_SESSION_TTL_SECONDS", config.session_ttl_seconds)?;
         positive("LIVENESS_MAX_FRAMES", u64::from(config.max_frames))?;
         positive("LIVENESS_DETECT_EVERY", u64::from(config.detect_every))?;
+        positive("LIVENESS_MAX_OPEN_SESSIONS", config.max_open_sessions as u64)?;
         positive("LIVENESS_MAX_FRAME_BYTES", config.max_frame_bytes as u64)?;
         Ok(config)
     }
@@ -114,6 +118,7 @@ impl Config {
         let mut settings = ServiceSettings {
             session_ttl_ms: self.session_ttl_seconds as i64 * 1000,
             detect_every: self.detect_every,
+            max_open_sessions: self.max_open_sessions,
             ..ServiceSettings::default()
         };
         settings.rules.max_frames = self.max_frames;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use liveness::app::{load_analyzer, App};
 use liveness::domain::Policy;
-use liveness::service::ServiceError;
+use liveness::service::{ServiceError, SystemClock};
 use liveness::config::Config;
 use liveness::domain::reported;
 use liveness::vision::model_files::{default_models_dir, install_antispoof};
@@ -24,6 +24,7 @@ const USAGE: &str = "usage:
   liveness tenants rotate-key TENANT_ID       a new API key; the old ones work until revoked
   liveness tenants revoke-key TENANT_ID KEY_ID
   liveness tenants disable TENANT_ID          every key of the tenant stops working
+  liveness usage TENANT_ID [FROM [TO]]        the tenant's usage per UTC day (YYYY-MM-DD; default today)
 environment: LIVENESS_MODELS_DIR (default: ./models, else the source tree's models/); tenants live in the embedded
 store in LIVENESS_DATA_DIR (default ./data), or in DynamoDB when LIVENESS_TABLE_NAME is set";
 
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         Some("analyze") => analyze(&args[1..]),
         Some("models") if args.get(1).map(String::as_str) == Some("install") => install(&args[2..]),
         Some("tenants") => tenants(&args[1..]),
+        Some("usage") => usage(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -174,6 +176,30 @@ fn tenants(args: &[String]) -> Result<ExitCode, String> {
                 println!("{}", json!({ "tenant_id": tenant_id, "disabled": true }));
             }
             _ => return Err(USAGE.to_owned()),
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn usage(args: &[String]) -> Result<ExitCode, String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let today = liveness::service::metering::utc_date(liveness::service::Clock::now_ms(&SystemClock));
+    let (tenant_id, from, to) = match args {
+        [tenant] => (tenant, today.clone(), today),
+        [tenant, from] => (tenant, from.clone(), today),
+        [tenant, from, to] => (tenant, from.clone(), to.clone()),
+        _ => return Err(USAGE.to_owned()),
+    };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let failed = |e: ServiceError| format!("{}: {}", e.code(), e.client_message());
+        let tenants = App::tenants(&config).await.map_err(|e| e.to_string())?;
+        tenants.find(tenant_id).await.map_err(failed)?;
+        let metering = App::metering(&config).await.map_err(|e| e.to_string())?;
+        for day in metering.usage(tenant_id, &from, &to).await.map_err(failed)? {
+            println!("{}", json!({ "tenant_id": tenant_id, "date": day.date, "sessions_created": day.sessions_created,
+                "sessions_live": day.sessions_live, "sessions_not_live": day.sessions_not_live,
+                "frames_analysed": day.frames_analysed }));
         }
         Ok(ExitCode::SUCCESS)
     })

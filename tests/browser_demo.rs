@@ -214,3 +214,36 @@ async fn on_a_phone_sized_screen_the_page_fits_and_works_by_keyboard() {
     assert_eq!(guidance, "No face found: look into the camera");
     browser.screenshot(&screenshot_path("phone")).await;
 }
+
+#[tokio::test]
+async fn a_session_created_by_a_relying_party_runs_with_only_its_id_and_token() {
+    use liveness::service::{AuthMode, Tenants};
+    let store = std::sync::Arc::new(liveness::store::MemoryStore::new());
+    let clock = std::sync::Arc::new(liveness::service::SystemClock);
+    let tenants = Tenants::new(store.clone(), AuthMode::ApiKeys, clock.clone());
+    let policy = liveness::domain::Policy { challenges_min: 1, ..Default::default() };
+    let (tenant, _) = tenants.create("Demo tenant", policy).await.unwrap();
+    let service = liveness::service::LivenessService::new(store, analyzer(), clock, Default::default())
+        .with_tenants(tenants);
+    // The relying party's backend creates the session with its key, as over REST.
+    let options = liveness::service::CreateOptions {
+        num_challenges: Some(1),
+        timeout_seconds: Some(10.0),
+        passive_frames: Some(3),
+        interface: liveness::service::Interface::WebSocket,
+        ..Default::default()
+    };
+    let created = service.create_for(&liveness::service::Caller::Tenant(tenant), options).await.unwrap();
+    let server = Server::serving(service).await;
+
+    let mut browser = Browser::launch(&video_camera(), true).await;
+    let query = format!("session_id={}&token={}", created.session.id, created.client_token);
+    start_check(&mut browser, &server, &query).await;
+    let phase = browser
+        .wait_for("document.body.dataset.state === 'passive' && text('status')", Duration::from_secs(20), DESCRIBE)
+        .await;
+    assert_eq!(phase, "Hold still and look into the camera.", "the page joined the session it was given");
+    let verdict = browser.wait_for(STATE_DONE, Duration::from_secs(60), DESCRIBE).await;
+    assert!(verdict == "Live person verified" || verdict == "Not verified", "{verdict}");
+    browser.screenshot(&screenshot_path("relying-party-session-final")).await;
+}

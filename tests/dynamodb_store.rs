@@ -152,3 +152,11 @@ async fn a_store_outage_is_503_and_corrupts_nothing() {
     drop(server);
     let _ = std::fs::remove_dir_all(&db_dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenants_and_metering_keep_the_store_contracts() {
+    let server = DynamoLocal::start(None);
+    let store = server.store().await;
+    support::contracts::tenant_store_contract(&store).await;
+    support::contracts::metering_store_contract(Arc::new(store)).await;
+}

@@ -2,6 +2,8 @@
 //! (tenant key, client token, another tenant's key, another session's token, no credential, a revoked key, a
 //! disabled tenant) on every endpoint, and the tenant's policy enforced by the server.
 
+mod support;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -10,7 +12,8 @@ use axum::Router;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use liveness::domain::Policy;
-use liveness::service::{AuthMode, LivenessService, ManualClock, ServiceSettings, Tenants};
+use liveness::domain::policy::{Lockout, Quota};
+use liveness::service::{AuthMode, Caller, LivenessService, ManualClock, Metering, ServiceSettings, Tenants};
 use liveness::store::MemoryStore;
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
 use serde_json::Value;
@@ -18,6 +21,8 @@ use tower::ServiceExt;
 
 struct World {
     router: Router,
+    service: LivenessService,
+    clock: Arc<ManualClock>,
     tenants: Tenants,
     /// Tenant A's and tenant B's API keys.
     key_a: String,
@@ -26,19 +31,40 @@ struct World {
 
 impl World {
     async fn new() -> World {
-        let clock = Arc::new(ManualClock::new(1_000_000));
+        World::with_policy(Policy::default(), AuthMode::ApiKeys, ServiceSettings::default()).await
+    }
+
+    /// Tenant A has `policy`, tenant B the default one.
+    async fn with_policy(policy: Policy, mode: AuthMode, settings: ServiceSettings) -> World {
+        // 2026-11-30 12:00 UTC.
+        let clock = Arc::new(ManualClock::new(1_796_040_000_000));
         let store = Arc::new(MemoryStore::new());
-        let tenants = Tenants::new(store.clone(), AuthMode::ApiKeys, clock.clone());
-        let (_, key_a) = tenants.create("Tenant A", Policy::default()).await.unwrap();
+        let tenants = Tenants::new(store.clone(), mode, clock.clone());
+        let (_, key_a) = tenants.create("Tenant A", policy).await.unwrap();
         let (_, key_b) = tenants.create("Tenant B", Policy::default()).await.unwrap();
-        let service = LivenessService::new(
-            store,
-            Arc::new(ScriptedAnalyzer { antispoof: true }),
-            clock,
-            ServiceSettings::default(),
-        )
-        .with_tenants(tenants.clone());
-        World { router: liveness::http::router(service, 1 << 20), tenants, key_a: key_a.key, key_b: key_b.key }
+        let service =
+            LivenessService::new(store.clone(), Arc::new(ScriptedAnalyzer { antispoof: true }), clock.clone(), settings)
+                .with_tenants(tenants.clone())
+                .with_metering(Metering::new(store, clock.clone()));
+        let router = liveness::http::router(service.clone(), 1 << 20);
+        World { router, service, clock, tenants, key_a: key_a.key, key_b: key_b.key }
+    }
+
+    /// The problem of a refused create: status, code and `Retry-After`.
+    async fn refused_create(&self, key: &str, query: &str) -> (StatusCode, String, Option<u64>) {
+        let request = Self::request("POST", &format!("/api/v1/liveness/sessions{query}"), Some(key));
+        let response = self.router.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let retry = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().parse().unwrap());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        (status, body["code"].as_str().unwrap_or_default().to_owned(), retry)
+    }
+
+    async fn usage(&self, key: &str, query: &str) -> (StatusCode, Value) {
+        let request = Self::request("GET", &format!("/api/v1/usage{query}"), Some(key));
+        let (status, body, _) = self.send(request.body(Body::empty()).unwrap()).await;
+        (status, body)
     }
 
     async fn send(&self, request: Request<Body>) -> (StatusCode, Value, Option<String>) {
@@ -242,4 +268,116 @@ async fn a_websocket_joins_only_a_session_its_relying_party_created_with_its_tok
     assert_eq!(result["type"], "frame_result");
     assert!(result["confidence"].is_null() && result["label"].is_null(), "scores hidden by the default policy");
     assert_eq!(world.get(id, Some(&world.key_a)).await, StatusCode::OK);
+}
+
+/// A policy quick to fail: one challenge, one second.
+fn quick(lockout: Lockout, quota: Quota) -> Policy {
+    Policy { challenges_min: 1, timeout_seconds_min: 1.0, lockout, quota, ..Policy::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_is_exact_after_concurrent_frames_and_reads_per_day() {
+    let world = World::with_policy(quick(Lockout::default(), Quota::default()), AuthMode::ApiKeys, ServiceSettings::default()).await;
+    let (id, token) = world.session(&world.key_a).await;
+    world.session(&world.key_a).await;
+    world.session(&world.key_b).await;
+    let id = id.parse().unwrap();
+    let results = support::race_frames(&world.service, id, &FakeFace::default().frame(), 24).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(world.frame(&id.to_string(), Some(&token)).await, StatusCode::OK);
+
+    let (status, usage) = world.usage(&world.key_a, "?from=2026-11-29&to=2026-11-30").await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert!(usage["tenant_id"].as_str().unwrap().starts_with("t_"));
+    let days = usage["days"].as_array().unwrap();
+    assert_eq!(days.len(), 2, "every day of the range, zeros included");
+    assert_eq!(days[0], serde_json::json!({"date": "2026-11-29", "sessions_created": 0, "sessions_live": 0,
+        "sessions_not_live": 0, "frames_analysed": 0}));
+    assert_eq!(days[1]["sessions_created"], 2, "tenant B's session is not A's");
+    assert_eq!(days[1]["frames_analysed"], 25, "every frame once, none lost or doubled by the races");
+    let (_, other) = world.usage(&world.key_b, "").await;
+    assert_eq!(other["days"][0]["sessions_created"], 1, "today by default");
+
+    // The session's end is counted once, by whoever wrote it (here a read that finds the deadline passed).
+    world.clock.advance_ms(120_000);
+    for _ in 0..3 {
+        assert_eq!(world.get(&id.to_string(), Some(&world.key_a)).await, StatusCode::OK);
+    }
+    let (_, usage) = world.usage(&world.key_a, "").await;
+    assert_eq!(usage["days"][0]["sessions_not_live"], 1, "{usage}");
+
+    assert_eq!(world.usage(&token, "").await.0, StatusCode::UNAUTHORIZED, "a client token reads no usage");
+    for bad in ["?from=2026-11-31", "?from=2026-12-01&to=2026-11-30", "?from=2024-01-01&to=2026-01-01"] {
+        assert_eq!(world.usage(&world.key_a, bad).await.0, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_a_reference_out_and_deleting_erases_nothing() {
+    let lockout = Lockout { max_failures: 3, window_seconds: 180, lock_seconds: 1800 };
+    let world = World::with_policy(quick(lockout, Quota::default()), AuthMode::ApiKeys, ServiceSettings::default()).await;
+    let query = "?num_challenges=1&timeout_seconds=1&reference=user-7";
+    // Two checks time out; a third is abandoned after a frame, then deleted: three failures.
+    for _ in 0..2 {
+        let (status, body) = world.create(Some(&world.key_a), query).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["session_id"].as_str().unwrap();
+        assert_eq!(world.frame(id, Some(&world.key_a)).await, StatusCode::OK);
+        world.clock.advance_ms(2_000);
+        assert_eq!(world.get(id, Some(&world.key_a)).await, StatusCode::OK);
+        assert_eq!(world.cancel(id, Some(&world.key_a)).await, StatusCode::OK);
+    }
+    let (_, body) = world.create(Some(&world.key_a), query).await;
+    let id = body["session_id"].as_str().unwrap();
+    assert_eq!(world.frame(id, Some(&world.key_a)).await, StatusCode::OK);
+    assert_eq!(world.cancel(id, Some(&world.key_a)).await, StatusCode::OK);
+
+    let (status, code, retry) = world.refused_create(&world.key_a, query).await;
+    assert_eq!((status, code.as_str()), (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"));
+    assert_eq!(retry, Some(1800));
+    // Another reference, another tenant's same reference, and no reference at all are not locked.
+    for (key, query) in [(&world.key_a, "?reference=user-8"), (&world.key_b, "?reference=user-7"), (&world.key_a, "")] {
+        assert_eq!(world.create(Some(key), query).await.0, StatusCode::CREATED, "{query}");
+    }
+    world.clock.advance_ms(1_799_000);
+    assert_eq!(world.refused_create(&world.key_a, query).await.2, Some(1));
+    world.clock.advance_ms(1_000);
+    assert_eq!(world.create(Some(&world.key_a), query).await.0, StatusCode::CREATED, "the lock ends");
+
+    // A passed check is no failure.
+    let passed = world.service.create_for(&Caller::Operator, Default::default()).await.unwrap();
+    assert!(passed.session.owner.tenant_id.is_none());
+}
+
+#[tokio::test]
+async fn quotas_answer_429_with_retry_after_and_reset() {
+    let quota = Quota { sessions_per_minute: 2, sessions_per_day: 3 };
+    let world = World::with_policy(quick(Lockout::default(), quota), AuthMode::ApiKeys, ServiceSettings::default()).await;
+    world.clock.advance_ms(30_000); // 12:00:30
+    for _ in 0..2 {
+        assert_eq!(world.create(Some(&world.key_a), "").await.0, StatusCode::CREATED);
+    }
+    let (status, code, retry) = world.refused_create(&world.key_a, "").await;
+    assert_eq!((status, code.as_str(), retry), (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", Some(30)));
+    assert_eq!(world.create(Some(&world.key_b), "").await.0, StatusCode::CREATED, "quotas are per tenant");
+    world.clock.advance_ms(30_000);
+    assert_eq!(world.create(Some(&world.key_a), "").await.0, StatusCode::CREATED, "a new minute");
+    let (_, code, retry) = world.refused_create(&world.key_a, "").await;
+    assert_eq!((code.as_str(), retry), ("quota_exceeded", Some(12 * 3600 - 60)), "the day's three are used: until midnight UTC (it is 12:01)");
+}
+
+#[tokio::test]
+async fn with_authentication_off_open_sessions_are_capped() {
+    let settings = ServiceSettings { max_open_sessions: 3, ..ServiceSettings::default() };
+    let world = World::with_policy(Policy::default(), AuthMode::Off, settings).await;
+    for _ in 0..3 {
+        assert_eq!(world.create(None, "").await.0, StatusCode::CREATED);
+    }
+    let (status, code, retry) = world.refused_create("", "").await;
+    assert_eq!((status, code.as_str(), retry), (StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions", Some(180)));
+    world.clock.advance_ms(180_000);
+    assert_eq!(world.create(None, "").await.0, StatusCode::CREATED, "expired sessions are no longer open");
+    let (status, usage) = world.usage("", "").await;
+    assert_eq!((status, usage["tenant_id"].as_str()), (StatusCode::OK, Some("local")));
+    assert_eq!(usage["days"][0]["sessions_created"], 4);
 }

@@ -140,3 +140,17 @@ async fn a_second_process_sees_the_first_ones_writes() {
     cli.delete(s.id).await.unwrap();
     assert_eq!(server.get(s.id).await, Err(StoreError::NotFound));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenants_and_metering_keep_the_store_contracts_and_survive_reopening() {
+    let dir = data_dir();
+    let store = SqliteStore::open(&dir).unwrap();
+    support::contracts::tenant_store_contract(&store).await;
+    support::contracts::metering_store_contract(Arc::new(store.clone())).await;
+    drop(store);
+    let reopened = SqliteStore::open(&dir).unwrap();
+    use liveness::store::{MeteringStore, TenantStore};
+    assert_eq!(reopened.tenants().await.unwrap().len(), 2);
+    assert_eq!(reopened.usage("t_a", "2026-11-30", "2026-11-30").await.unwrap()[0].frames_analysed, 24);
+    assert!(reopened.subject("t_a", "user-1").await.unwrap().is_some());
+}

@@ -6,6 +6,7 @@ use uuid::Uuid;
 use super::challenge::{Challenge, ChallengeType};
 use super::judge::{self, Baseline, FaceSample, Feedback, JudgeConfig, Verdict};
 use super::observation::{FrameObservation, TrackingHint};
+use super::policy::Lockout;
 
 /// The five states of the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +130,9 @@ pub struct Owner {
     pub nonce: Option<String>,
     /// Whether the end user may see anti-spoofing scores (the tenant's policy at creation).
     pub client_scores: bool,
+    /// The tenant's lockout rule at creation, applied when the session ends as a failed check of `reference`.
+    #[serde(default)]
+    pub lockout: Option<Lockout>,
 }
 
 /// A liveness session: everything needed to judge its next frame, in one serialisable value.

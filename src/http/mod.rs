@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::service::metering::utc_date;
 use crate::service::{AuthMode, Caller, CreateOptions, Interface, LivenessService};
 use crate::vision::model_files::ANTISPOOF_MISSING;
 use problem::Problem;
@@ -39,6 +40,7 @@ pub fn router(service: LivenessService, max_frame_bytes: usize) -> Router {
         .route("/api/v1/liveness/sessions/{id}", get(get_session).delete(cancel_session))
         .route("/api/v1/liveness/sessions/{id}/frame", post(submit_frame))
         .route("/api/v1/liveness/ws", get(websocket::connect))
+        .route("/api/v1/usage", get(usage))
         .route("/health", get(health))
         .merge(page::routes())
         .fallback(not_found)
@@ -131,6 +133,21 @@ async fn submit_frame(
     let bytes = frame_bytes(request, state.max_frame_bytes).await?;
     let result = state.service.submit_frame(&caller, id, bytes).await?;
     Ok(Json(FrameView::from(&result)))
+}
+
+/// `GET /api/v1/usage?from=YYYY-MM-DD&to=YYYY-MM-DD` (the tenant's key): usage per UTC day; both default to today.
+async fn usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let caller = caller(&state, &headers).await?;
+    let Query(pairs) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let today = utc_date(state.service.now_ms());
+    let param = |name: &str| pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
+    let from = param("from").unwrap_or_else(|| today.clone());
+    let to = param("to").unwrap_or(today);
+    Ok(Json(state.service.usage(&caller, &from, &to).await?).into_response())
 }
 
 fn too_large(limit: usize) -> Problem {

@@ -19,11 +19,13 @@ pub struct Problem {
     pub code: &'static str,
     pub detail: String,
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Seconds for `Retry-After`; a `503` without one says 1.
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), extra: serde_json::Map::new() }
+        Self { status, code, detail: detail.into(), extra: serde_json::Map::new(), retry_after: None }
     }
 
     /// Adds a member to the body.
@@ -47,8 +49,12 @@ impl From<ServiceError> for Problem {
             ServiceError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ServiceError::PolicyViolation(_) => StatusCode::BAD_REQUEST,
             ServiceError::TenantNotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::QuotaExceeded { .. } | ServiceError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ServiceError::TooManySessions { .. } => StatusCode::SERVICE_UNAVAILABLE,
         };
-        let problem = Problem::new(status, error.code(), error.client_message());
+        let retry_after = error.retry_after_seconds();
+        let mut problem = Problem::new(status, error.code(), error.client_message());
+        problem.retry_after = retry_after;
         match error {
             ServiceError::InvalidParameter { name, .. } => problem.with("parameter", name),
             ServiceError::Rejected(FrameRejection::Ended(state)) => problem.with("state", state.as_str()),
@@ -93,8 +99,14 @@ impl IntoResponse for Problem {
         let mut response = (self.status, axum::Json(self.body())).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        match self.retry_after {
+            Some(seconds) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            None if self.status == StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            }
+            None => {}
         }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -7,16 +7,21 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use uuid::Uuid;
 
+pub mod metering;
 pub mod tenants;
 
+pub use metering::Metering;
 pub use tenants::{AuthMode, Caller, Tenants};
+
+/// The tenant id usage is metered under while authentication is off (the implicit local tenant).
+pub const LOCAL_TENANT: &str = "local";
 
 use crate::credentials;
 use crate::domain::{
     draw_challenges, draw_challenges_with_head_movement, ChallengeType, FrameOutcome, FrameRejection, Owner, Policy,
-    PolicyViolation, Session, SessionRules,
+    PolicyViolation, Session, SessionRules, SessionState,
 };
-use crate::store::{SessionStore, StoreError};
+use crate::store::{MemoryStore, SessionStore, StoreError, UsageDay, UsageDelta};
 use crate::vision::{AnalysisError, DecodeError, FaceSearch, FrameAnalyzer};
 
 /// Server time in epoch milliseconds; injected so tests can move it.
@@ -77,6 +82,8 @@ pub struct ServiceSettings {
     pub detect_every: u32,
     /// Attempts at a conditional write before giving up on a hot session.
     pub max_write_attempts: usize,
+    /// Sessions the operator (authentication off) may have open at once (created within one TTL).
+    pub max_open_sessions: usize,
     pub rules: SessionRules,
 }
 
@@ -92,6 +99,7 @@ impl Default for ServiceSettings {
             session_ttl_ms: 180_000,
             detect_every: 3,
             max_write_attempts: 16,
+            max_open_sessions: 10_000,
             rules: SessionRules::default(),
         }
     }
@@ -120,6 +128,12 @@ pub enum ServiceError {
     PolicyViolation(#[from] PolicyViolation),
     #[error("no tenant or key {0}")]
     TenantNotFound(String),
+    #[error("the tenant's quota is used up: {detail}")]
+    QuotaExceeded { detail: String, retry_after_seconds: u64 },
+    #[error("too many failed checks for this reference; try again later")]
+    TooManyAttempts { retry_after_seconds: u64 },
+    #[error("too many open sessions on this server; try again later")]
+    TooManySessions { retry_after_seconds: u64 },
 }
 
 impl ServiceError {
@@ -138,6 +152,20 @@ impl ServiceError {
             ServiceError::Unauthorized(_) => "unauthorized",
             ServiceError::PolicyViolation(_) => "policy_violation",
             ServiceError::TenantNotFound(_) => "tenant_not_found",
+            ServiceError::QuotaExceeded { .. } => "quota_exceeded",
+            ServiceError::TooManyAttempts { .. } => "too_many_attempts",
+            ServiceError::TooManySessions { .. } => "too_many_sessions",
+        }
+    }
+
+    /// When a client may try again, seconds, for the errors that say so.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            ServiceError::QuotaExceeded { retry_after_seconds, .. }
+            | ServiceError::TooManyAttempts { retry_after_seconds }
+            | ServiceError::TooManySessions { retry_after_seconds } => Some(*retry_after_seconds),
+            ServiceError::StoreUnavailable(_) => Some(1),
+            _ => None,
         }
     }
 
@@ -254,6 +282,42 @@ impl CreateOptions {
     }
 }
 
+/// A tenant's usage per UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    pub tenant_id: String,
+    pub days: Vec<UsageDay>,
+}
+
+/// The operator's open sessions, as creation times within one TTL: with authentication off, a cap on them is what
+/// stops one client from growing the store without bound.
+struct OpenSessions {
+    cap: usize,
+    created_ms: std::sync::Mutex<std::collections::VecDeque<i64>>,
+}
+
+impl OpenSessions {
+    fn new(cap: usize) -> Self {
+        Self { cap, created_ms: std::sync::Mutex::new(std::collections::VecDeque::new()) }
+    }
+
+    /// Counts one more session created at `now_ms`, or refuses it while `cap` are open.
+    fn admit(&self, now_ms: i64, ttl_ms: i64) -> Result<(), ServiceError> {
+        // Each change is one push or pop, so a poisoned lock still holds a consistent queue.
+        let mut created = self.created_ms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        while created.front().is_some_and(|&at| at + ttl_ms <= now_ms) {
+            created.pop_front();
+        }
+        if created.len() >= self.cap {
+            let oldest_ends = created.front().map_or(now_ms, |&at| at + ttl_ms);
+            let retry_after_seconds = ((oldest_ends - now_ms).max(0) as u64).div_ceil(1000).max(1);
+            return Err(ServiceError::TooManySessions { retry_after_seconds });
+        }
+        created.push_back(now_ms);
+        Ok(())
+    }
+}
+
 /// A new session and its client token (shown once: only its digest is stored).
 #[derive(Debug, Clone)]
 pub struct Created {
@@ -285,6 +349,8 @@ pub struct LivenessService {
     clock: Arc<dyn Clock>,
     settings: ServiceSettings,
     tenants: Tenants,
+    metering: Metering,
+    open_sessions: Arc<OpenSessions>,
     /// The operator's policy: the spec's bounds, nothing stricter.
     permissive: Policy,
     /// Analyses run at once: one per core. More would only queue inside the CPU, and each holds a decoded
@@ -304,6 +370,8 @@ impl LivenessService {
             store,
             analyzer,
             tenants: Tenants::off(clock.clone()),
+            metering: Metering::new(Arc::new(MemoryStore::new()), clock.clone()),
+            open_sessions: Arc::new(OpenSessions::new(settings.max_open_sessions)),
             clock,
             settings,
             permissive: Policy::permissive(),
@@ -314,6 +382,12 @@ impl LivenessService {
     /// The same service with callers authenticated by `tenants`.
     pub fn with_tenants(mut self, tenants: Tenants) -> Self {
         self.tenants = tenants;
+        self
+    }
+
+    /// The same service metering usage, quotas and lockouts with `metering`.
+    pub fn with_metering(mut self, metering: Metering) -> Self {
+        self.metering = metering;
         self
     }
 
@@ -396,6 +470,15 @@ impl LivenessService {
         } else {
             draw_challenges(&mut secure, &pool, count as usize, timeout)
         };
+        match caller {
+            Caller::Tenant(tenant) => {
+                if let Some(reference) = &options.reference {
+                    self.metering.check_lockout(&tenant.id, reference).await?;
+                }
+                self.metering.check_quota(&tenant.id, &policy.quota).await?;
+            }
+            _ => self.open_sessions.admit(self.clock.now_ms(), settings.session_ttl_ms)?,
+        }
         let (client_token, token_digest) = credentials::new_client_token();
         let mut session = Session::new(Uuid::new_v4(), challenges, self.clock.now_ms(), settings.session_ttl_ms)
             .with_passive_phase(passive_frames as u32);
@@ -405,8 +488,11 @@ impl LivenessService {
             reference: options.reference,
             nonce: options.nonce,
             client_scores: policy.client_scores,
+            lockout: Some(policy.lockout),
         };
         self.store.create(&session).await.map_err(store_error(session.id))?;
+        let tenant = session.owner.tenant_id.as_deref().unwrap_or(LOCAL_TENANT);
+        self.metering.record(tenant, UsageDelta { sessions_created: 1, ..UsageDelta::default() }).await;
         tracing::info!(session = %session.id, tenant = ?session.owner.tenant_id, challenges = count, "session created");
         Ok(Created { session, client_token })
     }
@@ -432,8 +518,18 @@ impl LivenessService {
 
     /// The session as it stands now (timeouts and expiry applied).
     pub async fn get(&self, caller: &Caller, id: Uuid) -> Result<Session, ServiceError> {
-        let session = self.session_for(caller, id).await?;
-        Ok(session.at(self.clock.now_ms()))
+        let stored = self.session_for(caller, id).await?;
+        let mut session = stored.at(self.clock.now_ms());
+        // A read that finds the session ended by time writes that end, so it is metered (and judged) once.
+        if session.state.is_terminal() && !stored.state.is_terminal() {
+            session.version = stored.version + 1;
+            match self.store.update(&session, stored.version).await {
+                Ok(()) => self.account(&stored, &session).await,
+                Err(StoreError::Conflict) => {}
+                Err(error) => tracing::warn!(session = %id, %error, "an ended session could not be written"),
+            }
+        }
+        Ok(session)
     }
 
     /// Writes what time alone did to a session (a challenge timed out, the session expired), so that it is
@@ -446,16 +542,52 @@ impl LivenessService {
         }
         session.version = before.version + 1;
         match self.store.update(&session, before.version).await {
-            Ok(()) => Ok(Some(Settled { before, session })),
+            Ok(()) => {
+                self.account(&before, &session).await;
+                Ok(Some(Settled { before, session }))
+            }
             Err(StoreError::Conflict) => Ok(None),
             Err(other) => Err(store_error(id)(other)),
         }
     }
 
+    /// Meters a change this service wrote, once: frames, the end, and a failed check against the subject.
+    async fn account(&self, before: &Session, after: &Session) {
+        let tenant = after.owner.tenant_id.as_deref().unwrap_or(LOCAL_TENANT);
+        self.metering.record(tenant, metering::usage_of_change(before, after)).await;
+        if !metering::is_failed_attempt(before, after) {
+            return;
+        }
+        if let (Some(tenant), Some(reference), Some(lockout)) =
+            (&after.owner.tenant_id, &after.owner.reference, &after.owner.lockout)
+        {
+            self.metering.record_failure(tenant, reference, lockout).await;
+        }
+    }
+
+    /// The caller's usage per UTC day (see [`Metering::usage`]). The operator (authentication off) reads the
+    /// implicit local tenant's.
+    pub async fn usage(&self, caller: &Caller, from: &str, to: &str) -> Result<Usage, ServiceError> {
+        let tenant_id = match caller {
+            Caller::Operator => LOCAL_TENANT.to_owned(),
+            Caller::Tenant(tenant) => tenant.id.clone(),
+            Caller::Client(_) => return Err(ServiceError::Unauthorized("usage needs the tenant's API key".into())),
+        };
+        let days = self.metering.usage(&tenant_id, from, to).await?;
+        Ok(Usage { tenant_id, days })
+    }
+
     /// Cancels (deletes) a session.
     pub async fn cancel(&self, caller: &Caller, id: Uuid) -> Result<(), ServiceError> {
-        self.session_for(caller, id).await?;
+        let session = self.session_for(caller, id).await?.at(self.clock.now_ms());
         self.store.delete(id).await.map_err(store_error(id))?;
+        // A running check given up after frames is a failed attempt: deleting it never erases that.
+        if !session.state.is_terminal() && session.frames_received > 0 {
+            let mut abandoned = session.clone();
+            abandoned.state = SessionState::Failed;
+            abandoned.is_live = Some(false);
+            self.account(&session, &abandoned).await;
+        }
         tracing::info!(session = %id, "session cancelled");
         Ok(())
     }
@@ -504,6 +636,7 @@ impl LivenessService {
                         tracing::info!(session = %id, state = next.state.as_str(), reason = ?next.end_reason,
                             passive_mean = ?next.passive.mean(), "session ended");
                     }
+                    self.account(&current, &next).await;
                     return Ok(FrameResult { before: current, session: next, outcome });
                 }
                 Err(StoreError::Conflict) => {

@@ -123,6 +123,11 @@ impl Tenants {
         Ok((tenant, key))
     }
 
+    /// One tenant.
+    pub async fn find(&self, tenant_id: &str) -> Result<Tenant, ServiceError> {
+        self.store.tenant(tenant_id).await.map_err(tenant_error(tenant_id))
+    }
+
     /// Every tenant with its keys (digests only).
     pub async fn list(&self) -> Result<Vec<(Tenant, Vec<ApiKeyRecord>)>, ServiceError> {
         let mut listed = Vec::new();

@@ -4,6 +4,8 @@
 //! Item layout: `session_id` (S, partition key), `version` (N), `expires_at` (N, the TTL attribute), `state` (S,
 //! for people reading the table), `session` (S, the whole session as JSON).
 //!
+//! Usage shares it as `usage#<tenant>#<date>` items with numeric counters updated by `ADD` (atomic); rate counters
+//! as `counter#<bucket>` (with `expires_at`); subject lockouts as `subject#<tenant>#<reference>` (versioned).
 //! Tenants and API keys share it too, as `tenant#<id>` and `apikey#<key id>` items with the record as JSON in
 //! `body` (keys also carry `tenant_id`); they have no `expires_at`, so they never expire.
 //!
@@ -22,7 +24,8 @@ use aws_sdk_dynamodb::Client;
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, ConnectionBinding, ConnectionStore, SessionStore, StoreError, StoreFuture, Tenant, TenantStore,
+    ApiKeyRecord, ConnectionBinding, ConnectionStore, MeteringStore, SessionStore, StoreError, StoreFuture,
+    SubjectRecord, Tenant, TenantStore, UsageDay, UsageDelta,
 };
 use crate::aws::aws_environment;
 use crate::domain::Session;
@@ -39,6 +42,12 @@ const TENANT_PREFIX: &str = "tenant#";
 const API_KEY_PREFIX: &str = "apikey#";
 const RECORD: &str = "body";
 const TENANT_ID: &str = "tenant_id";
+const USAGE_PREFIX: &str = "usage#";
+const COUNTER_PREFIX: &str = "counter#";
+const SUBJECT_PREFIX: &str = "subject#";
+const DATE: &str = "date";
+const COUNT: &str = "count";
+const USAGE_COUNTERS: [&str; 4] = ["sessions_created", "sessions_live", "sessions_not_live", "frames_analysed"];
 
 /// Sessions in a DynamoDB table.
 #[derive(Debug, Clone)]
@@ -405,6 +414,134 @@ impl ConnectionStore for DynamoStore {
                 self.client.delete_item().table_name(&self.table).key(KEY, Self::connection_key(connection_id));
             request.send().await.map_err(sdk_unavailable)?;
             Ok(())
+        })
+    }
+}
+
+impl MeteringStore for DynamoStore {
+    fn add_usage<'a>(&'a self, tenant_id: &'a str, date: &'a str, delta: UsageDelta) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let counts = [delta.sessions_created, delta.sessions_live, delta.sessions_not_live, delta.frames_analysed];
+            let mut request = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(KEY, AttributeValue::S(format!("{USAGE_PREFIX}{tenant_id}#{date}")))
+                .update_expression(
+                    "SET #tenant = :tenant, #date = :date ADD #c0 :c0, #c1 :c1, #c2 :c2, #c3 :c3",
+                )
+                .expression_attribute_names("#tenant", TENANT_ID)
+                .expression_attribute_names("#date", DATE)
+                .expression_attribute_values(":tenant", AttributeValue::S(tenant_id.to_owned()))
+                .expression_attribute_values(":date", AttributeValue::S(date.to_owned()));
+            for (i, (name, count)) in USAGE_COUNTERS.iter().zip(counts).enumerate() {
+                request = request
+                    .expression_attribute_names(format!("#c{i}"), *name)
+                    .expression_attribute_values(format!(":c{i}"), AttributeValue::N(count.to_string()));
+            }
+            request.send().await.map_err(sdk_unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn usage<'a>(&'a self, tenant_id: &'a str, from: &'a str, to: &'a str) -> StoreFuture<'a, Vec<UsageDay>> {
+        Box::pin(async move {
+            let mut days = Vec::new();
+            let mut start = None;
+            loop {
+                let output = self
+                    .client
+                    .scan()
+                    .table_name(&self.table)
+                    .consistent_read(true)
+                    .filter_expression("#tenant = :tenant AND begins_with(#key, :prefix) AND #date BETWEEN :from AND :to")
+                    .expression_attribute_names("#tenant", TENANT_ID)
+                    .expression_attribute_names("#key", KEY)
+                    .expression_attribute_names("#date", DATE)
+                    .expression_attribute_values(":tenant", AttributeValue::S(tenant_id.to_owned()))
+                    .expression_attribute_values(":prefix", AttributeValue::S(USAGE_PREFIX.to_owned()))
+                    .expression_attribute_values(":from", AttributeValue::S(from.to_owned()))
+                    .expression_attribute_values(":to", AttributeValue::S(to.to_owned()))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(sdk_unavailable)?;
+                for item in output.items() {
+                    let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok());
+                    days.push(UsageDay {
+                        date: item.get(DATE).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
+                        sessions_created: number(USAGE_COUNTERS[0]).unwrap_or(0),
+                        sessions_live: number(USAGE_COUNTERS[1]).unwrap_or(0),
+                        sessions_not_live: number(USAGE_COUNTERS[2]).unwrap_or(0),
+                        frames_analysed: number(USAGE_COUNTERS[3]).unwrap_or(0),
+                    });
+                }
+                match output.last_evaluated_key {
+                    Some(key) if !key.is_empty() => start = Some(key),
+                    _ => break,
+                }
+            }
+            days.sort_by(|a, b| a.date.cmp(&b.date));
+            Ok(days)
+        })
+    }
+
+    fn count<'a>(&'a self, bucket: &'a str, expires_at_ms: i64) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let output = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(KEY, AttributeValue::S(format!("{COUNTER_PREFIX}{bucket}")))
+                .update_expression("SET #expires = :expires ADD #count :one")
+                .expression_attribute_names("#expires", EXPIRES_AT)
+                .expression_attribute_names("#count", COUNT)
+                .expression_attribute_values(":expires", AttributeValue::N(expires_at_ms.div_euclid(1000).to_string()))
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+                .send()
+                .await
+                .map_err(sdk_unavailable)?;
+            let count = output.attributes().and_then(|a| a.get(COUNT)).and_then(|v| v.as_n().ok());
+            count.and_then(|n| n.parse().ok()).ok_or_else(|| corrupt("no counter value"))
+        })
+    }
+
+    fn subject<'a>(&'a self, tenant_id: &'a str, reference: &'a str) -> StoreFuture<'a, Option<SubjectRecord>> {
+        Box::pin(async move {
+            match self.record(format!("{SUBJECT_PREFIX}{tenant_id}#{reference}")).await {
+                Ok(record) => Ok(Some(record)),
+                Err(StoreError::NotFound) => Ok(None),
+                Err(other) => Err(other),
+            }
+        })
+    }
+
+    fn put_subject<'a>(
+        &'a self,
+        tenant_id: &'a str,
+        reference: &'a str,
+        record: &'a SubjectRecord,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let body = serde_json::to_string(record).map_err(unavailable)?;
+            let request = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item(KEY, AttributeValue::S(format!("{SUBJECT_PREFIX}{tenant_id}#{reference}")))
+                .item(RECORD, AttributeValue::S(body))
+                .item(VERSION, AttributeValue::N(record.version.to_string()))
+                .expression_attribute_names("#key", KEY);
+            let request = if record.version <= 1 {
+                request.condition_expression("attribute_not_exists(#key)")
+            } else {
+                request
+                    .condition_expression("attribute_exists(#key) AND #version = :previous")
+                    .expression_attribute_names("#version", VERSION)
+                    .expression_attribute_values(":previous", AttributeValue::N((record.version - 1).to_string()))
+            };
+            unless_condition_failed(request.send().await, StoreError::Conflict)
         })
     }
 }

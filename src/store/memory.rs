@@ -6,7 +6,8 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, ConnectionBinding, ConnectionStore, SessionStore, StoreError, StoreFuture, Tenant, TenantStore,
+    ApiKeyRecord, ConnectionBinding, ConnectionStore, MeteringStore, SessionStore, StoreError, StoreFuture,
+    SubjectRecord, Tenant, TenantStore, UsageDay, UsageDelta,
 };
 use crate::domain::Session;
 
@@ -16,6 +17,15 @@ pub struct MemoryStore {
     sessions: Mutex<HashMap<Uuid, Session>>,
     connections: Mutex<HashMap<String, ConnectionBinding>>,
     tenants: Mutex<TenantTables>,
+    metering: Mutex<MeteringTables>,
+}
+
+/// Usage by tenant and day, counters by bucket, subjects by tenant and reference.
+#[derive(Debug, Default)]
+struct MeteringTables {
+    usage: HashMap<(String, String), UsageDay>,
+    counters: HashMap<String, u64>,
+    subjects: HashMap<(String, String), SubjectRecord>,
 }
 
 /// Tenants and keys, in creation order.
@@ -58,6 +68,11 @@ impl MemoryStore {
     fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, ConnectionBinding>> {
         // As for sessions: every write is one insert or removal.
         self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn metering(&self) -> std::sync::MutexGuard<'_, MeteringTables> {
+        // As for sessions: every write is one insert or one field set.
+        self.metering.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn tenant_tables(&self) -> std::sync::MutexGuard<'_, TenantTables> {
@@ -180,6 +195,64 @@ impl TenantStore for MemoryStore {
                 Ok(())
             }
             None => Err(StoreError::NotFound),
+        };
+        Box::pin(async { result })
+    }
+}
+
+impl MeteringStore for MemoryStore {
+    fn add_usage<'a>(&'a self, tenant_id: &'a str, date: &'a str, delta: UsageDelta) -> StoreFuture<'a, ()> {
+        let mut tables = self.metering();
+        let day = tables
+            .usage
+            .entry((tenant_id.to_owned(), date.to_owned()))
+            .or_insert_with(|| UsageDay { date: date.to_owned(), ..UsageDay::default() });
+        day.sessions_created += delta.sessions_created;
+        day.sessions_live += delta.sessions_live;
+        day.sessions_not_live += delta.sessions_not_live;
+        day.frames_analysed += delta.frames_analysed;
+        Box::pin(async { Ok(()) })
+    }
+
+    fn usage<'a>(&'a self, tenant_id: &'a str, from: &'a str, to: &'a str) -> StoreFuture<'a, Vec<UsageDay>> {
+        let tables = self.metering();
+        let mut days: Vec<UsageDay> = tables
+            .usage
+            .iter()
+            .filter(|((tenant, date), _)| tenant == tenant_id && date.as_str() >= from && date.as_str() <= to)
+            .map(|(_, day)| day.clone())
+            .collect();
+        days.sort_by(|a, b| a.date.cmp(&b.date));
+        Box::pin(async { Ok(days) })
+    }
+
+    fn count<'a>(&'a self, bucket: &'a str, _expires_at_ms: i64) -> StoreFuture<'a, u64> {
+        let mut tables = self.metering();
+        let value = tables.counters.entry(bucket.to_owned()).or_insert(0);
+        *value += 1;
+        let value = *value;
+        Box::pin(async move { Ok(value) })
+    }
+
+    fn subject<'a>(&'a self, tenant_id: &'a str, reference: &'a str) -> StoreFuture<'a, Option<SubjectRecord>> {
+        let found = self.metering().subjects.get(&(tenant_id.to_owned(), reference.to_owned())).cloned();
+        Box::pin(async { Ok(found) })
+    }
+
+    fn put_subject<'a>(
+        &'a self,
+        tenant_id: &'a str,
+        reference: &'a str,
+        record: &'a SubjectRecord,
+    ) -> StoreFuture<'a, ()> {
+        let mut tables = self.metering();
+        let key = (tenant_id.to_owned(), reference.to_owned());
+        let stored_version = tables.subjects.get(&key).map_or(0, |r| r.version);
+        let result = if stored_version + 1 == record.version {
+            tables.subjects.insert(key, record.clone());
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
         };
         Box::pin(async { result })
     }

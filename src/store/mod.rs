@@ -111,3 +111,61 @@ pub trait TenantStore: Send + Sync {
     /// Revokes one of a tenant's keys; [`StoreError::NotFound`] if the tenant has no such key.
     fn revoke_key<'a>(&'a self, tenant_id: &'a str, key_id: &'a str) -> StoreFuture<'a, ()>;
 }
+
+/// Usage counters of one tenant on one UTC day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageDay {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    pub sessions_created: u64,
+    pub sessions_live: u64,
+    pub sessions_not_live: u64,
+    pub frames_analysed: u64,
+}
+
+/// Increments of the usage counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageDelta {
+    pub sessions_created: u64,
+    pub sessions_live: u64,
+    pub sessions_not_live: u64,
+    pub frames_analysed: u64,
+}
+
+impl UsageDelta {
+    /// Whether there is nothing to add.
+    pub fn is_empty(&self) -> bool {
+        *self == UsageDelta::default()
+    }
+}
+
+/// Recent failed checks of one subject (a tenant's `reference`), and the lock they caused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectRecord {
+    /// When failed checks ended, epoch milliseconds, oldest first (only those still inside the window).
+    pub failures_ms: Vec<i64>,
+    /// Creation is refused until then, epoch milliseconds.
+    pub locked_until_ms: i64,
+    /// Incremented by every write, for conditional writes.
+    pub version: u64,
+}
+
+/// Where usage, rate counters and subject lockouts live. Every counter update is atomic in the store.
+pub trait MeteringStore: Send + Sync {
+    /// Adds `delta` to the tenant's counters of `date` (`YYYY-MM-DD`).
+    fn add_usage<'a>(&'a self, tenant_id: &'a str, date: &'a str, delta: UsageDelta) -> StoreFuture<'a, ()>;
+    /// The tenant's days from `from` to `to` (inclusive) that have counters, in date order.
+    fn usage<'a>(&'a self, tenant_id: &'a str, from: &'a str, to: &'a str) -> StoreFuture<'a, Vec<UsageDay>>;
+    /// Adds one to the counter `bucket` (kept until `expires_at_ms`) and returns its new value.
+    fn count<'a>(&'a self, bucket: &'a str, expires_at_ms: i64) -> StoreFuture<'a, u64>;
+    /// The subject's record; `None` if it has none.
+    fn subject<'a>(&'a self, tenant_id: &'a str, reference: &'a str) -> StoreFuture<'a, Option<SubjectRecord>>;
+    /// Writes the subject's record if the stored one still has `record.version - 1` (or none when that is 0);
+    /// [`StoreError::Conflict`] otherwise.
+    fn put_subject<'a>(
+        &'a self,
+        tenant_id: &'a str,
+        reference: &'a str,
+        record: &'a SubjectRecord,
+    ) -> StoreFuture<'a, ()>;
+}

@@ -14,7 +14,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, ConnectionBinding, ConnectionStore, SessionStore, StoreError, StoreFuture, Tenant, TenantStore,
+    ApiKeyRecord, ConnectionBinding, ConnectionStore, MeteringStore, SessionStore, StoreError, StoreFuture,
+    SubjectRecord, Tenant, TenantStore, UsageDay, UsageDelta,
 };
 use crate::domain::Session;
 
@@ -50,6 +51,27 @@ const SCHEMA: &str = "
         body TEXT NOT NULL
     );
     CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys (tenant_id);
+    CREATE TABLE IF NOT EXISTS usage (
+        tenant_id TEXT NOT NULL,
+        date TEXT NOT NULL,
+        sessions_created INTEGER NOT NULL DEFAULT 0,
+        sessions_live INTEGER NOT NULL DEFAULT 0,
+        sessions_not_live INTEGER NOT NULL DEFAULT 0,
+        frames_analysed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant_id, date)
+    );
+    CREATE TABLE IF NOT EXISTS counters (
+        bucket TEXT PRIMARY KEY,
+        value INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS subjects (
+        tenant_id TEXT NOT NULL,
+        reference TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, reference)
+    );
 ";
 
 /// Sessions and connection bindings in a SQLite database. Cheap to clone; clones share one connection.
@@ -113,6 +135,7 @@ impl SqliteStore {
             transaction
                 .execute("DELETE FROM connections WHERE expires_at_ms < ?1", params![cutoff_ms])
                 .map_err(unavailable)?;
+            transaction.execute("DELETE FROM counters WHERE expires_at_ms < ?1", params![cutoff_ms]).map_err(unavailable)?;
             transaction.commit().map_err(unavailable)?;
             Ok(swept)
         })
@@ -344,6 +367,113 @@ impl TenantStore for SqliteStore {
                 .execute("UPDATE api_keys SET body = ?2 WHERE key_id = ?1", params![key_id, to_json(&key)?])
                 .map_err(unavailable)?;
             transaction.commit().map_err(unavailable)
+        }))
+    }
+}
+
+impl MeteringStore for SqliteStore {
+    fn add_usage<'a>(&'a self, tenant_id: &'a str, date: &'a str, delta: UsageDelta) -> StoreFuture<'a, ()> {
+        let (tenant_id, date) = (tenant_id.to_owned(), date.to_owned());
+        let counts = [delta.sessions_created, delta.sessions_live, delta.sessions_not_live, delta.frames_analysed]
+            .map(|n| n as i64);
+        Box::pin(self.with(move |connection| {
+            connection
+                .execute(
+                    "INSERT INTO usage (tenant_id, date, sessions_created, sessions_live, sessions_not_live,
+                         frames_analysed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (tenant_id, date) DO UPDATE SET
+                         sessions_created = sessions_created + ?3, sessions_live = sessions_live + ?4,
+                         sessions_not_live = sessions_not_live + ?5, frames_analysed = frames_analysed + ?6",
+                    params![tenant_id, date, counts[0], counts[1], counts[2], counts[3]],
+                )
+                .map_err(unavailable)?;
+            Ok(())
+        }))
+    }
+
+    fn usage<'a>(&'a self, tenant_id: &'a str, from: &'a str, to: &'a str) -> StoreFuture<'a, Vec<UsageDay>> {
+        let (tenant_id, from, to) = (tenant_id.to_owned(), from.to_owned(), to.to_owned());
+        Box::pin(self.with(move |connection| {
+            let mut statement = connection
+                .prepare(
+                    "SELECT date, sessions_created, sessions_live, sessions_not_live, frames_analysed FROM usage
+                     WHERE tenant_id = ?1 AND date >= ?2 AND date <= ?3 ORDER BY date",
+                )
+                .map_err(unavailable)?;
+            let rows = statement
+                .query_map(params![tenant_id, from, to], |row| {
+                    Ok(UsageDay {
+                        date: row.get(0)?,
+                        sessions_created: row.get::<_, i64>(1)? as u64,
+                        sessions_live: row.get::<_, i64>(2)? as u64,
+                        sessions_not_live: row.get::<_, i64>(3)? as u64,
+                        frames_analysed: row.get::<_, i64>(4)? as u64,
+                    })
+                })
+                .map_err(unavailable)?;
+            rows.map(|row| row.map_err(unavailable)).collect()
+        }))
+    }
+
+    fn count<'a>(&'a self, bucket: &'a str, expires_at_ms: i64) -> StoreFuture<'a, u64> {
+        let bucket = bucket.to_owned();
+        Box::pin(self.with(move |connection| {
+            let value: i64 = connection
+                .query_row(
+                    "INSERT INTO counters (bucket, value, expires_at_ms) VALUES (?1, 1, ?2)
+                     ON CONFLICT (bucket) DO UPDATE SET value = value + 1 RETURNING value",
+                    params![bucket, expires_at_ms],
+                    |row| row.get(0),
+                )
+                .map_err(unavailable)?;
+            Ok(value as u64)
+        }))
+    }
+
+    fn subject<'a>(&'a self, tenant_id: &'a str, reference: &'a str) -> StoreFuture<'a, Option<SubjectRecord>> {
+        let (tenant_id, reference) = (tenant_id.to_owned(), reference.to_owned());
+        Box::pin(self.with(move |connection| {
+            let body: Option<String> = connection
+                .query_row(
+                    "SELECT body FROM subjects WHERE tenant_id = ?1 AND reference = ?2",
+                    params![tenant_id, reference],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            body.map(|body| from_json(&body)).transpose()
+        }))
+    }
+
+    fn put_subject<'a>(
+        &'a self,
+        tenant_id: &'a str,
+        reference: &'a str,
+        record: &'a SubjectRecord,
+    ) -> StoreFuture<'a, ()> {
+        let (tenant_id, reference, version, body) =
+            (tenant_id.to_owned(), reference.to_owned(), record.version as i64, to_json(record));
+        Box::pin(self.with(move |connection| {
+            let body = body?;
+            let written = if version == 1 {
+                connection.execute(
+                    "INSERT INTO subjects (tenant_id, reference, version, body) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (tenant_id, reference) DO NOTHING",
+                    params![tenant_id, reference, version, body],
+                )
+            } else {
+                connection.execute(
+                    "UPDATE subjects SET version = ?3, body = ?4 WHERE tenant_id = ?1 AND reference = ?2
+                     AND version = ?3 - 1",
+                    params![tenant_id, reference, version, body],
+                )
+            }
+            .map_err(unavailable)?;
+            if written == 0 {
+                Err(StoreError::Conflict)
+            } else {
+                Ok(())
+            }
         }))
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod attacks;
 pub mod chromium;
+pub mod contracts;
 pub mod dynamo_local;
 pub mod events;
 pub mod performances;

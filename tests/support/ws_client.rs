@@ -31,6 +31,11 @@ impl Server {
             Arc::new(SystemClock),
             ServiceSettings::default(),
         );
+        Server::serving(service).await
+    }
+
+    /// Serves `service` as the local server does.
+    pub async fn serving(service: LivenessService) -> Server {
         let router = liveness::http::router(service, 256 * 1024);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -22,6 +22,15 @@ const ui = {
 
 let run = null; // the check in progress
 
+// A session the relying party's backend created for this user: `?session_id=...&token=<client token>`. With it the
+// page never creates a session (an authenticated deployment would refuse it) and holds no API key.
+const GIVEN = (() => {
+  const query = new URLSearchParams(location.search);
+  const id = query.get("session_id");
+  const token = query.get("token");
+  return id && token ? { id, token } : null;
+})();
+
 // --- settings: from the page's query (?api=...&ws=...&flow=rest), else what was saved, else this origin ---
 function loadSettings() {
   const query = new URLSearchParams(location.search);
@@ -219,12 +228,14 @@ function stopCapture() {
 
 // --- the WebSocket workflow ---
 function runWebSocket() {
-  const params = new URLSearchParams({
-    num_challenges: ui.numChallenges.value,
-    timeout_seconds: ui.timeout.value,
-    passive_frames: String(PASSIVE_FRAMES),
-    feedback: "true",
-  });
+  const params = new URLSearchParams(GIVEN
+    ? { session_id: GIVEN.id, token: GIVEN.token, feedback: "true" }
+    : {
+      num_challenges: ui.numChallenges.value,
+      timeout_seconds: ui.timeout.value,
+      passive_frames: String(PASSIVE_FRAMES),
+      feedback: "true",
+    });
   const url = `${webSocketUrl()}?${params}`;
   setState("connecting", "Connecting…");
   const socket = new WebSocket(url);
@@ -287,9 +298,12 @@ async function runRest() {
   setState("connecting", "Starting a session…");
   const base = `${restBase()}/api/v1/liveness/sessions`;
   let session;
+  const auth = GIVEN ? { Authorization: `Bearer ${GIVEN.token}` } : {};
   try {
     const params = new URLSearchParams({ num_challenges: ui.numChallenges.value, timeout_seconds: ui.timeout.value });
-    const response = await fetch(`${base}?${params}`, { method: "POST" });
+    const response = GIVEN
+      ? await fetch(`${base}/${encodeURIComponent(GIVEN.id)}`, { headers: auth })
+      : await fetch(`${base}?${params}`, { method: "POST" });
     if (!response.ok) throw new Error(`${response.status}`);
     session = await response.json();
   } catch (error) {
@@ -308,7 +322,7 @@ async function runRest() {
   startCapture(async (frame) => {
     try {
       const response = await fetch(`${base}/${session.session_id}/frame`, {
-        method: "POST", headers: { "Content-Type": "image/jpeg" }, body: frame,
+        method: "POST", headers: { "Content-Type": "image/jpeg", ...auth }, body: frame,
       });
       answered();
       if (run.finished) return;
