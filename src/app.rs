@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::verdicts::{KeyError, SigningKeys};
 use crate::service::{AuthMode, Clock, LivenessService, Metering, SystemClock, Tenants};
 use crate::store::dynamodb::DynamoStore;
 use crate::store::{ConnectionStore, MeteringStore, SessionStore, SqliteStore, StoreError, TenantStore};
@@ -52,6 +53,8 @@ pub enum StartError {
     Models(#[from] ModelError),
     #[error("cannot open the embedded store: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
 }
 
 /// Everything a binary runs on, built once per process (once per Lambda container).
@@ -89,9 +92,12 @@ impl App {
         }
         let tenants = Tenants::new(store.clone(), auth, clock.clone());
         let metering = Metering::new(store.clone(), clock.clone());
+        let keys = SigningKeys::load_or_create(&config.data_dir, clock.now_ms())?;
+        tracing::info!(kid = keys.current_kid(), issuer = %config.issuer, "verdicts signed");
         let service = LivenessService::new(store.clone(), analyzer, clock, config.service_settings())
             .with_tenants(tenants)
-            .with_metering(metering);
+            .with_metering(metering)
+            .with_verdicts(keys, config.issuer.clone());
         Ok(App { config, store, service })
     }
 

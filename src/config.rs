@@ -28,6 +28,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `LIVENESS_MAX_OPEN_SESSIONS`, default 10000: sessions open at once while authentication is off.
     pub max_open_sessions: usize,
+    /// `LIVENESS_ISSUER`, default `urn:liveness:local`: the `iss` of verdict tokens.
+    pub issuer: String,
     /// `LIVENESS_AUTH`, `api_keys` or `off`; unset, the local server decides from its bind address.
     pub auth: Option<AuthMode>,
 }
@@ -63,6 +65,7 @@ impl Config {
             detect_every: var("LIVENESS_DETECT_EVERY", 3)?,
             table_name: std::env::var("LIVENESS_TABLE_NAME").ok().filter(|t| !t.trim().is_empty()),
             data_dir: var("LIVENESS_DATA_DIR", PathBuf::from("data"))?,
+            issuer: var("LIVENESS_ISSUER", crate::service::DEFAULT_ISSUER.to_owned())?,
             max_open_sessions: var("LIVENESS_MAX_OPEN_SESSIONS", ServiceSettings::default().max_open_sessions)?,
             auth: match std::env::var("LIVENESS_AUTH") {
                 Err(_) => None,

@@ -13,5 +13,6 @@ pub mod lambda_websocket;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod verdicts;
 pub mod vision;
 pub mod websocket;

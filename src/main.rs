@@ -24,6 +24,8 @@ const USAGE: &str = "usage:
   liveness tenants rotate-key TENANT_ID       a new API key; the old ones work until revoked
   liveness tenants revoke-key TENANT_ID KEY_ID
   liveness tenants disable TENANT_ID          every key of the tenant stops working
+  liveness signing-keys rotate                add a verdict signing key in LIVENESS_DATA_DIR (it signs from the server's
+                                              next start; the previous one stays published)
   liveness usage TENANT_ID [FROM [TO]]        the tenant's usage per UTC day (YYYY-MM-DD; default today)
 environment: LIVENESS_MODELS_DIR (default: ./models, else the source tree's models/); tenants live in the embedded
 store in LIVENESS_DATA_DIR (default ./data), or in DynamoDB when LIVENESS_TABLE_NAME is set";
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Some("models") if args.get(1).map(String::as_str) == Some("install") => install(&args[2..]),
         Some("tenants") => tenants(&args[1..]),
         Some("usage") => usage(&args[1..]),
+        Some("signing-keys") if args.get(1).map(String::as_str) == Some("rotate") => rotate_signing_key(),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -203,4 +206,12 @@ fn usage(args: &[String]) -> Result<ExitCode, String> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn rotate_signing_key() -> Result<ExitCode, String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let now = liveness::service::Clock::now_ms(&SystemClock);
+    let kid = liveness::verdicts::SigningKeys::rotate(&config.data_dir, now).map_err(|e| e.to_string())?;
+    println!("{}", json!({ "kid": kid }));
+    Ok(ExitCode::SUCCESS)
 }

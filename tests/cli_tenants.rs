@@ -15,6 +15,7 @@ use liveness::app::{App, Deployment, Models};
 use liveness::config::Config;
 use serde_json::Value;
 use support::real_models::video_jpegs;
+use futures_util::{SinkExt, StreamExt};
 use tower::ServiceExt;
 
 /// Runs `liveness ARGS` on the data directory; its stdout lines as JSON, or the failure's stderr.
@@ -105,6 +106,45 @@ async fn a_tenant_made_with_the_cli_runs_a_whole_check_and_a_restart_loses_nothi
     let (status, full) = call(&router, read(&key).body(Body::empty()).unwrap()).await;
     assert_eq!((status, full["is_live"].as_bool()), (StatusCode::OK, Some(true)));
     assert_eq!(call(&router, read(&other).body(Body::empty()).unwrap()).await.0, StatusCode::NOT_FOUND);
+
+    // The same over the WebSocket: the backend creates the session, the browser joins it with the token, the
+    // final result names the session, and the backend redeems the verdict and verifies it offline.
+    let request = bearer("POST", "/api/v1/liveness/sessions?interface=websocket&passive_frames=3&num_challenges=1", &key);
+    let (status, ws_session) = call(&router, request.body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{ws_session}");
+    let ws_id = ws_session["session_id"].as_str().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = router.clone();
+    tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
+    let url = format!("ws://{addr}/api/v1/liveness/ws?session_id={ws_id}&token={}", ws_session["client_token"].as_str().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("the browser joins its session");
+    for frame in &frames[..25] {
+        socket.send(tokio_tungstenite::tungstenite::Message::Binary(frame.clone().into())).await.unwrap();
+    }
+    let final_result = loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(60), socket.next()).await.unwrap().unwrap().unwrap();
+        let Ok(text) = message.to_text() else { continue };
+        let message: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        assert!(message["type"] != "frame_result" || message["confidence"].is_null(), "scores stay hidden: {message}");
+        if message["type"] == "final_result" {
+            break message;
+        }
+    };
+    assert_eq!((final_result["label"].as_str(), final_result["session_id"].as_str()), (Some("REAL"), Some(ws_id)));
+    let (status, redeemed) =
+        call(&router, bearer("POST", &format!("/api/v1/liveness/sessions/{ws_id}/redeem"), &key).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{redeemed}");
+    let (_, jwks) = call(&router, Request::get("/.well-known/jwks.json").body(Body::empty()).unwrap()).await;
+    let jwks = serde_json::from_value(jwks).unwrap();
+    let expected = support::verifier::Expected {
+        issuer: liveness::service::DEFAULT_ISSUER,
+        audience: tenant,
+        session_id: ws_id,
+        nonce: None,
+    };
+    let verdict = support::verifier::verify(redeemed["verdict_token"].as_str().unwrap(), &jwks, &expected).unwrap();
+    assert!(verdict.is_live, "{verdict:?}");
 
     // A restart on the same data directory: the session and the tenants are still there.
     drop(router);

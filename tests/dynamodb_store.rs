@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
-use liveness::domain::{Challenge, ChallengeType, Session};
-use liveness::service::{Caller, Clock, CreateOptions, LivenessService, ManualClock, ServiceSettings, SystemClock};
+use liveness::domain::{Challenge, ChallengeType, FrameRejection, Session};
+use liveness::service::{Caller, Clock, ServiceError, CreateOptions, LivenessService, ManualClock, ServiceSettings, SystemClock};
 use liveness::store::{SessionStore, StoreError};
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
 use support::dynamo_local::{DynamoLocal, TABLE};
@@ -73,8 +73,12 @@ async fn ttl_is_set_and_honoured_on_read() {
     assert_eq!(expires_at, now_ms / 1000 + 180, "epoch seconds, the table's TTL attribute");
 
     clock.advance_ms(180_000);
-    let read = service.get(&Caller::Operator, created.id).await.unwrap();
-    assert_eq!(read.state.as_str(), "expired", "past expires_at a read says expired before DynamoDB deletes it");
+    // Past expires_at a read is refused (410 over HTTP) before DynamoDB's sweeper deletes the item, which is still
+    // there.
+    let read = service.get(&Caller::Operator, created.id).await;
+    assert!(matches!(read, Err(ServiceError::Rejected(FrameRejection::Expired))), "{read:?}");
+    let item = client.get_item().table_name(TABLE).key("session_id", AttributeValue::S(created.id.to_string()));
+    assert!(item.send().await.unwrap().item().is_some(), "the item is still in the table");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -159,4 +163,36 @@ async fn tenants_and_metering_keep_the_store_contracts() {
     let store = server.store().await;
     support::contracts::tenant_store_contract(&store).await;
     support::contracts::metering_store_contract(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_redeems_have_one_winner() {
+    let server = DynamoLocal::start(None);
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let service = LivenessService::new(
+        Arc::new(server.store().await),
+        Arc::new(ScriptedAnalyzer { antispoof: true }),
+        clock.clone(),
+        ServiceSettings::default(),
+    );
+    let created = service
+        .create(CreateOptions { num_challenges: Some(1), timeout_seconds: Some(1.0), ..Default::default() })
+        .await
+        .unwrap();
+    service.submit_frame(&Caller::Operator, created.id, FakeFace::default().frame()).await.unwrap();
+    clock.advance_ms(2_000); // the challenge timed out: the session has ended, though nothing wrote it yet
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move { service.redeem(&Caller::Operator, created.id).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(results.iter().all(|r| matches!(r, Ok(_) | Err(ServiceError::AlreadyRedeemed))), "{results:?}");
+    let winner = results.into_iter().find_map(Result::ok).unwrap();
+    assert_eq!(winner.session.state.as_str(), "failed");
 }

@@ -172,6 +172,12 @@ pub struct Session {
     pub passive_counted: u32,
     #[serde(default)]
     pub owner: Owner,
+    /// When the relying party redeemed the verdict (it may do so once).
+    #[serde(default)]
+    pub redeemed_at_ms: Option<i64>,
+    /// When the write that ended the session was made (the service records it; the verdict is issued then).
+    #[serde(default)]
+    pub ended_at_ms: Option<i64>,
 }
 
 /// What one frame did to the session.
@@ -223,6 +229,8 @@ impl Session {
             passive_frames: 0,
             passive_counted: 0,
             owner: Owner::default(),
+            redeemed_at_ms: None,
+            ended_at_ms: None,
         }
     }
 

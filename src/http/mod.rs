@@ -18,7 +18,7 @@ use crate::service::metering::utc_date;
 use crate::service::{AuthMode, Caller, CreateOptions, Interface, LivenessService};
 use crate::vision::model_files::ANTISPOOF_MISSING;
 use problem::Problem;
-use views::{CreatedView, FrameView, SessionView};
+use views::{CreatedView, FrameView, FullSessionView, RedeemedView, SessionView};
 
 /// What `/health` says while authentication is off.
 const AUTH_OFF_WARNING: &str = "authentication is off: anyone who reaches this server can use it (loopback only)";
@@ -39,6 +39,8 @@ pub fn router(service: LivenessService, max_frame_bytes: usize) -> Router {
         .route("/api/v1/liveness/sessions", post(create_session))
         .route("/api/v1/liveness/sessions/{id}", get(get_session).delete(cancel_session))
         .route("/api/v1/liveness/sessions/{id}/frame", post(submit_frame))
+        .route("/api/v1/liveness/sessions/{id}/redeem", post(redeem_session))
+        .route("/.well-known/jwks.json", get(jwks))
         .route("/api/v1/liveness/ws", get(websocket::connect))
         .route("/api/v1/usage", get(usage))
         .route("/health", get(health))
@@ -106,10 +108,32 @@ async fn get_session(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<SessionView>, Problem> {
+) -> Result<Response, Problem> {
     let caller = caller(&state, &headers).await?;
     let session = state.service.get(&caller, parse_id(&id)?).await?;
-    Ok(Json(SessionView::from(&session)))
+    let view = SessionView::from(&session);
+    Ok(match caller {
+        // The end user sees its session, never the verdict it could replay.
+        Caller::Client(_) => Json(view).into_response(),
+        _ => Json(FullSessionView { session: view, verdict_token: state.service.verdict_token(&session) }).into_response(),
+    })
+}
+
+async fn redeem_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RedeemedView>, Problem> {
+    let caller = caller(&state, &headers).await?;
+    let redeemed = state.service.redeem(&caller, parse_id(&id)?).await?;
+    Ok(Json(RedeemedView::from(&redeemed)))
+}
+
+/// The public keys verdict tokens are signed with (no credential needed).
+async fn jwks(State(state): State<AppState>) -> Response {
+    let mut response = Json(state.service.jwks()).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=300"));
+    response
 }
 
 async fn cancel_session(

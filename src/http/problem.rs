@@ -51,6 +51,7 @@ impl From<ServiceError> for Problem {
             ServiceError::TenantNotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::QuotaExceeded { .. } | ServiceError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::TooManySessions { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::SessionInProgress | ServiceError::AlreadyRedeemed => StatusCode::CONFLICT,
         };
         let retry_after = error.retry_after_seconds();
         let mut problem = Problem::new(status, error.code(), error.client_message());

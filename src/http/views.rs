@@ -4,7 +4,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{reported, Challenge, ChallengeType, EndReason, Feedback, Session};
-use crate::service::{Created, FrameResult};
+use crate::service::{Created, FrameResult, Redeemed};
+use crate::verdicts::{challenge_claims, ChallengeClaim};
 
 /// A challenge as the spec shows it.
 #[derive(Debug, Serialize)]
@@ -48,6 +49,43 @@ impl From<&Session> for SessionView {
             challenges_remaining: s.challenges_remaining(),
             expires_at: s.expires_at_ms / 1000,
             end_reason: s.end_reason,
+        }
+    }
+}
+
+/// `GET /sessions/{id}` for the relying party (its API key, or the operator): the session, plus `verdict_token`,
+/// the signed verdict once the session has ended (`null` while it runs). An end user's client token reads the
+/// plain [`SessionView`].
+#[derive(Debug, Serialize)]
+pub struct FullSessionView {
+    #[serde(flatten)]
+    pub session: SessionView,
+    pub verdict_token: Option<String>,
+}
+
+/// `POST /sessions/{id}/redeem`: the verdict, once.
+#[derive(Debug, Serialize)]
+pub struct RedeemedView {
+    pub session_id: Uuid,
+    pub is_live: bool,
+    pub end_reason: Option<EndReason>,
+    pub challenges: Vec<ChallengeClaim>,
+    pub reference: Option<String>,
+    pub nonce: Option<String>,
+    pub verdict_token: String,
+}
+
+impl From<&Redeemed> for RedeemedView {
+    fn from(r: &Redeemed) -> Self {
+        let s = &r.session;
+        Self {
+            session_id: s.id,
+            is_live: s.is_live == Some(true),
+            end_reason: s.end_reason,
+            challenges: challenge_claims(s),
+            reference: s.owner.reference.clone(),
+            nonce: s.owner.nonce.clone(),
+            verdict_token: r.verdict_token.clone(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub use tenants::{AuthMode, Caller, Tenants};
 pub const LOCAL_TENANT: &str = "local";
 
 use crate::credentials;
+use crate::verdicts::{self, SigningKeys};
 use crate::domain::{
     draw_challenges, draw_challenges_with_head_movement, ChallengeType, FrameOutcome, FrameRejection, Owner, Policy,
     PolicyViolation, Session, SessionRules, SessionState,
@@ -134,6 +135,10 @@ pub enum ServiceError {
     TooManyAttempts { retry_after_seconds: u64 },
     #[error("too many open sessions on this server; try again later")]
     TooManySessions { retry_after_seconds: u64 },
+    #[error("the session is still running: its verdict is not ready")]
+    SessionInProgress,
+    #[error("this session's verdict was already redeemed")]
+    AlreadyRedeemed,
 }
 
 impl ServiceError {
@@ -155,6 +160,8 @@ impl ServiceError {
             ServiceError::QuotaExceeded { .. } => "quota_exceeded",
             ServiceError::TooManyAttempts { .. } => "too_many_attempts",
             ServiceError::TooManySessions { .. } => "too_many_sessions",
+            ServiceError::SessionInProgress => "session_in_progress",
+            ServiceError::AlreadyRedeemed => "already_redeemed",
         }
     }
 
@@ -179,6 +186,13 @@ impl ServiceError {
             }
             other => other.to_string(),
         }
+    }
+}
+
+/// Records when a session ended, on the write that ends it: the time its verdict is issued at.
+fn mark_end(before: &Session, after: &mut Session, now_ms: i64) {
+    if after.state.is_terminal() && !before.state.is_terminal() && after.ended_at_ms.is_none() {
+        after.ended_at_ms = Some(now_ms);
     }
 }
 
@@ -282,6 +296,32 @@ impl CreateOptions {
     }
 }
 
+/// How verdicts are signed, and as whom.
+struct Verdicts {
+    keys: SigningKeys,
+    issuer: String,
+}
+
+impl Verdicts {
+    /// A key of this process alone, for services built without a key store (tests, tools).
+    fn ephemeral() -> Self {
+        let mut secret = [0u8; 32];
+        rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut secret).expect("the OS's secure generator works");
+        let keys = SigningKeys::from_secrets(&[secret]).expect("one key");
+        Verdicts { keys, issuer: DEFAULT_ISSUER.to_owned() }
+    }
+}
+
+/// The issuer verdicts name unless configured (`LIVENESS_ISSUER`).
+pub const DEFAULT_ISSUER: &str = "urn:liveness:local";
+
+/// A redeemed verdict: the session as redeemed and its signed token.
+#[derive(Debug, Clone)]
+pub struct Redeemed {
+    pub session: Session,
+    pub verdict_token: String,
+}
+
 /// A tenant's usage per UTC day.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Usage {
@@ -350,6 +390,7 @@ pub struct LivenessService {
     settings: ServiceSettings,
     tenants: Tenants,
     metering: Metering,
+    verdicts: Arc<Verdicts>,
     open_sessions: Arc<OpenSessions>,
     /// The operator's policy: the spec's bounds, nothing stricter.
     permissive: Policy,
@@ -371,6 +412,7 @@ impl LivenessService {
             analyzer,
             tenants: Tenants::off(clock.clone()),
             metering: Metering::new(Arc::new(MemoryStore::new()), clock.clone()),
+            verdicts: Arc::new(Verdicts::ephemeral()),
             open_sessions: Arc::new(OpenSessions::new(settings.max_open_sessions)),
             clock,
             settings,
@@ -389,6 +431,65 @@ impl LivenessService {
     pub fn with_metering(mut self, metering: Metering) -> Self {
         self.metering = metering;
         self
+    }
+
+    /// The same service signing verdicts with `keys` as `issuer`.
+    pub fn with_verdicts(mut self, keys: SigningKeys, issuer: String) -> Self {
+        self.verdicts = Arc::new(Verdicts { keys, issuer });
+        self
+    }
+
+    /// The published verdict keys (`/.well-known/jwks.json`).
+    pub fn jwks(&self) -> serde_json::Value {
+        self.verdicts.keys.jwks()
+    }
+
+    /// The signed verdict of an ended session, for its relying party (never for its end user); `None` while the
+    /// session runs.
+    pub fn verdict_token(&self, session: &Session) -> Option<String> {
+        let audience = session.owner.tenant_id.as_deref().unwrap_or(LOCAL_TENANT);
+        let claims = verdicts::claims(session, &self.verdicts.issuer, audience, self.clock.now_ms())?;
+        Some(self.verdicts.keys.sign(&claims))
+    }
+
+    /// Redeems an ended session's verdict, once: the first call wins (a conditional write), every later one is
+    /// `already_redeemed`; a running session is `session_in_progress`; past its TTL, `session_expired`.
+    pub async fn redeem(&self, caller: &Caller, id: Uuid) -> Result<Redeemed, ServiceError> {
+        if let Caller::Client(_) = caller {
+            return Err(ServiceError::Unauthorized("redeeming a verdict needs the tenant's API key".into()));
+        }
+        for _ in 0..self.settings.max_write_attempts {
+            let stored = self.session_for(caller, id).await?;
+            let now = self.clock.now_ms();
+            let mut session = stored.at(now);
+            if session.state == SessionState::Expired || now >= session.expires_at_ms {
+                return Err(ServiceError::Rejected(FrameRejection::Expired));
+            }
+            if !session.state.is_terminal() {
+                return Err(ServiceError::SessionInProgress);
+            }
+            if session.redeemed_at_ms.is_some() {
+                return Err(ServiceError::AlreadyRedeemed);
+            }
+            session.redeemed_at_ms = Some(now);
+            session.version = stored.version + 1;
+            mark_end(&stored, &mut session, now);
+            match self.store.update(&session, stored.version).await {
+                Ok(()) => {
+                    if !stored.state.is_terminal() {
+                        self.account(&stored, &session).await;
+                    }
+                    let verdict_token = self.verdict_token(&session).ok_or_else(|| {
+                        ServiceError::Internal("an ended session has no verdict".into())
+                    })?;
+                    tracing::info!(session = %id, "verdict redeemed");
+                    return Ok(Redeemed { session, verdict_token });
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(other) => return Err(store_error(id)(other)),
+            }
+        }
+        Err(ServiceError::StoreUnavailable("too many concurrent writes to one session".into()))
     }
 
     /// Tenants and authentication.
@@ -519,10 +620,16 @@ impl LivenessService {
     /// The session as it stands now (timeouts and expiry applied).
     pub async fn get(&self, caller: &Caller, id: Uuid) -> Result<Session, ServiceError> {
         let stored = self.session_for(caller, id).await?;
-        let mut session = stored.at(self.clock.now_ms());
+        let now = self.clock.now_ms();
+        // Past its TTL nothing of a session is served, whatever the store's own expiry has done yet.
+        if now >= stored.expires_at_ms {
+            return Err(ServiceError::Rejected(FrameRejection::Expired));
+        }
+        let mut session = stored.at(now);
         // A read that finds the session ended by time writes that end, so it is metered (and judged) once.
         if session.state.is_terminal() && !stored.state.is_terminal() {
             session.version = stored.version + 1;
+            mark_end(&stored, &mut session, now);
             match self.store.update(&session, stored.version).await {
                 Ok(()) => self.account(&stored, &session).await,
                 Err(StoreError::Conflict) => {}
@@ -541,6 +648,7 @@ impl LivenessService {
             return Ok(None);
         }
         session.version = before.version + 1;
+        mark_end(&before, &mut session, self.clock.now_ms());
         match self.store.update(&session, before.version).await {
             Ok(()) => {
                 self.account(&before, &session).await;
@@ -630,6 +738,7 @@ impl LivenessService {
         for _ in 0..self.settings.max_write_attempts {
             let (mut next, outcome) = current.apply_frame(&observation, now, &self.settings.rules)?;
             next.version = current.version + 1;
+            mark_end(&current, &mut next, now);
             match self.store.update(&next, current.version).await {
                 Ok(()) => {
                     if next.state.is_terminal() {

@@ -71,9 +71,11 @@ pub enum ServerMessage {
         action: String,
         status: Status,
     },
+    /// `session_id` is an addition: the relying party's backend reads or redeems the verdict with it over REST.
     FinalResult {
         label: Label,
         passed: Vec<String>,
+        session_id: uuid::Uuid,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         confidence: Option<f64>,
     },
@@ -202,12 +204,19 @@ mod tests {
                 json!({"type": "challenge_result", "action": "LOOK RIGHT", "status": "passed"}),
             ),
             (
-                ServerMessage::FinalResult { label: Label::Fake, passed: vec![], confidence: Some(0.34) },
-                json!({"type": "final_result", "label": "FAKE", "passed": [], "confidence": 0.34}),
+                ServerMessage::FinalResult {
+                    label: Label::Fake,
+                    passed: vec![],
+                    session_id: uuid::Uuid::nil(),
+                    confidence: Some(0.34),
+                },
+                json!({"type": "final_result", "label": "FAKE", "passed": [], "confidence": 0.34,
+                       "session_id": "00000000-0000-0000-0000-000000000000"}),
             ),
             (
-                ServerMessage::FinalResult { label: Label::Fake, passed: vec![], confidence: None },
-                json!({"type": "final_result", "label": "FAKE", "passed": []}),
+                ServerMessage::FinalResult { label: Label::Fake, passed: vec![], session_id: uuid::Uuid::nil(), confidence: None },
+                json!({"type": "final_result", "label": "FAKE", "passed": [],
+                       "session_id": "00000000-0000-0000-0000-000000000000"}),
             ),
         ];
         for (message, expected) in cases {

@@ -258,5 +258,5 @@ fn final_result(session: &Session) -> ServerMessage {
     let label = if session.is_live == Some(true) { Label::Real } else { Label::Fake };
     let passed = session.outcomes.iter().filter(|o| o.passed).map(|o| o.kind.action().to_owned()).collect();
     let confidence = session.passive.mean().filter(|_| session.owner.client_scores).map(reported);
-    ServerMessage::FinalResult { label, passed, confidence }
+    ServerMessage::FinalResult { label, passed, session_id: session.id, confidence }
 }

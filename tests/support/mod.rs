@@ -8,6 +8,7 @@ pub mod dynamo_local;
 pub mod events;
 pub mod performances;
 pub mod real_models;
+pub mod verifier;
 pub mod ws_client;
 
 use liveness::service::{Caller, FrameResult, LivenessService, ServiceError};

@@ -40,3 +40,8 @@ pub fn kind_of_action(action: &str) -> ChallengeType {
         .find(|&&kind| kind.action() == action)
         .unwrap_or_else(|| panic!("not an action of the spec: {action}"))
 }
+
+/// The challenge type of a REST wire name (`TURN_LEFT`, ...).
+pub fn kind_of_rest_type(name: &str) -> ChallengeType {
+    *ChallengeType::ALL.iter().find(|kind| kind.as_str() == name).unwrap_or_else(|| panic!("not a type: {name}"))
+}

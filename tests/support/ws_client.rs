@@ -155,7 +155,10 @@ pub fn assert_spec_message(message: &Value) {
             assert!(["passed", "failed"].contains(&message["status"].as_str().unwrap()));
         }
         "final_result" => {
-            assert!(keys == ["label", "passed", "type"] || keys == ["confidence", "label", "passed", "type"]);
+            // The spec's fields plus `session_id`, which the relying party redeems the verdict with.
+            let plain = ["label", "passed", "session_id", "type"];
+            assert!(keys == plain || keys == ["confidence", "label", "passed", "session_id", "type"], "{keys:?}");
+            assert!(message["session_id"].as_str().is_some_and(|id| uuid::Uuid::parse_str(id).is_ok()));
             assert!(labels.contains(&message["label"].as_str().unwrap()));
             for action in message["passed"].as_array().unwrap() {
                 assert!(actions.contains(&action.as_str().unwrap()));
