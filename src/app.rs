@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::verdicts::{KeyError, SigningKeys};
 use crate::service::{AuthMode, Clock, LivenessService, Metering, SystemClock, Tenants};
 use crate::store::dynamodb::DynamoStore;
-use crate::store::{ConnectionStore, MeteringStore, SessionStore, SqliteStore, StoreError, TenantStore};
+use crate::store::{ConnectionStore, ImageStore, MeteringStore, SessionStore, SqliteStore, StoreError, TenantStore};
 use crate::vision::model_files::{antispoof_installed, install_antispoof, shared_antispoof_dir, ANTISPOOF_MISSING};
 use crate::vision::{AnalysisError, Analyzer, AnalyzerOptions, FaceSearch, FrameAnalyzer, FrameObservation, ModelError};
 
@@ -38,9 +38,9 @@ pub enum Models {
 }
 
 /// A store that keeps sessions, WebSocket connection bindings, tenants and their usage.
-pub trait Store: SessionStore + ConnectionStore + TenantStore + MeteringStore {}
+pub trait Store: SessionStore + ConnectionStore + TenantStore + MeteringStore + ImageStore {}
 
-impl<T: SessionStore + ConnectionStore + TenantStore + MeteringStore> Store for T {}
+impl<T: SessionStore + ConnectionStore + TenantStore + MeteringStore + ImageStore> Store for T {}
 
 /// Why the service could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -92,11 +92,16 @@ impl App {
         }
         let tenants = Tenants::new(store.clone(), auth, clock.clone());
         let metering = Metering::new(store.clone(), clock.clone());
-        let keys = SigningKeys::load_or_create(&config.data_dir, clock.now_ms())?;
+        let keys = match &config.signing_key_secret {
+            // Read once per process (per Lambda container); never from the template or a plain variable.
+            Some(secret) => SigningKeys::from_secret_text(&crate::aws::secret_string(secret).await.map_err(KeyError::Malformed)?)?,
+            None => SigningKeys::load_or_create(&config.data_dir, clock.now_ms())?,
+        };
         tracing::info!(kid = keys.current_kid(), issuer = %config.issuer, "verdicts signed");
         let service = LivenessService::new(store.clone(), analyzer, clock, config.service_settings())
             .with_tenants(tenants)
             .with_metering(metering)
+            .with_images(store.clone())
             .with_verdicts(keys, config.issuer.clone());
         Ok(App { config, store, service })
     }

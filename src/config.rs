@@ -28,6 +28,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `LIVENESS_MAX_OPEN_SESSIONS`, default 10000: sessions open at once while authentication is off.
     pub max_open_sessions: usize,
+    /// `LIVENESS_SIGNING_KEY_SECRET`: the Secrets Manager secret (name or ARN) holding the verdict signing keys;
+    /// unset, they live in `LIVENESS_DATA_DIR`.
+    pub signing_key_secret: Option<String>,
     /// `LIVENESS_ISSUER`, default `urn:liveness:local`: the `iss` of verdict tokens.
     pub issuer: String,
     /// `LIVENESS_AUTH`, `api_keys` or `off`; unset, the local server decides from its bind address.
@@ -65,6 +68,7 @@ impl Config {
             detect_every: var("LIVENESS_DETECT_EVERY", 3)?,
             table_name: std::env::var("LIVENESS_TABLE_NAME").ok().filter(|t| !t.trim().is_empty()),
             data_dir: var("LIVENESS_DATA_DIR", PathBuf::from("data"))?,
+            signing_key_secret: std::env::var("LIVENESS_SIGNING_KEY_SECRET").ok().filter(|s| !s.trim().is_empty()),
             issuer: var("LIVENESS_ISSUER", crate::service::DEFAULT_ISSUER.to_owned())?,
             max_open_sessions: var("LIVENESS_MAX_OPEN_SESSIONS", ServiceSettings::default().max_open_sessions)?,
             auth: match std::env::var("LIVENESS_AUTH") {
@@ -126,5 +130,37 @@ impl Config {
         };
         settings.rules.max_frames = self.max_frames;
         settings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(bind: &str, auth: Option<AuthMode>) -> Config {
+        Config {
+            bind: bind.parse().unwrap(),
+            models_dir: PathBuf::new(),
+            max_frame_bytes: 1,
+            session_ttl_seconds: 1,
+            max_frames: 1,
+            detect_every: 1,
+            table_name: None,
+            data_dir: PathBuf::new(),
+            max_open_sessions: 1,
+            signing_key_secret: None,
+            issuer: String::new(),
+            auth,
+        }
+    }
+
+    #[test]
+    fn authentication_is_off_by_default_only_on_loopback() {
+        assert_eq!(config("127.0.0.1:8000", None).local_auth().unwrap(), AuthMode::Off);
+        assert_eq!(config("[::1]:8000", None).local_auth().unwrap(), AuthMode::Off);
+        let exposed = config("0.0.0.0:8000", None).local_auth().unwrap_err();
+        assert_eq!(exposed.name, "LIVENESS_AUTH", "a server reachable from elsewhere refuses to start");
+        assert_eq!(config("0.0.0.0:8000", Some(AuthMode::ApiKeys)).local_auth().unwrap(), AuthMode::ApiKeys);
+        assert_eq!(config("0.0.0.0:8000", Some(AuthMode::Off)).local_auth().unwrap(), AuthMode::Off, "if said");
     }
 }

@@ -23,7 +23,12 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 
 /// SHA-256 of `secret`, as lowercase hex.
 pub fn digest(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(secret.as_bytes())
+}
+
+/// SHA-256 of `bytes`, as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `secret` hashes to `stored_digest`, compared in constant time.

@@ -26,6 +26,8 @@ const USAGE: &str = "usage:
   liveness tenants disable TENANT_ID          every key of the tenant stops working
   liveness signing-keys rotate                add a verdict signing key in LIVENESS_DATA_DIR (it signs from the server's
                                               next start; the previous one stays published)
+  liveness signing-keys secret [FILE]         the text for a Secrets Manager secret (LIVENESS_SIGNING_KEY_SECRET):
+                                              FILE's keys (the secret's current text) and one new key after them
   liveness usage TENANT_ID [FROM [TO]]        the tenant's usage per UTC day (YYYY-MM-DD; default today)
 environment: LIVENESS_MODELS_DIR (default: ./models, else the source tree's models/); tenants live in the embedded
 store in LIVENESS_DATA_DIR (default ./data), or in DynamoDB when LIVENESS_TABLE_NAME is set";
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Some("tenants") => tenants(&args[1..]),
         Some("usage") => usage(&args[1..]),
         Some("signing-keys") if args.get(1).map(String::as_str) == Some("rotate") => rotate_signing_key(),
+        Some("signing-keys") if args.get(1).map(String::as_str) == Some("secret") => signing_key_secret(&args[2..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -213,5 +216,16 @@ fn rotate_signing_key() -> Result<ExitCode, String> {
     let now = liveness::service::Clock::now_ms(&SystemClock);
     let kid = liveness::verdicts::SigningKeys::rotate(&config.data_dir, now).map_err(|e| e.to_string())?;
     println!("{}", json!({ "kid": kid }));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn signing_key_secret(args: &[String]) -> Result<ExitCode, String> {
+    let existing = match args {
+        [] => None,
+        [file] => Some(std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?),
+        _ => return Err(USAGE.to_owned()),
+    };
+    let text = liveness::verdicts::SigningKeys::new_secret_text(existing.as_deref()).map_err(|e| e.to_string())?;
+    println!("{text}");
     Ok(ExitCode::SUCCESS)
 }

@@ -76,6 +76,32 @@ impl SigningKeys {
         Ok(SigningKeys { keys })
     }
 
+    /// Keys from a secret store's text: `{"keys": ["<base64url 32-byte secret>", ...]}`, oldest first.
+    pub fn from_secret_text(text: &str) -> Result<SigningKeys, KeyError> {
+        #[derive(Deserialize)]
+        struct Secret {
+            keys: Vec<String>,
+        }
+        let secret: Secret = serde_json::from_str(text).map_err(|e| KeyError::Malformed(e.to_string()))?;
+        let stored: Vec<StoredKey> =
+            secret.keys.into_iter().map(|secret| StoredKey { kid: String::new(), created_at_ms: 0, secret }).collect();
+        Self::from_stored(&stored)
+    }
+
+    /// A secret store's text with one new key after those of `existing` (the operator's rotation on AWS).
+    pub fn new_secret_text(existing: Option<&str>) -> Result<String, KeyError> {
+        let mut keys: Vec<String> = match existing {
+            None => Vec::new(),
+            Some(text) => {
+                let value: serde_json::Value = serde_json::from_str(text).map_err(|e| KeyError::Malformed(e.to_string()))?;
+                serde_json::from_value(value["keys"].clone()).map_err(|e| KeyError::Malformed(e.to_string()))?
+            }
+        };
+        keys.push(new_stored_key(0).secret);
+        Self::from_secret_text(&json!({ "keys": keys }).to_string())?;
+        Ok(json!({ "keys": keys }).to_string())
+    }
+
     /// The keys in `data_dir`, creating the file with a first key if there is none.
     pub fn load_or_create(data_dir: &Path, now_ms: i64) -> Result<SigningKeys, KeyError> {
         let path = data_dir.join(KEY_FILE);
@@ -192,6 +218,9 @@ pub struct VerdictClaims {
     pub is_live: bool,
     pub end_reason: EndReason,
     pub challenges: Vec<ChallengeClaim>,
+    /// SHA-256 (lowercase hex) of the reference image kept for the relying party, so it cannot be swapped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_image_sha256: Option<String>,
 }
 
 /// Every challenge of the session, and whether it passed.
@@ -221,6 +250,7 @@ pub fn claims(session: &Session, issuer: &str, audience: &str, now_ms: i64) -> O
         is_live: session.is_live == Some(true),
         end_reason: session.end_reason?,
         challenges: challenge_claims(session),
+        reference_image_sha256: session.reference_image.as_ref().map(|image| image.sha256.clone()),
     })
 }
 
@@ -247,5 +277,16 @@ mod tests {
             keys.jwks()["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
         assert_eq!(published, [third, second]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn secret_store_text_rotates_by_appending() {
+        let first = SigningKeys::new_secret_text(None).unwrap();
+        let second = SigningKeys::new_secret_text(Some(&first)).unwrap();
+        let (one, two) = (SigningKeys::from_secret_text(&first).unwrap(), SigningKeys::from_secret_text(&second).unwrap());
+        assert_eq!(two.jwks()["keys"][1]["kid"].as_str(), Some(one.current_kid()), "the old key stays published");
+        assert_ne!(two.current_kid(), one.current_kid());
+        assert!(SigningKeys::from_secret_text(r#"{"keys": []}"#).is_err());
+        assert!(SigningKeys::from_secret_text(r#"{"keys": ["c2hvcnQ"]}"#).is_err(), "not 32 bytes");
     }
 }

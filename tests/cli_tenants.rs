@@ -55,7 +55,7 @@ async fn a_tenant_made_with_the_cli_runs_a_whole_check_and_a_restart_loses_nothi
     let _ = std::fs::remove_dir_all(&data_dir);
     std::fs::create_dir_all(&data_dir).unwrap();
     let policy = data_dir.join("policy.json");
-    std::fs::write(&policy, r#"{"challenges_min": 1, "allowed_challenges": ["LOOK_DOWN"], "timeout_seconds_max": 10}"#)
+    std::fs::write(&policy, r#"{"challenges_min": 1, "allowed_challenges": ["LOOK_DOWN"], "timeout_seconds_max": 10, "keep_reference_image": true}"#)
         .unwrap();
 
     // The operator creates two tenants; the key is shown once and never again.
@@ -105,6 +105,38 @@ async fn a_tenant_made_with_the_cli_runs_a_whole_check_and_a_restart_loses_nothi
     let read = |credential: &str| bearer("GET", &format!("/api/v1/liveness/sessions/{id}"), credential);
     let (status, full) = call(&router, read(&key).body(Body::empty()).unwrap()).await;
     assert_eq!((status, full["is_live"].as_bool()), (StatusCode::OK, Some(true)));
+
+    // The policy keeps a reference image: the sharpest frontal live face, for the tenant only, bound to the token.
+    let image_path = format!("/api/v1/liveness/sessions/{id}/reference-image");
+    let response = router.clone().oneshot(bearer("GET", &image_path, &key).body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "image/jpeg");
+    let jpeg = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(jpeg.len() <= 100_000 && jpeg.starts_with(&[0xff, 0xd8]), "{} bytes", jpeg.len());
+    let face = image::load_from_memory(&jpeg).expect("a real JPEG");
+    assert!(face.width() >= 64 && face.height() >= 64, "{}x{}", face.width(), face.height());
+    let token = full["verdict_token"].as_str().unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["reference_image_sha256"].as_str(), Some(liveness::credentials::sha256_hex(&jpeg).as_str()));
+    assert_eq!(call(&router, bearer("GET", &image_path, token_of_session(&session)).body(Body::empty()).unwrap()).await.0,
+        StatusCode::UNAUTHORIZED, "not for the end user");
+    assert_eq!(call(&router, bearer("GET", &image_path, &other).body(Body::empty()).unwrap()).await.0, StatusCode::NOT_FOUND);
+    // A tenant whose policy keeps none gets none, however good its frames.
+    let (_, other_session) = call(&router, bearer("POST", "/api/v1/liveness/sessions", &other).body(Body::empty()).unwrap()).await;
+    let other_id = other_session["session_id"].as_str().unwrap();
+    for frame in &frames[..4] {
+        let request = bearer("POST", &format!("/api/v1/liveness/sessions/{other_id}/frame"), &other)
+            .header(header::CONTENT_TYPE, "image/jpeg")
+            .body(Body::from(frame.clone()))
+            .unwrap();
+        assert_eq!(call(&router, request).await.0, StatusCode::OK);
+    }
+    let other_image = bearer("GET", &format!("/api/v1/liveness/sessions/{other_id}/reference-image"), &other);
+    let (status, problem) = call(&router, other_image.body(Body::empty()).unwrap()).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::NOT_FOUND, Some("reference_image_not_found")));
     assert_eq!(call(&router, read(&other).body(Body::empty()).unwrap()).await.0, StatusCode::NOT_FOUND);
 
     // The same over the WebSocket: the backend creates the session, the browser joins it with the token, the
@@ -159,7 +191,15 @@ async fn a_tenant_made_with_the_cli_runs_a_whole_check_and_a_restart_loses_nothi
     cli(&data_dir, &["tenants", "revoke-key", tenant, old_key_id]).unwrap();
     assert_eq!(call(&router, read(&key).body(Body::empty()).unwrap()).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(call(&router, read(&rotated).body(Body::empty()).unwrap()).await.0, StatusCode::OK);
+    let cancel = bearer("DELETE", &format!("/api/v1/liveness/sessions/{id}"), &rotated).body(Body::empty()).unwrap();
+    assert_eq!(call(&router, cancel).await.0, StatusCode::OK);
+    let gone = bearer("GET", &format!("/api/v1/liveness/sessions/{id}/reference-image"), &rotated);
+    assert_eq!(call(&router, gone.body(Body::empty()).unwrap()).await.0, StatusCode::NOT_FOUND, "deleted with it");
     cli(&data_dir, &["tenants", "disable", tenant]).unwrap();
     assert_eq!(call(&router, read(&rotated).body(Body::empty()).unwrap()).await.0, StatusCode::UNAUTHORIZED);
     let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+fn token_of_session(created: &Value) -> &str {
+    created["client_token"].as_str().unwrap()
 }

@@ -19,4 +19,6 @@ pub fn reported(value: f32) -> f64 {
     (f64::from(value) * 1000.0).round() / 1000.0
 }
 
-pub use session::{EndReason, FrameOutcome, FrameRejection, Owner, Session, SessionRules, SessionState};
+pub use session::{
+    EndReason, FrameOutcome, FrameRejection, Owner, ReferenceImage, Session, SessionRules, SessionState,
+};

@@ -133,6 +133,16 @@ pub struct Owner {
     /// The tenant's lockout rule at creation, applied when the session ends as a failed check of `reference`.
     #[serde(default)]
     pub lockout: Option<Lockout>,
+    /// Whether the session keeps a reference image for the relying party (the tenant's policy at creation).
+    #[serde(default)]
+    pub keep_reference_image: bool,
+}
+
+/// The reference image a session keeps: which one (its SHA-256, lowercase hex) and how sharp it was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceImage {
+    pub sha256: String,
+    pub sharpness: f32,
 }
 
 /// A liveness session: everything needed to judge its next frame, in one serialisable value.
@@ -178,6 +188,9 @@ pub struct Session {
     /// When the write that ended the session was made (the service records it; the verdict is issued then).
     #[serde(default)]
     pub ended_at_ms: Option<i64>,
+    /// The sharpest frontal live frame's face kept so far, when the owner asked for one.
+    #[serde(default)]
+    pub reference_image: Option<ReferenceImage>,
 }
 
 /// What one frame did to the session.
@@ -231,6 +244,7 @@ impl Session {
             owner: Owner::default(),
             redeemed_at_ms: None,
             ended_at_ms: None,
+            reference_image: None,
         }
     }
 

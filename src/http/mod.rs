@@ -40,6 +40,7 @@ pub fn router(service: LivenessService, max_frame_bytes: usize) -> Router {
         .route("/api/v1/liveness/sessions/{id}", get(get_session).delete(cancel_session))
         .route("/api/v1/liveness/sessions/{id}/frame", post(submit_frame))
         .route("/api/v1/liveness/sessions/{id}/redeem", post(redeem_session))
+        .route("/api/v1/liveness/sessions/{id}/reference-image", get(reference_image))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/api/v1/liveness/ws", get(websocket::connect))
         .route("/api/v1/usage", get(usage))
@@ -127,6 +128,17 @@ async fn redeem_session(
     let caller = caller(&state, &headers).await?;
     let redeemed = state.service.redeem(&caller, parse_id(&id)?).await?;
     Ok(Json(RedeemedView::from(&redeemed)))
+}
+
+async fn reference_image(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let caller = caller(&state, &headers).await?;
+    let jpeg = state.service.reference_image(&caller, parse_id(&id)?).await?;
+    let headers = [(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, no-store")];
+    Ok((headers, jpeg).into_response())
 }
 
 /// The public keys verdict tokens are signed with (no credential needed).

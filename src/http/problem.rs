@@ -52,6 +52,7 @@ impl From<ServiceError> for Problem {
             ServiceError::QuotaExceeded { .. } | ServiceError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::TooManySessions { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::SessionInProgress | ServiceError::AlreadyRedeemed => StatusCode::CONFLICT,
+            ServiceError::NoReferenceImage(_) => StatusCode::NOT_FOUND,
         };
         let retry_after = error.retry_after_seconds();
         let mut problem = Problem::new(status, error.code(), error.client_message());

@@ -20,9 +20,14 @@ use crate::credentials;
 use crate::verdicts::{self, SigningKeys};
 use crate::domain::{
     draw_challenges, draw_challenges_with_head_movement, ChallengeType, FrameOutcome, FrameRejection, Owner, Policy,
-    PolicyViolation, Session, SessionRules, SessionState,
+    PolicyViolation, ReferenceImage, Session, SessionRules, SessionState,
 };
-use crate::store::{MemoryStore, SessionStore, StoreError, UsageDay, UsageDelta};
+
+/// The largest reference image kept, bytes.
+pub const MAX_REFERENCE_IMAGE_BYTES: usize = 100_000;
+use crate::store::{ImageStore, MemoryStore, SessionStore, StoreError, UsageDay, UsageDelta};
+use crate::vision::reference::reference_jpeg;
+use crate::vision::{DecodeLimits, FrameObservation};
 use crate::vision::{AnalysisError, DecodeError, FaceSearch, FrameAnalyzer};
 
 /// Server time in epoch milliseconds; injected so tests can move it.
@@ -139,6 +144,8 @@ pub enum ServiceError {
     SessionInProgress,
     #[error("this session's verdict was already redeemed")]
     AlreadyRedeemed,
+    #[error("session {0} has no reference image")]
+    NoReferenceImage(Uuid),
 }
 
 impl ServiceError {
@@ -162,6 +169,7 @@ impl ServiceError {
             ServiceError::TooManySessions { .. } => "too_many_sessions",
             ServiceError::SessionInProgress => "session_in_progress",
             ServiceError::AlreadyRedeemed => "already_redeemed",
+            ServiceError::NoReferenceImage(_) => "reference_image_not_found",
         }
     }
 
@@ -390,6 +398,7 @@ pub struct LivenessService {
     settings: ServiceSettings,
     tenants: Tenants,
     metering: Metering,
+    images: Arc<dyn ImageStore>,
     verdicts: Arc<Verdicts>,
     open_sessions: Arc<OpenSessions>,
     /// The operator's policy: the spec's bounds, nothing stricter.
@@ -412,6 +421,7 @@ impl LivenessService {
             analyzer,
             tenants: Tenants::off(clock.clone()),
             metering: Metering::new(Arc::new(MemoryStore::new()), clock.clone()),
+            images: Arc::new(MemoryStore::new()),
             verdicts: Arc::new(Verdicts::ephemeral()),
             open_sessions: Arc::new(OpenSessions::new(settings.max_open_sessions)),
             clock,
@@ -425,6 +435,70 @@ impl LivenessService {
     pub fn with_tenants(mut self, tenants: Tenants) -> Self {
         self.tenants = tenants;
         self
+    }
+
+    /// The same service keeping reference images in `images`.
+    pub fn with_images(mut self, images: Arc<dyn ImageStore>) -> Self {
+        self.images = images;
+        self
+    }
+
+    /// Stores this frame's face as the session's reference image when the owner asked for one and the frame is
+    /// better than the one kept: one frontal face, read live, sharper. Returns what was stored.
+    async fn keep_reference_image(
+        &self,
+        session: &Session,
+        observation: &FrameObservation,
+        bytes: Vec<u8>,
+    ) -> Option<ReferenceImage> {
+        if !session.owner.keep_reference_image {
+            return None;
+        }
+        let face = observation.face.as_ref().filter(|_| observation.faces == 1)?;
+        let rules = &self.settings.rules;
+        let (low, high) = rules.judge.baseline_pitch_range;
+        let frontal = face.pose.yaw.abs() <= rules.judge.baseline_max_yaw && (low..=high).contains(&face.pose.pitch);
+        let live = face.antispoof_real.is_some_and(|score| rules.reads_live(score));
+        let sharper = session.reference_image.as_ref().is_none_or(|kept| face.quality.sharpness > kept.sharpness);
+        if !(frontal && live && sharper) {
+            return None;
+        }
+        let bbox = face.bbox;
+        let encoded = tokio::task::spawn_blocking(move || {
+            reference_jpeg(&bytes, &bbox, &DecodeLimits::default(), MAX_REFERENCE_IMAGE_BYTES)
+        })
+        .await;
+        let jpeg = match encoded.map_err(|e| e.to_string()).and_then(|jpeg| jpeg.map_err(|e| e.to_string())) {
+            Ok(jpeg) => jpeg,
+            Err(error) => {
+                tracing::warn!(session = %session.id, %error, "no reference image");
+                return None;
+            }
+        };
+        let sha256 = credentials::sha256_hex(&jpeg);
+        match self.images.put_image(session.id, &sha256, &jpeg, session.expires_at_ms).await {
+            Ok(()) => Some(ReferenceImage { sha256, sharpness: face.quality.sharpness }),
+            Err(error) => {
+                tracing::warn!(session = %session.id, %error, "the reference image could not be stored");
+                None
+            }
+        }
+    }
+
+    /// The session's reference image (JPEG) for its relying party: only when its policy keeps one, only until the
+    /// session's TTL.
+    pub async fn reference_image(&self, caller: &Caller, id: Uuid) -> Result<Vec<u8>, ServiceError> {
+        if let Caller::Client(_) = caller {
+            return Err(ServiceError::Unauthorized("the reference image needs the tenant's API key".into()));
+        }
+        let session = self.get(caller, id).await?;
+        let none = || ServiceError::NoReferenceImage(id);
+        let kept = session.reference_image.as_ref().filter(|_| session.owner.keep_reference_image).ok_or_else(none)?;
+        match self.images.image(id, &kept.sha256).await {
+            Ok(jpeg) => Ok(jpeg),
+            Err(StoreError::NotFound) => Err(none()),
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// The same service metering usage, quotas and lockouts with `metering`.
@@ -590,6 +664,7 @@ impl LivenessService {
             nonce: options.nonce,
             client_scores: policy.client_scores,
             lockout: Some(policy.lockout),
+            keep_reference_image: policy.keep_reference_image,
         };
         self.store.create(&session).await.map_err(store_error(session.id))?;
         let tenant = session.owner.tenant_id.as_deref().unwrap_or(LOCAL_TENANT);
@@ -689,6 +764,11 @@ impl LivenessService {
     pub async fn cancel(&self, caller: &Caller, id: Uuid) -> Result<(), ServiceError> {
         let session = self.session_for(caller, id).await?.at(self.clock.now_ms());
         self.store.delete(id).await.map_err(store_error(id))?;
+        if session.reference_image.is_some() {
+            if let Err(error) = self.images.delete_images(id).await {
+                tracing::warn!(session = %id, %error, "a cancelled session's image is left to expire");
+            }
+        }
         // A running check given up after frames is a failed attempt: deleting it never erases that.
         if !session.state.is_terminal() && session.frames_received > 0 {
             let mut abandoned = session.clone();
@@ -715,20 +795,21 @@ impl LivenessService {
         let region = current.last_region;
         let analyzer = Arc::clone(&self.analyzer);
         let slot = self.analysis_slots.acquire().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let observation = tokio::task::spawn_blocking(move || {
+        let (analysed, bytes) = tokio::task::spawn_blocking(move || {
             let search = match &region {
                 None => FaceSearch::Detect,
                 Some(region) if count_faces => FaceSearch::TrackAndCount(region),
                 Some(region) => FaceSearch::Track(region),
             };
-            analyzer.analyze(&bytes, search)
+            (analyzer.analyze(&bytes, search), bytes)
         })
         .await
-        .map_err(|e| ServiceError::Internal(format!("analysis task failed: {e}")))?
-        .map_err(|e| match e {
+        .map_err(|e| ServiceError::Internal(format!("analysis task failed: {e}")))?;
+        let observation = analysed.map_err(|e| match e {
             AnalysisError::Decode(error) => ServiceError::Image(error),
             AnalysisError::Model(error) => ServiceError::Internal(error.to_string()),
         })?;
+        let reference = self.keep_reference_image(&current, &observation, bytes).await;
         drop(slot);
         if let Some(face) = &observation.face {
             tracing::debug!(session = %id, yaw = face.pose.yaw, pitch = face.pose.pitch,
@@ -739,6 +820,11 @@ impl LivenessService {
             let (mut next, outcome) = current.apply_frame(&observation, now, &self.settings.rules)?;
             next.version = current.version + 1;
             mark_end(&current, &mut next, now);
+            if let Some(kept) = &reference {
+                if next.reference_image.as_ref().is_none_or(|old| kept.sharpness > old.sharpness) {
+                    next.reference_image = Some(kept.clone());
+                }
+            }
             match self.store.update(&next, current.version).await {
                 Ok(()) => {
                     if next.state.is_terminal() {

@@ -4,6 +4,8 @@
 //! Item layout: `session_id` (S, partition key), `version` (N), `expires_at` (N, the TTL attribute), `state` (S,
 //! for people reading the table), `session` (S, the whole session as JSON).
 //!
+//! A session's reference image (at most 100 KB, well inside DynamoDB's 400 KB item limit) is an `image#<session id>`
+//! item: `sha256` (S), `jpeg` (B) and the session's `expires_at`.
 //! Usage shares it as `usage#<tenant>#<date>` items with numeric counters updated by `ADD` (atomic); rate counters
 //! as `counter#<bucket>` (with `expires_at`); subject lockouts as `subject#<tenant>#<reference>` (versioned).
 //! Tenants and API keys share it too, as `tenant#<id>` and `apikey#<key id>` items with the record as JSON in
@@ -24,7 +26,7 @@ use aws_sdk_dynamodb::Client;
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, ConnectionBinding, ConnectionStore, MeteringStore, SessionStore, StoreError, StoreFuture,
+    ApiKeyRecord, ConnectionBinding, ConnectionStore, ImageStore, MeteringStore, SessionStore, StoreError, StoreFuture,
     SubjectRecord, Tenant, TenantStore, UsageDay, UsageDelta,
 };
 use crate::aws::aws_environment;
@@ -45,6 +47,9 @@ const TENANT_ID: &str = "tenant_id";
 const USAGE_PREFIX: &str = "usage#";
 const COUNTER_PREFIX: &str = "counter#";
 const SUBJECT_PREFIX: &str = "subject#";
+const IMAGE_PREFIX: &str = "image#";
+const SHA256: &str = "sha256";
+const JPEG: &str = "jpeg";
 const DATE: &str = "date";
 const COUNT: &str = "count";
 const USAGE_COUNTERS: [&str; 4] = ["sessions_created", "sessions_live", "sessions_not_live", "frames_analysed"];
@@ -542,6 +547,49 @@ impl MeteringStore for DynamoStore {
                     .expression_attribute_values(":previous", AttributeValue::N((record.version - 1).to_string()))
             };
             unless_condition_failed(request.send().await, StoreError::Conflict)
+        })
+    }
+}
+
+impl ImageStore for DynamoStore {
+    fn put_image<'a>(
+        &'a self,
+        session_id: Uuid,
+        sha256: &'a str,
+        jpeg: &'a [u8],
+        expires_at_ms: i64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item(KEY, AttributeValue::S(format!("{IMAGE_PREFIX}{session_id}")))
+                .item(SHA256, AttributeValue::S(sha256.to_owned()))
+                .item(JPEG, AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(jpeg)))
+                .item(EXPIRES_AT, AttributeValue::N(expires_at_ms.div_euclid(1000).to_string()))
+                .send()
+                .await
+                .map_err(sdk_unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn image<'a>(&'a self, session_id: Uuid, sha256: &'a str) -> StoreFuture<'a, Vec<u8>> {
+        Box::pin(async move {
+            let item = self.read(AttributeValue::S(format!("{IMAGE_PREFIX}{session_id}"))).await?;
+            if item.get(SHA256).and_then(|v| v.as_s().ok()).map(String::as_str) != Some(sha256) {
+                return Err(StoreError::NotFound);
+            }
+            let jpeg = item.get(JPEG).and_then(|v| v.as_b().ok()).ok_or_else(|| corrupt("no image bytes"))?;
+            Ok(jpeg.as_ref().to_vec())
+        })
+    }
+
+    fn delete_images(&self, session_id: Uuid) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let key = AttributeValue::S(format!("{IMAGE_PREFIX}{session_id}"));
+            self.client.delete_item().table_name(&self.table).key(KEY, key).send().await.map_err(sdk_unavailable)?;
+            Ok(())
         })
     }
 }

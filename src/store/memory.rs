@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, ConnectionBinding, ConnectionStore, MeteringStore, SessionStore, StoreError, StoreFuture,
+    ApiKeyRecord, ConnectionBinding, ConnectionStore, ImageStore, MeteringStore, SessionStore, StoreError, StoreFuture,
     SubjectRecord, Tenant, TenantStore, UsageDay, UsageDelta,
 };
 use crate::domain::Session;
@@ -18,6 +18,7 @@ pub struct MemoryStore {
     connections: Mutex<HashMap<String, ConnectionBinding>>,
     tenants: Mutex<TenantTables>,
     metering: Mutex<MeteringTables>,
+    images: Mutex<HashMap<Uuid, (String, Vec<u8>)>>,
 }
 
 /// Usage by tenant and day, counters by bucket, subjects by tenant and reference.
@@ -255,5 +256,31 @@ impl MeteringStore for MemoryStore {
             Err(StoreError::Conflict)
         };
         Box::pin(async { result })
+    }
+}
+
+impl ImageStore for MemoryStore {
+    fn put_image<'a>(
+        &'a self,
+        session_id: Uuid,
+        sha256: &'a str,
+        jpeg: &'a [u8],
+        _expires_at_ms: i64,
+    ) -> StoreFuture<'a, ()> {
+        // Each change is one insert or removal, so a poisoned lock still holds a consistent map.
+        let mut images = self.images.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        images.insert(session_id, (sha256.to_owned(), jpeg.to_vec()));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn image<'a>(&'a self, session_id: Uuid, sha256: &'a str) -> StoreFuture<'a, Vec<u8>> {
+        let images = self.images.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let found = images.get(&session_id).filter(|(sha, _)| sha == sha256).map(|(_, jpeg)| jpeg.clone());
+        Box::pin(async { found.ok_or(StoreError::NotFound) })
+    }
+
+    fn delete_images(&self, session_id: Uuid) -> StoreFuture<'_, ()> {
+        self.images.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&session_id);
+        Box::pin(async { Ok(()) })
     }
 }

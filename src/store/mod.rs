@@ -169,3 +169,20 @@ pub trait MeteringStore: Send + Sync {
         record: &'a SubjectRecord,
     ) -> StoreFuture<'a, ()>;
 }
+
+/// Where sessions' reference images live (only for tenants whose policy keeps them): one image a session, the
+/// latest kept, tagged with its SHA-256, until the session's expiry.
+pub trait ImageStore: Send + Sync {
+    /// Keeps `jpeg` (digest `sha256`) as session `session_id`'s image until `expires_at_ms`, replacing any.
+    fn put_image<'a>(
+        &'a self,
+        session_id: Uuid,
+        sha256: &'a str,
+        jpeg: &'a [u8],
+        expires_at_ms: i64,
+    ) -> StoreFuture<'a, ()>;
+    /// The image of session `session_id` if its digest is `sha256`; [`StoreError::NotFound`] otherwise.
+    fn image<'a>(&'a self, session_id: Uuid, sha256: &'a str) -> StoreFuture<'a, Vec<u8>>;
+    /// Forgets every image of session `session_id`.
+    fn delete_images(&self, session_id: Uuid) -> StoreFuture<'_, ()>;
+}

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, ConnectionBinding, ConnectionStore, MeteringStore, SessionStore, StoreError, StoreFuture,
+    ApiKeyRecord, ConnectionBinding, ConnectionStore, ImageStore, MeteringStore, SessionStore, StoreError, StoreFuture,
     SubjectRecord, Tenant, TenantStore, UsageDay, UsageDelta,
 };
 use crate::domain::Session;
@@ -64,6 +64,12 @@ const SCHEMA: &str = "
         bucket TEXT PRIMARY KEY,
         value INTEGER NOT NULL,
         expires_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS images (
+        session_id TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        jpeg BLOB NOT NULL
     );
     CREATE TABLE IF NOT EXISTS subjects (
         tenant_id TEXT NOT NULL,
@@ -136,6 +142,7 @@ impl SqliteStore {
                 .execute("DELETE FROM connections WHERE expires_at_ms < ?1", params![cutoff_ms])
                 .map_err(unavailable)?;
             transaction.execute("DELETE FROM counters WHERE expires_at_ms < ?1", params![cutoff_ms]).map_err(unavailable)?;
+            transaction.execute("DELETE FROM images WHERE expires_at_ms < ?1", params![cutoff_ms]).map_err(unavailable)?;
             transaction.commit().map_err(unavailable)?;
             Ok(swept)
         })
@@ -474,6 +481,52 @@ impl MeteringStore for SqliteStore {
             } else {
                 Ok(())
             }
+        }))
+    }
+}
+
+impl ImageStore for SqliteStore {
+    fn put_image<'a>(
+        &'a self,
+        session_id: Uuid,
+        sha256: &'a str,
+        jpeg: &'a [u8],
+        expires_at_ms: i64,
+    ) -> StoreFuture<'a, ()> {
+        let (id, sha256, jpeg) = (session_id.to_string(), sha256.to_owned(), jpeg.to_vec());
+        Box::pin(self.with(move |connection| {
+            connection
+                .execute(
+                    "INSERT INTO images (session_id, sha256, expires_at_ms, jpeg) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (session_id) DO UPDATE SET sha256 = ?2, expires_at_ms = ?3, jpeg = ?4",
+                    params![id, sha256, expires_at_ms, jpeg],
+                )
+                .map_err(unavailable)?;
+            Ok(())
+        }))
+    }
+
+    fn image<'a>(&'a self, session_id: Uuid, sha256: &'a str) -> StoreFuture<'a, Vec<u8>> {
+        let (id, sha256) = (session_id.to_string(), sha256.to_owned());
+        Box::pin(self.with(move |connection| {
+            connection
+                .query_row(
+                    "SELECT jpeg FROM images WHERE session_id = ?1 AND sha256 = ?2",
+                    params![id, sha256],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?
+                .ok_or(StoreError::NotFound)
+        }))
+    }
+
+    fn delete_images(&self, session_id: Uuid) -> StoreFuture<'_, ()> {
+        Box::pin(self.with(move |connection| {
+            connection
+                .execute("DELETE FROM images WHERE session_id = ?1", params![session_id.to_string()])
+                .map_err(unavailable)?;
+            Ok(())
         }))
     }
 }

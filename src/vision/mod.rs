@@ -16,6 +16,7 @@ pub mod fake;
 pub mod geometry;
 pub mod mesh;
 pub mod model_files;
+pub mod reference;
 pub mod onnx;
 
 use std::path::Path;
