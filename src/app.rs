@@ -121,7 +121,7 @@ impl App {
 
     /// The REST API and WebSocket router over this app's service.
     pub fn router(&self) -> axum::Router {
-        crate::http::router(self.service.clone(), self.config.max_frame_bytes)
+        crate::http::router_with(self.service.clone(), self.config.max_frame_bytes, self.config.socket_limits)
     }
 }
 

@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use crate::http::websocket::SocketLimits;
 use crate::service::{AuthMode, ServiceSettings};
 use crate::vision::model_files::default_models_dir;
 use crate::vision::{AnalyzerOptions, DecodeLimits};
@@ -26,6 +29,9 @@ pub struct Config {
     pub table_name: Option<String>,
     /// `LIVENESS_DATA_DIR`, default `./data`: the embedded store's database.
     pub data_dir: PathBuf,
+    /// `LIVENESS_WS_FIRST_FRAME_SECONDS` (20), `LIVENESS_WS_IDLE_SECONDS` (30), `LIVENESS_WS_SEND_SECONDS` (5): how
+    /// long a WebSocket may wait for its first frame, between frames, and for a client to take a message.
+    pub socket_limits: SocketLimits,
     /// `LIVENESS_MAX_OPEN_SESSIONS`, default 10000: sessions open at once while authentication is off.
     pub max_open_sessions: usize,
     /// `LIVENESS_SIGNING_KEY_SECRET`: the Secrets Manager secret (name or ARN) holding the verdict signing keys;
@@ -70,6 +76,15 @@ impl Config {
             data_dir: var("LIVENESS_DATA_DIR", PathBuf::from("data"))?,
             signing_key_secret: std::env::var("LIVENESS_SIGNING_KEY_SECRET").ok().filter(|s| !s.trim().is_empty()),
             issuer: var("LIVENESS_ISSUER", crate::service::DEFAULT_ISSUER.to_owned())?,
+            socket_limits: {
+                let defaults = SocketLimits::default();
+                let seconds = |name, default: Duration| var(name, default.as_secs()).map(Duration::from_secs);
+                SocketLimits {
+                    first_frame: seconds("LIVENESS_WS_FIRST_FRAME_SECONDS", defaults.first_frame)?,
+                    idle: seconds("LIVENESS_WS_IDLE_SECONDS", defaults.idle)?,
+                    send: seconds("LIVENESS_WS_SEND_SECONDS", defaults.send)?,
+                }
+            },
             max_open_sessions: var("LIVENESS_MAX_OPEN_SESSIONS", ServiceSettings::default().max_open_sessions)?,
             auth: match std::env::var("LIVENESS_AUTH") {
                 Err(_) => None,
@@ -148,6 +163,7 @@ mod tests {
             table_name: None,
             data_dir: PathBuf::new(),
             max_open_sessions: 1,
+            socket_limits: SocketLimits::default(),
             signing_key_secret: None,
             issuer: String::new(),
             auth,

@@ -140,7 +140,12 @@ async fn a_store_outage_is_503_and_corrupts_nothing() {
     assert_eq!(call(&router, frame()).await.0, StatusCode::OK);
     let (_, _, before) = call(&router, read()).await;
 
+    let ready = || Request::get("/ready").body(Body::empty()).unwrap();
+    assert_eq!(call(&router, ready()).await.0, StatusCode::OK);
     server.stop();
+    let (status, _, not_ready) = call(&router, ready()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "readiness follows the store: {not_ready}");
+    assert!(not_ready["checks"]["store"].as_str().unwrap().starts_with("unreachable"), "{not_ready}");
     for request in [read(), frame(), create()] {
         let (status, retry_after, body) = call(&router, request).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -149,6 +154,7 @@ async fn a_store_outage_is_503_and_corrupts_nothing() {
     }
 
     server.launch();
+    assert_eq!(call(&router, ready()).await.0, StatusCode::OK, "ready again");
     let (status, _, after) = call(&router, read()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(after, before, "the session is exactly as it was before the outage");

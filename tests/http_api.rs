@@ -387,3 +387,38 @@ async fn health_reports_antispoof() {
     assert_eq!(body["antispoof"], true);
     assert!(body["warning"].is_null());
 }
+
+#[tokio::test]
+async fn readiness_names_what_is_missing_and_health_stays_ok() {
+    let api = Api::new();
+    let (status, _, body) = api.send(Request::get("/ready").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")), "{body}");
+    let clock = Arc::new(ManualClock::new(0));
+    let without_models =
+        LivenessService::new(Arc::new(MemoryStore::new()), Arc::new(ScriptedAnalyzer { antispoof: false }), clock, ServiceSettings::default());
+    let router = liveness::http::router(without_models, MAX_BYTES);
+    let response = router.clone().oneshot(Request::get("/ready").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+    let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["checks"]["store"], "ok");
+    assert!(body["checks"]["models"].as_str().unwrap().contains("not installed"), "{body}");
+    let health = router.oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn undecodable_paths_and_queries_get_problems_too() {
+    let api = Api::new();
+    for uri in ["/api/v1/liveness/sessions/%FF%FE", "/api/v1/liveness/sessions/%FF%FE/frame"] {
+        let method = if uri.ends_with("frame") { "POST" } else { "GET" };
+        let request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+        let (status, content_type, body) = api.send(request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{uri}");
+        assert_eq!(body["code"], "invalid_path", "{uri}");
+    }
+    let request = Request::post("/api/v1/liveness/sessions?num_challenges=%FF").body(Body::empty()).unwrap();
+    let (status, content_type, _) = api.send(request).await;
+    assert_eq!((status, content_type.as_deref()), (StatusCode::BAD_REQUEST, Some("application/problem+json")));
+}

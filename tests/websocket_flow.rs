@@ -223,3 +223,50 @@ async fn a_client_stalled_mid_frame_does_not_hold_up_another() {
     client.expect_normal_close().await;
     drop(stalled);
 }
+
+#[tokio::test]
+async fn a_connection_that_sends_no_frame_is_closed_in_time_while_others_are_served() {
+    use liveness::http::websocket::SocketLimits;
+    use std::time::{Duration, Instant};
+    let service = liveness::service::LivenessService::new(
+        std::sync::Arc::new(liveness::store::MemoryStore::new()),
+        std::sync::Arc::new(ScriptedAnalyzer { antispoof: true }),
+        std::sync::Arc::new(liveness::service::SystemClock),
+        Default::default(),
+    );
+    let limits = SocketLimits { first_frame: Duration::from_millis(800), idle: Duration::from_millis(1500), ..Default::default() };
+    let router = liveness::http::router_with(service, 256 * 1024, limits);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let url = format!("ws://{addr}/api/v1/liveness/ws?passive_frames=3&num_challenges=1");
+
+    let started = Instant::now();
+    let idle: Vec<_> = futures_util::future::join_all((0..20).map(|_| tokio_tungstenite::connect_async(url.clone()))).await;
+    let (mut busy, _) = tokio_tungstenite::connect_async(url.clone()).await.unwrap();
+    // A normal client keeps sending and is served the whole time.
+    use futures_util::{SinkExt, StreamExt};
+    let mut answered = 0;
+    for _ in 0..6 {
+        busy.send(tokio_tungstenite::tungstenite::Message::Binary(FakeFace::default().frame().into())).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(200), busy.next()).await {
+        if message.is_text() {
+            answered += 1;
+        }
+    }
+    assert!(answered >= 6, "the busy client got its answers ({answered})");
+    for connection in idle {
+        let (mut socket, _) = connection.unwrap();
+        let closed = loop {
+            match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("closed in time") {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(closed, Some(4408), "a clear close code for an idle connection");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}

@@ -1,23 +1,24 @@
 //! The REST API as one axum [`Router`]: the spec's four endpoints under `/api/v1/liveness` and `/health`.
 
+mod extract;
 mod page;
 pub mod problem;
 pub mod views;
-mod websocket;
+pub mod websocket;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::service::metering::utc_date;
 use crate::service::{AuthMode, Caller, CreateOptions, Interface, LivenessService};
 use crate::vision::model_files::ANTISPOOF_MISSING;
 use problem::Problem;
+use extract::{QueryPairs, SessionId};
 use views::{CreatedView, FrameView, FullSessionView, RedeemedView, SessionView};
 
 /// What `/health` says while authentication is off.
@@ -30,11 +31,17 @@ const MULTIPART_OVERHEAD: usize = 64 * 1024;
 struct AppState {
     service: LivenessService,
     max_frame_bytes: usize,
+    socket: websocket::SocketLimits,
 }
 
 /// The REST API over `service`; frames larger than `max_frame_bytes` are refused with 413.
 pub fn router(service: LivenessService, max_frame_bytes: usize) -> Router {
-    let state = AppState { service, max_frame_bytes };
+    router_with(service, max_frame_bytes, websocket::SocketLimits::default())
+}
+
+/// [`router`] with the WebSocket connections' time limits.
+pub fn router_with(service: LivenessService, max_frame_bytes: usize, socket: websocket::SocketLimits) -> Router {
+    let state = AppState { service, max_frame_bytes, socket };
     Router::new()
         .route("/api/v1/liveness/sessions", post(create_session))
         .route("/api/v1/liveness/sessions/{id}", get(get_session).delete(cancel_session))
@@ -45,6 +52,7 @@ pub fn router(service: LivenessService, max_frame_bytes: usize) -> Router {
         .route("/api/v1/liveness/ws", get(websocket::connect))
         .route("/api/v1/usage", get(usage))
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .merge(page::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -73,6 +81,23 @@ async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
+/// Readiness for a load balancer: `200` when the store answers and the models are all there, else `503` naming
+/// the failing part (`/health` stays the liveness probe: the process runs).
+async fn ready(State(state): State<AppState>) -> Response {
+    let store = state.service.store_reachable().await;
+    let antispoof = state.service.has_antispoof();
+    let checks = json!({
+        "store": match &store { Ok(()) => "ok".to_owned(), Err(error) => format!("unreachable: {error}") },
+        "models": if antispoof { "ok" } else { ANTISPOOF_MISSING },
+    });
+    if store.is_ok() && antispoof {
+        Json(json!({ "status": "ready", "checks": checks })).into_response()
+    } else {
+        let problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "a part the service needs is failing");
+        problem.with("checks", checks).into_response()
+    }
+}
+
 /// The credential a request presents: `Authorization: Bearer <credential>`, else `X-API-Key: <credential>`.
 fn presented_credential(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|value| {
@@ -87,19 +112,12 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Problem
     Ok(state.service.tenants().authenticate(presented_credential(headers)).await?)
 }
 
-fn parse_id(raw: &str) -> Result<Uuid, Problem> {
-    Uuid::parse_str(raw).map_err(|_| {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid_session_id", format!("{raw:?} is not a session id (a UUID)"))
-    })
-}
-
 async fn create_session(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    QueryPairs(pairs): QueryPairs,
 ) -> Result<Response, Problem> {
     let caller = caller(&state, &headers).await?;
-    let Query(pairs) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let options = CreateOptions::from_query(&pairs, Interface::from_query(&pairs)?)?;
     let created = state.service.create_for(&caller, options).await?;
     Ok((StatusCode::CREATED, Json(CreatedView::from(&created))).into_response())
@@ -108,10 +126,10 @@ async fn create_session(
 async fn get_session(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    SessionId(id): SessionId,
 ) -> Result<Response, Problem> {
     let caller = caller(&state, &headers).await?;
-    let session = state.service.get(&caller, parse_id(&id)?).await?;
+    let session = state.service.get(&caller, id).await?;
     let view = SessionView::from(&session);
     Ok(match caller {
         // The end user sees its session, never the verdict it could replay.
@@ -123,20 +141,20 @@ async fn get_session(
 async fn redeem_session(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    SessionId(id): SessionId,
 ) -> Result<Json<RedeemedView>, Problem> {
     let caller = caller(&state, &headers).await?;
-    let redeemed = state.service.redeem(&caller, parse_id(&id)?).await?;
+    let redeemed = state.service.redeem(&caller, id).await?;
     Ok(Json(RedeemedView::from(&redeemed)))
 }
 
 async fn reference_image(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    SessionId(id): SessionId,
 ) -> Result<Response, Problem> {
     let caller = caller(&state, &headers).await?;
-    let jpeg = state.service.reference_image(&caller, parse_id(&id)?).await?;
+    let jpeg = state.service.reference_image(&caller, id).await?;
     let headers = [(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, no-store")];
     Ok((headers, jpeg).into_response())
 }
@@ -151,21 +169,19 @@ async fn jwks(State(state): State<AppState>) -> Response {
 async fn cancel_session(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    SessionId(id): SessionId,
 ) -> Result<Response, Problem> {
     let caller = caller(&state, &headers).await?;
-    let id = parse_id(&id)?;
     state.service.cancel(&caller, id).await?;
     Ok(Json(json!({ "cancelled": id })).into_response())
 }
 
 async fn submit_frame(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    SessionId(id): SessionId,
     request: Request,
 ) -> Result<Json<FrameView>, Problem> {
     let caller = caller(&state, request.headers()).await?;
-    let id = parse_id(&id)?;
     let bytes = frame_bytes(request, state.max_frame_bytes).await?;
     let result = state.service.submit_frame(&caller, id, bytes).await?;
     Ok(Json(FrameView::from(&result)))
@@ -175,14 +191,12 @@ async fn submit_frame(
 async fn usage(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    query: QueryPairs,
 ) -> Result<Response, Problem> {
     let caller = caller(&state, &headers).await?;
-    let Query(pairs) = query.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let today = utc_date(state.service.now_ms());
-    let param = |name: &str| pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
-    let from = param("from").unwrap_or_else(|| today.clone());
-    let to = param("to").unwrap_or(today);
+    let from = query.get("from").map_or_else(|| today.clone(), str::to_owned);
+    let to = query.get("to").map_or(today, str::to_owned);
     Ok(Json(state.service.usage(&caller, &from, &to).await?).into_response())
 }
 

@@ -571,6 +571,14 @@ impl LivenessService {
         &self.tenants
     }
 
+    /// Whether the session store answers (a read of an id that cannot exist).
+    pub async fn store_reachable(&self) -> Result<(), String> {
+        match self.store.get(Uuid::nil()).await {
+            Ok(_) | Err(StoreError::NotFound) => Ok(()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
     /// Whether passive anti-spoofing is available.
     pub fn has_antispoof(&self) -> bool {
         self.analyzer.has_antispoof()
