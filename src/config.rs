@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
+use crate::http::serve::ConnectionLimits;
 use crate::http::websocket::SocketLimits;
 use crate::service::{AuthMode, ServiceSettings};
 use crate::vision::model_files::default_models_dir;
@@ -32,6 +33,9 @@ pub struct Config {
     /// `LIVENESS_WS_FIRST_FRAME_SECONDS` (20), `LIVENESS_WS_IDLE_SECONDS` (30), `LIVENESS_WS_SEND_SECONDS` (5): how
     /// long a WebSocket may wait for its first frame, between frames, and for a client to take a message.
     pub socket_limits: SocketLimits,
+    /// `LIVENESS_HEADER_READ_SECONDS` (10) and `LIVENESS_MAX_CONNECTIONS` (1024): the local server's limits on
+    /// connections.
+    pub connection_limits: ConnectionLimits,
     /// `LIVENESS_MAX_OPEN_SESSIONS`, default 10000: sessions open at once while authentication is off.
     pub max_open_sessions: usize,
     /// `LIVENESS_SIGNING_KEY_SECRET`: the Secrets Manager secret (name or ARN) holding the verdict signing keys;
@@ -85,6 +89,14 @@ impl Config {
                     send: seconds("LIVENESS_WS_SEND_SECONDS", defaults.send)?,
                 }
             },
+            connection_limits: {
+                let defaults = ConnectionLimits::default();
+                ConnectionLimits {
+                    header_read: Duration::from_secs(var("LIVENESS_HEADER_READ_SECONDS", defaults.header_read.as_secs())?),
+                    max_connections: var("LIVENESS_MAX_CONNECTIONS", defaults.max_connections)?,
+                    ..defaults
+                }
+            },
             max_open_sessions: var("LIVENESS_MAX_OPEN_SESSIONS", ServiceSettings::default().max_open_sessions)?,
             auth: match std::env::var("LIVENESS_AUTH") {
                 Err(_) => None,
@@ -106,6 +118,8 @@ impl Config {
         positive("LIVENESS_MAX_FRAMES", u64::from(config.max_frames))?;
         positive("LIVENESS_DETECT_EVERY", u64::from(config.detect_every))?;
         positive("LIVENESS_MAX_OPEN_SESSIONS", config.max_open_sessions as u64)?;
+        positive("LIVENESS_MAX_CONNECTIONS", config.connection_limits.max_connections as u64)?;
+        positive("LIVENESS_HEADER_READ_SECONDS", config.connection_limits.header_read.as_secs())?;
         positive("LIVENESS_MAX_FRAME_BYTES", config.max_frame_bytes as u64)?;
         Ok(config)
     }
@@ -164,6 +178,7 @@ mod tests {
             data_dir: PathBuf::new(),
             max_open_sessions: 1,
             socket_limits: SocketLimits::default(),
+            connection_limits: ConnectionLimits::default(),
             signing_key_secret: None,
             issuer: String::new(),
             auth,

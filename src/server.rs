@@ -21,7 +21,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let listener =
         tokio::net::TcpListener::bind(bind).await.map_err(|source| ServeError::Bind { addr: bind, source })?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    axum::serve(listener, app.router()).with_graceful_shutdown(shutdown_signal()).await?;
+    crate::http::serve::serve(listener, app.router(), app.config.connection_limits, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod extract;
 mod page;
+pub mod serve;
 pub mod problem;
 pub mod views;
 pub mod websocket;
