@@ -121,7 +121,8 @@ impl App {
 
     /// The REST API and WebSocket router over this app's service.
     pub fn router(&self) -> axum::Router {
-        crate::http::router_with(self.service.clone(), self.config.max_frame_bytes, self.config.socket_limits)
+        let limits = crate::http::HttpLimits { body_read: self.config.body_read, socket: self.config.socket_limits };
+        crate::http::router_with(self.service.clone(), self.config.max_frame_bytes, limits)
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Config {
     /// `LIVENESS_WS_FIRST_FRAME_SECONDS` (20), `LIVENESS_WS_IDLE_SECONDS` (30), `LIVENESS_WS_SEND_SECONDS` (5): how
     /// long a WebSocket may wait for its first frame, between frames, and for a client to take a message.
     pub socket_limits: SocketLimits,
+    /// `LIVENESS_BODY_READ_SECONDS` (30): for a frame's body to arrive, then `408`.
+    pub body_read: Duration,
     /// `LIVENESS_HEADER_READ_SECONDS` (10) and `LIVENESS_MAX_CONNECTIONS` (1024): the local server's limits on
     /// connections.
     pub connection_limits: ConnectionLimits,
@@ -89,6 +91,7 @@ impl Config {
                     send: seconds("LIVENESS_WS_SEND_SECONDS", defaults.send)?,
                 }
             },
+            body_read: Duration::from_secs(var("LIVENESS_BODY_READ_SECONDS", 30)?),
             connection_limits: {
                 let defaults = ConnectionLimits::default();
                 ConnectionLimits {
@@ -178,6 +181,7 @@ mod tests {
             data_dir: PathBuf::new(),
             max_open_sessions: 1,
             socket_limits: SocketLimits::default(),
+            body_read: Duration::from_secs(30),
             connection_limits: ConnectionLimits::default(),
             signing_key_secret: None,
             issuer: String::new(),

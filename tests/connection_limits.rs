@@ -14,13 +14,17 @@ use liveness::store::MemoryStore;
 use liveness::vision::fake::ScriptedAnalyzer;
 
 async fn server(limits: ConnectionLimits) -> SocketAddr {
+    server_with(limits, liveness::http::HttpLimits::default()).await
+}
+
+async fn server_with(limits: ConnectionLimits, http: liveness::http::HttpLimits) -> SocketAddr {
     let service = LivenessService::new(
         Arc::new(MemoryStore::new()),
         Arc::new(ScriptedAnalyzer { antispoof: true }),
         Arc::new(SystemClock),
         ServiceSettings::default(),
     );
-    let router = liveness::http::router(service, 1 << 20);
+    let router = liveness::http::router_with(service, 1 << 20, http);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(listener, router, limits, std::future::pending()));
@@ -101,4 +105,40 @@ async fn websocket_upgrades_pass_through() {
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("the upgrade succeeds");
     let first = socket.next().await.unwrap().unwrap();
     assert_eq!(first.to_text().unwrap(), r#"{"type":"phase","value":"passive"}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_frame_body_gets_408_in_time() {
+    let http = liveness::http::HttpLimits { body_read: Duration::from_secs(1), ..Default::default() };
+    let addr = server_with(ConnectionLimits::default(), http).await;
+    // A session to send the frame to.
+    let id = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.write_all(b"POST /api/v1/liveness/sessions HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+        let body = body.trim_start_matches(|c: char| c.is_ascii_hexdigit() || c == '\r' || c == '\n');
+        let start = body.find("\"session_id\":\"").unwrap() + 14;
+        body[start..start + 36].to_owned()
+    })
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let head = format!(
+            "POST /api/v1/liveness/sessions/{id}/frame HTTP/1.1\r\nHost: t\r\nContent-Type: image/jpeg\r\nContent-Length: 5000\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&[0xff, 0xd8, 0xff]).unwrap(); // and then nothing more
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = [0u8; 64];
+        let read = stream.read(&mut answer).unwrap();
+        String::from_utf8_lossy(&answer[..read]).lines().next().unwrap_or_default().to_owned()
+    })
+    .await
+    .unwrap();
+    assert!(status.contains("408"), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
 }

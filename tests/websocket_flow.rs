@@ -235,6 +235,7 @@ async fn a_connection_that_sends_no_frame_is_closed_in_time_while_others_are_ser
         Default::default(),
     );
     let limits = SocketLimits { first_frame: Duration::from_millis(800), idle: Duration::from_millis(1500), ..Default::default() };
+    let limits = liveness::http::HttpLimits { socket: limits, ..Default::default() };
     let router = liveness::http::router_with(service, 256 * 1024, limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -32,17 +32,31 @@ const MULTIPART_OVERHEAD: usize = 64 * 1024;
 struct AppState {
     service: LivenessService,
     max_frame_bytes: usize,
-    socket: websocket::SocketLimits,
+    limits: HttpLimits,
+}
+
+/// Time limits of requests and WebSocket connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// For a frame's whole body to arrive once its headers have: a client that trickles it gets `408`.
+    pub body_read: std::time::Duration,
+    pub socket: websocket::SocketLimits,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self { body_read: std::time::Duration::from_secs(30), socket: websocket::SocketLimits::default() }
+    }
 }
 
 /// The REST API over `service`; frames larger than `max_frame_bytes` are refused with 413.
 pub fn router(service: LivenessService, max_frame_bytes: usize) -> Router {
-    router_with(service, max_frame_bytes, websocket::SocketLimits::default())
+    router_with(service, max_frame_bytes, HttpLimits::default())
 }
 
 /// [`router`] with the WebSocket connections' time limits.
-pub fn router_with(service: LivenessService, max_frame_bytes: usize, socket: websocket::SocketLimits) -> Router {
-    let state = AppState { service, max_frame_bytes, socket };
+pub fn router_with(service: LivenessService, max_frame_bytes: usize, limits: HttpLimits) -> Router {
+    let state = AppState { service, max_frame_bytes, limits };
     Router::new()
         .route("/api/v1/liveness/sessions", post(create_session))
         .route("/api/v1/liveness/sessions/{id}", get(get_session).delete(cancel_session))
@@ -183,7 +197,9 @@ async fn submit_frame(
     request: Request,
 ) -> Result<Json<FrameView>, Problem> {
     let caller = caller(&state, request.headers()).await?;
-    let bytes = frame_bytes(request, state.max_frame_bytes).await?;
+    let bytes = tokio::time::timeout(state.limits.body_read, frame_bytes(request, state.max_frame_bytes))
+        .await
+        .map_err(|_| Problem::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the frame did not arrive in time"))??;
     let result = state.service.submit_frame(&caller, id, bytes).await?;
     Ok(Json(FrameView::from(&result)))
 }

@@ -59,7 +59,7 @@ pub(super) async fn connect(
     let options = ConnectionOptions::from_query(&pairs)?;
     let workflow = Workflow::new(state.service.clone(), state.max_frame_bytes);
     let (caller, session, opening) = workflow.connect(&pairs, &options).await?;
-    let limits = state.socket;
+    let limits = state.limits.socket;
     tracing::info!(session = %session.id, "websocket session opened");
     // Beyond this the socket itself refuses the message (close code 1009).
     let max_message = max_message_bytes(state.max_frame_bytes);
