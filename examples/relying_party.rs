@@ -45,17 +45,16 @@ impl Backend {
 }
 
 fn main() -> Result<(), String> {
-    let backend = Backend { base: env("LIVENESS_URL", "http://127.0.0.1:8000"), key: std::env::var("LIVENESS_API_KEY").ok() };
+    let backend =
+        Backend { base: env("LIVENESS_URL", "http://127.0.0.1:8000"), key: std::env::var("LIVENESS_API_KEY").ok() };
     let tenant_id = env("LIVENESS_TENANT_ID", "local");
     let issuer = env("LIVENESS_ISSUER", "urn:liveness:local");
     let reference = std::env::args().nth(1).unwrap_or_else(|| "user-1".to_owned());
     // A fresh nonce per onboarding attempt binds the verdict to this attempt alone.
     let nonce = uuid::Uuid::new_v4().to_string();
 
-    let created = backend.call(
-        "POST",
-        &format!("/api/v1/liveness/sessions?interface=websocket&reference={reference}&nonce={nonce}"),
-    )?;
+    let created = backend
+        .call("POST", &format!("/api/v1/liveness/sessions?interface=websocket&reference={reference}&nonce={nonce}"))?;
     let id = created["session_id"].as_str().ok_or("no session id")?.to_owned();
     let token = created["client_token"].as_str().ok_or("no client token")?;
     println!("Give the end user this link (the session id and its client token, never the API key):");

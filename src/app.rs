@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::verdicts::{KeyError, SigningKeys};
 use crate::service::{AuthMode, Clock, LivenessService, Metering, SystemClock, Tenants};
 use crate::store::dynamodb::DynamoStore;
 use crate::store::{ConnectionStore, ImageStore, MeteringStore, SessionStore, SqliteStore, StoreError, TenantStore};
+use crate::verdicts::{KeyError, SigningKeys};
 use crate::vision::model_files::{antispoof_installed, install_antispoof, shared_antispoof_dir, ANTISPOOF_MISSING};
-use crate::vision::{AnalysisError, Analyzer, AnalyzerOptions, FaceSearch, FrameAnalyzer, FrameObservation, ModelError};
+use crate::vision::{
+    AnalysisError, Analyzer, AnalyzerOptions, FaceSearch, FrameAnalyzer, FrameObservation, ModelError,
+};
 
 /// How often expired sessions are swept from the embedded store, and how long after expiry they are kept (so a
 /// late client reads `expired` rather than "not found").
@@ -94,7 +96,9 @@ impl App {
         let metering = Metering::new(store.clone(), clock.clone());
         let keys = match &config.signing_key_secret {
             // Read once per process (per Lambda container); never from the template or a plain variable.
-            Some(secret) => SigningKeys::from_secret_text(&crate::aws::secret_string(secret).await.map_err(KeyError::Malformed)?)?,
+            Some(secret) => {
+                SigningKeys::from_secret_text(&crate::aws::secret_string(secret).await.map_err(KeyError::Malformed)?)?
+            }
             None => SigningKeys::load_or_create(&config.data_dir, clock.now_ms())?,
         };
         tracing::info!(kid = keys.current_kid(), issuer = %config.issuer, "verdicts signed");

@@ -24,16 +24,12 @@ pub async fn aws_environment() -> aws_config::SdkConfig {
     defaults.timeout_config(timeouts).retry_config(retries).load().await
 }
 
-
 /// The text of a Secrets Manager secret (read with the standard AWS environment; `AWS_ENDPOINT_URL_SECRETS_MANAGER`
 /// points elsewhere for local runs).
 pub async fn secret_string(secret_id: &str) -> Result<String, String> {
     let client = aws_sdk_secretsmanager::Client::new(&aws_environment().await);
-    let output = client
-        .get_secret_value()
-        .secret_id(secret_id)
-        .send()
-        .await
-        .map_err(|e| format!("cannot read secret {secret_id}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(e)))?;
+    let output = client.get_secret_value().secret_id(secret_id).send().await.map_err(|e| {
+        format!("cannot read secret {secret_id}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(e))
+    })?;
     output.secret_string().map(str::to_owned).ok_or_else(|| format!("secret {secret_id} holds no text"))
 }

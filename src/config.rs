@@ -95,7 +95,10 @@ impl Config {
             connection_limits: {
                 let defaults = ConnectionLimits::default();
                 ConnectionLimits {
-                    header_read: Duration::from_secs(var("LIVENESS_HEADER_READ_SECONDS", defaults.header_read.as_secs())?),
+                    header_read: Duration::from_secs(var(
+                        "LIVENESS_HEADER_READ_SECONDS",
+                        defaults.header_read.as_secs(),
+                    )?),
                     max_connections: var("LIVENESS_MAX_CONNECTIONS", defaults.max_connections)?,
                     ..defaults
                 }

@@ -108,8 +108,17 @@ mod tests {
 
     #[test]
     fn malformed_credentials_are_neither_form() {
-        for bad in ["", "lk_", "lk_0123", "lk_0123456789abcdef", "lk_0123456789abcdef_", "lk_0123456789ABCDEF_x",
-            "lk_0123456789abcdefx", "Bearer x", "hello"] {
+        for bad in [
+            "",
+            "lk_",
+            "lk_0123",
+            "lk_0123456789abcdef",
+            "lk_0123456789abcdef_",
+            "lk_0123456789ABCDEF_x",
+            "lk_0123456789abcdefx",
+            "Bearer x",
+            "hello",
+        ] {
             assert_eq!(Presented::parse(bad), None, "{bad:?}");
         }
         let (token, stored) = new_client_token();

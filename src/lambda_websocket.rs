@@ -17,8 +17,8 @@ use base64::Engine;
 use lambda_http::LambdaEvent;
 use serde_json::{json, Value};
 
-use crate::http::problem::Problem;
 use crate::aws::aws_environment;
+use crate::http::problem::Problem;
 use crate::lambda::{function_app, Models};
 use crate::service::{Caller, LivenessService, ServiceError};
 use crate::store::{ConnectionBinding, ConnectionStore, StoreError};

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use liveness::app::{load_analyzer, App};
-use liveness::domain::Policy;
-use liveness::service::{ServiceError, SystemClock};
 use liveness::config::Config;
 use liveness::domain::reported;
+use liveness::domain::Policy;
+use liveness::service::{ServiceError, SystemClock};
 use liveness::vision::model_files::{default_models_dir, install_antispoof};
 use liveness::vision::{AnalysisError, AnalyzerOptions, FaceSearch, FrameAnalyzer};
 use serde_json::{json, Value};
@@ -38,9 +38,10 @@ fn main() -> ExitCode {
     // Logs go to stderr; the commands' answers alone to stdout.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            if serving { "info,liveness=info" } else { "warn" }.into()
-        }))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| if serving { "info,liveness=info" } else { "warn" }.into()),
+        )
         .init();
     let result = match args.first().map(String::as_str) {
         None | Some("serve") => serve(),
@@ -203,9 +204,12 @@ fn usage(args: &[String]) -> Result<ExitCode, String> {
         tenants.find(tenant_id).await.map_err(failed)?;
         let metering = App::metering(&config).await.map_err(|e| e.to_string())?;
         for day in metering.usage(tenant_id, &from, &to).await.map_err(failed)? {
-            println!("{}", json!({ "tenant_id": tenant_id, "date": day.date, "sessions_created": day.sessions_created,
+            println!(
+                "{}",
+                json!({ "tenant_id": tenant_id, "date": day.date, "sessions_created": day.sessions_created,
                 "sessions_live": day.sessions_live, "sessions_not_live": day.sessions_not_live,
-                "frames_analysed": day.frames_analysed }));
+                "frames_analysed": day.frames_analysed })
+            );
         }
         Ok(ExitCode::SUCCESS)
     })

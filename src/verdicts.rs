@@ -93,7 +93,8 @@ impl SigningKeys {
         let mut keys: Vec<String> = match existing {
             None => Vec::new(),
             Some(text) => {
-                let value: serde_json::Value = serde_json::from_str(text).map_err(|e| KeyError::Malformed(e.to_string()))?;
+                let value: serde_json::Value =
+                    serde_json::from_str(text).map_err(|e| KeyError::Malformed(e.to_string()))?;
                 serde_json::from_value(value["keys"].clone()).map_err(|e| KeyError::Malformed(e.to_string()))?
             }
         };
@@ -283,7 +284,8 @@ mod tests {
     fn secret_store_text_rotates_by_appending() {
         let first = SigningKeys::new_secret_text(None).unwrap();
         let second = SigningKeys::new_secret_text(Some(&first)).unwrap();
-        let (one, two) = (SigningKeys::from_secret_text(&first).unwrap(), SigningKeys::from_secret_text(&second).unwrap());
+        let (one, two) =
+            (SigningKeys::from_secret_text(&first).unwrap(), SigningKeys::from_secret_text(&second).unwrap());
         assert_eq!(two.jwks()["keys"][1]["kid"].as_str(), Some(one.current_kid()), "the old key stays published");
         assert_ne!(two.current_kid(), one.current_kid());
         assert!(SigningKeys::from_secret_text(r#"{"keys": []}"#).is_err());

@@ -223,8 +223,8 @@ async fn a_session_created_by_a_relying_party_runs_with_only_its_id_and_token() 
     let tenants = Tenants::new(store.clone(), AuthMode::ApiKeys, clock.clone());
     let policy = liveness::domain::Policy { challenges_min: 1, ..Default::default() };
     let (tenant, _) = tenants.create("Demo tenant", policy).await.unwrap();
-    let service = liveness::service::LivenessService::new(store, analyzer(), clock, Default::default())
-        .with_tenants(tenants);
+    let service =
+        liveness::service::LivenessService::new(store, analyzer(), clock, Default::default()).with_tenants(tenants);
     // The relying party's backend creates the session with its key, as over REST.
     let options = liveness::service::CreateOptions {
         num_challenges: Some(1),

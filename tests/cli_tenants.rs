@@ -10,12 +10,12 @@ use std::process::Command;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
+use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
 use liveness::app::{App, Deployment, Models};
 use liveness::config::Config;
 use serde_json::Value;
 use support::real_models::video_jpegs;
-use futures_util::{SinkExt, StreamExt};
 use tower::ServiceExt;
 
 /// Runs `liveness ARGS` on the data directory; its stdout lines as JSON, or the failure's stderr.
@@ -117,15 +117,23 @@ async fn a_tenant_made_with_the_cli_runs_a_whole_check_and_a_restart_loses_nothi
     assert!(face.width() >= 64 && face.height() >= 64, "{}x{}", face.width(), face.height());
     let token = full["verdict_token"].as_str().unwrap();
     let claims: Value = serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token.split('.').nth(1).unwrap()).unwrap(),
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token.split('.').nth(1).unwrap())
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(claims["reference_image_sha256"].as_str(), Some(liveness::credentials::sha256_hex(&jpeg).as_str()));
-    assert_eq!(call(&router, bearer("GET", &image_path, token_of_session(&session)).body(Body::empty()).unwrap()).await.0,
-        StatusCode::UNAUTHORIZED, "not for the end user");
-    assert_eq!(call(&router, bearer("GET", &image_path, &other).body(Body::empty()).unwrap()).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(&router, bearer("GET", &image_path, token_of_session(&session)).body(Body::empty()).unwrap()).await.0,
+        StatusCode::UNAUTHORIZED,
+        "not for the end user"
+    );
+    assert_eq!(
+        call(&router, bearer("GET", &image_path, &other).body(Body::empty()).unwrap()).await.0,
+        StatusCode::NOT_FOUND
+    );
     // A tenant whose policy keeps none gets none, however good its frames.
-    let (_, other_session) = call(&router, bearer("POST", "/api/v1/liveness/sessions", &other).body(Body::empty()).unwrap()).await;
+    let (_, other_session) =
+        call(&router, bearer("POST", "/api/v1/liveness/sessions", &other).body(Body::empty()).unwrap()).await;
     let other_id = other_session["session_id"].as_str().unwrap();
     for frame in &frames[..4] {
         let request = bearer("POST", &format!("/api/v1/liveness/sessions/{other_id}/frame"), &other)
@@ -141,7 +149,8 @@ async fn a_tenant_made_with_the_cli_runs_a_whole_check_and_a_restart_loses_nothi
 
     // The same over the WebSocket: the backend creates the session, the browser joins it with the token, the
     // final result names the session, and the backend redeems the verdict and verifies it offline.
-    let request = bearer("POST", "/api/v1/liveness/sessions?interface=websocket&passive_frames=3&num_challenges=1", &key);
+    let request =
+        bearer("POST", "/api/v1/liveness/sessions?interface=websocket&passive_frames=3&num_challenges=1", &key);
     let (status, ws_session) = call(&router, request.body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::CREATED, "{ws_session}");
     let ws_id = ws_session["session_id"].as_str().unwrap();
@@ -149,13 +158,17 @@ async fn a_tenant_made_with_the_cli_runs_a_whole_check_and_a_restart_loses_nothi
     let addr = listener.local_addr().unwrap();
     let served = router.clone();
     tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
-    let url = format!("ws://{addr}/api/v1/liveness/ws?session_id={ws_id}&token={}", ws_session["client_token"].as_str().unwrap());
+    let url = format!(
+        "ws://{addr}/api/v1/liveness/ws?session_id={ws_id}&token={}",
+        ws_session["client_token"].as_str().unwrap()
+    );
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("the browser joins its session");
     for frame in &frames[..25] {
         socket.send(tokio_tungstenite::tungstenite::Message::Binary(frame.clone().into())).await.unwrap();
     }
     let final_result = loop {
-        let message = tokio::time::timeout(std::time::Duration::from_secs(60), socket.next()).await.unwrap().unwrap().unwrap();
+        let message =
+            tokio::time::timeout(std::time::Duration::from_secs(60), socket.next()).await.unwrap().unwrap().unwrap();
         let Ok(text) = message.to_text() else { continue };
         let message: Value = serde_json::from_str(text).unwrap_or(Value::Null);
         assert!(message["type"] != "frame_result" || message["confidence"].is_null(), "scores stay hidden: {message}");
@@ -164,8 +177,11 @@ async fn a_tenant_made_with_the_cli_runs_a_whole_check_and_a_restart_loses_nothi
         }
     };
     assert_eq!((final_result["label"].as_str(), final_result["session_id"].as_str()), (Some("REAL"), Some(ws_id)));
-    let (status, redeemed) =
-        call(&router, bearer("POST", &format!("/api/v1/liveness/sessions/{ws_id}/redeem"), &key).body(Body::empty()).unwrap()).await;
+    let (status, redeemed) = call(
+        &router,
+        bearer("POST", &format!("/api/v1/liveness/sessions/{ws_id}/redeem"), &key).body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{redeemed}");
     let (_, jwks) = call(&router, Request::get("/.well-known/jwks.json").body(Body::empty()).unwrap()).await;
     let jwks = serde_json::from_value(jwks).unwrap();
@@ -186,7 +202,8 @@ async fn a_tenant_made_with_the_cli_runs_a_whole_check_and_a_restart_loses_nothi
     assert_eq!(after, full, "the session reads back exactly as before the restart");
 
     // Rotation, revocation and disabling through the CLI take effect on the running service.
-    let rotated = cli(&data_dir, &["tenants", "rotate-key", tenant]).unwrap()[0]["api_key"].as_str().unwrap().to_owned();
+    let rotated =
+        cli(&data_dir, &["tenants", "rotate-key", tenant]).unwrap()[0]["api_key"].as_str().unwrap().to_owned();
     let old_key_id = listed[0]["keys"][0]["key_id"].as_str().unwrap();
     cli(&data_dir, &["tenants", "revoke-key", tenant, old_key_id]).unwrap();
     assert_eq!(call(&router, read(&key).body(Body::empty()).unwrap()).await.0, StatusCode::UNAUTHORIZED);

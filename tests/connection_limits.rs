@@ -114,7 +114,11 @@ async fn a_trickled_frame_body_gets_408_in_time() {
     // A session to send the frame to.
     let id = tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(addr).unwrap();
-        stream.write_all(b"POST /api/v1/liveness/sessions HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        stream
+            .write_all(
+                b"POST /api/v1/liveness/sessions HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
         let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];

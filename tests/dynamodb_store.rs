@@ -9,7 +9,9 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use liveness::domain::{Challenge, ChallengeType, FrameRejection, Session};
-use liveness::service::{Caller, Clock, ServiceError, CreateOptions, LivenessService, ManualClock, ServiceSettings, SystemClock};
+use liveness::service::{
+    Caller, Clock, CreateOptions, LivenessService, ManualClock, ServiceError, ServiceSettings, SystemClock,
+};
 use liveness::store::{SessionStore, StoreError};
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
 use support::dynamo_local::{DynamoLocal, TABLE};

@@ -394,8 +394,12 @@ async fn readiness_names_what_is_missing_and_health_stays_ok() {
     let (status, _, body) = api.send(Request::get("/ready").body(Body::empty()).unwrap()).await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")), "{body}");
     let clock = Arc::new(ManualClock::new(0));
-    let without_models =
-        LivenessService::new(Arc::new(MemoryStore::new()), Arc::new(ScriptedAnalyzer { antispoof: false }), clock, ServiceSettings::default());
+    let without_models = LivenessService::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(ScriptedAnalyzer { antispoof: false }),
+        clock,
+        ServiceSettings::default(),
+    );
     let router = liveness::http::router(without_models, MAX_BYTES);
     let response = router.clone().oneshot(Request::get("/ready").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -54,7 +54,7 @@ async fn secrets_manager(name: &'static str, text: String) -> (String, Arc<Atomi
 async fn functions_serve_a_session_in_dynamodb() {
     let mut server = DynamoLocal::start(None);
     server.store().await; // the table, as SAM would have created it
-    // The signing keys come from Secrets Manager, as deployed (the operator made the text with the CLI's code).
+                          // The signing keys come from Secrets Manager, as deployed (the operator made the text with the CLI's code).
     let secret = liveness::verdicts::SigningKeys::new_secret_text(None).unwrap();
     let kid = liveness::verdicts::SigningKeys::from_secret_text(&secret).unwrap().current_kid().to_owned();
     let (secrets_url, secret_reads) = secrets_manager("liveness-signing-keys", secret).await;

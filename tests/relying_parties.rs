@@ -11,8 +11,8 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
-use liveness::domain::Policy;
 use liveness::domain::policy::{Lockout, Quota};
+use liveness::domain::Policy;
 use liveness::service::{AuthMode, Caller, LivenessService, ManualClock, Metering, ServiceSettings, Tenants};
 use liveness::store::MemoryStore;
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
@@ -42,10 +42,14 @@ impl World {
         let tenants = Tenants::new(store.clone(), mode, clock.clone());
         let (_, key_a) = tenants.create("Tenant A", policy).await.unwrap();
         let (_, key_b) = tenants.create("Tenant B", Policy::default()).await.unwrap();
-        let service =
-            LivenessService::new(store.clone(), Arc::new(ScriptedAnalyzer { antispoof: true }), clock.clone(), settings)
-                .with_tenants(tenants.clone())
-                .with_metering(Metering::new(store, clock.clone()));
+        let service = LivenessService::new(
+            store.clone(),
+            Arc::new(ScriptedAnalyzer { antispoof: true }),
+            clock.clone(),
+            settings,
+        )
+        .with_tenants(tenants.clone())
+        .with_metering(Metering::new(store, clock.clone()));
         let router = liveness::http::router(service.clone(), 1 << 20);
         World { router, service, clock, tenants, key_a: key_a.key, key_b: key_b.key }
     }
@@ -257,7 +261,8 @@ async fn a_websocket_joins_only_a_session_its_relying_party_created_with_its_tok
         }
     }
 
-    let (mut socket, _) = tokio_tungstenite::connect_async(url(&format!("session_id={id}&token={token}"))).await.unwrap();
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(url(&format!("session_id={id}&token={token}"))).await.unwrap();
     let first = socket.next().await.unwrap().unwrap();
     let message: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
     assert_eq!(message, serde_json::json!({"type": "phase", "value": "passive"}));
@@ -277,7 +282,9 @@ fn quick(lockout: Lockout, quota: Quota) -> Policy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn usage_is_exact_after_concurrent_frames_and_reads_per_day() {
-    let world = World::with_policy(quick(Lockout::default(), Quota::default()), AuthMode::ApiKeys, ServiceSettings::default()).await;
+    let world =
+        World::with_policy(quick(Lockout::default(), Quota::default()), AuthMode::ApiKeys, ServiceSettings::default())
+            .await;
     let (id, token) = world.session(&world.key_a).await;
     world.session(&world.key_a).await;
     world.session(&world.key_b).await;
@@ -291,8 +298,11 @@ async fn usage_is_exact_after_concurrent_frames_and_reads_per_day() {
     assert!(usage["tenant_id"].as_str().unwrap().starts_with("t_"));
     let days = usage["days"].as_array().unwrap();
     assert_eq!(days.len(), 2, "every day of the range, zeros included");
-    assert_eq!(days[0], serde_json::json!({"date": "2026-11-29", "sessions_created": 0, "sessions_live": 0,
-        "sessions_not_live": 0, "frames_analysed": 0}));
+    assert_eq!(
+        days[0],
+        serde_json::json!({"date": "2026-11-29", "sessions_created": 0, "sessions_live": 0,
+        "sessions_not_live": 0, "frames_analysed": 0})
+    );
     assert_eq!(days[1]["sessions_created"], 2, "tenant B's session is not A's");
     assert_eq!(days[1]["frames_analysed"], 25, "every frame once, none lost or doubled by the races");
     let (_, other) = world.usage(&world.key_b, "").await;
@@ -315,7 +325,8 @@ async fn usage_is_exact_after_concurrent_frames_and_reads_per_day() {
 #[tokio::test]
 async fn repeated_failures_lock_a_reference_out_and_deleting_erases_nothing() {
     let lockout = Lockout { max_failures: 3, window_seconds: 180, lock_seconds: 1800 };
-    let world = World::with_policy(quick(lockout, Quota::default()), AuthMode::ApiKeys, ServiceSettings::default()).await;
+    let world =
+        World::with_policy(quick(lockout, Quota::default()), AuthMode::ApiKeys, ServiceSettings::default()).await;
     let query = "?num_challenges=1&timeout_seconds=1&reference=user-7";
     // Two checks time out; a third is abandoned after a frame, then deleted: three failures.
     for _ in 0..2 {
@@ -352,7 +363,8 @@ async fn repeated_failures_lock_a_reference_out_and_deleting_erases_nothing() {
 #[tokio::test]
 async fn quotas_answer_429_with_retry_after_and_reset() {
     let quota = Quota { sessions_per_minute: 2, sessions_per_day: 3 };
-    let world = World::with_policy(quick(Lockout::default(), quota), AuthMode::ApiKeys, ServiceSettings::default()).await;
+    let world =
+        World::with_policy(quick(Lockout::default(), quota), AuthMode::ApiKeys, ServiceSettings::default()).await;
     world.clock.advance_ms(30_000); // 12:00:30
     for _ in 0..2 {
         assert_eq!(world.create(Some(&world.key_a), "").await.0, StatusCode::CREATED);
@@ -363,7 +375,11 @@ async fn quotas_answer_429_with_retry_after_and_reset() {
     world.clock.advance_ms(30_000);
     assert_eq!(world.create(Some(&world.key_a), "").await.0, StatusCode::CREATED, "a new minute");
     let (_, code, retry) = world.refused_create(&world.key_a, "").await;
-    assert_eq!((code.as_str(), retry), ("quota_exceeded", Some(12 * 3600 - 60)), "the day's three are used: until midnight UTC (it is 12:01)");
+    assert_eq!(
+        (code.as_str(), retry),
+        ("quota_exceeded", Some(12 * 3600 - 60)),
+        "the day's three are used: until midnight UTC (it is 12:01)"
+    );
 }
 
 #[tokio::test]

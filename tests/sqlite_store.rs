@@ -25,7 +25,12 @@ fn session(now_ms: i64) -> Session {
 }
 
 fn service(store: SqliteStore, clock: Arc<ManualClock>) -> LivenessService {
-    LivenessService::new(Arc::new(store), Arc::new(ScriptedAnalyzer { antispoof: true }), clock, ServiceSettings::default())
+    LivenessService::new(
+        Arc::new(store),
+        Arc::new(ScriptedAnalyzer { antispoof: true }),
+        clock,
+        ServiceSettings::default(),
+    )
 }
 
 #[tokio::test]

@@ -87,8 +87,9 @@ impl World {
 
     /// A one-challenge SMILE-or-other session passed by scripted frames: (id, client token).
     async fn passed_session(&self, query: &str) -> (String, String) {
-        let (status, created) =
-            self.call("POST", &format!("/api/v1/liveness/sessions?num_challenges=1{query}"), Some(&self.key), Body::empty()).await;
+        let (status, created) = self
+            .call("POST", &format!("/api/v1/liveness/sessions?num_challenges=1{query}"), Some(&self.key), Body::empty())
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
         let id = created["session_id"].as_str().unwrap().to_owned();
         let token = created["client_token"].as_str().unwrap().to_owned();
@@ -97,8 +98,9 @@ impl World {
         let performed = support::performances::genuine(support::performances::kind_of_rest_type(&kind));
         for face in neutral.into_iter().chain(performed) {
             self.clock.advance_ms(125);
-            let (status, body) =
-                self.call("POST", &format!("/api/v1/liveness/sessions/{id}/frame"), Some(&token), Body::from(face.frame())).await;
+            let (status, body) = self
+                .call("POST", &format!("/api/v1/liveness/sessions/{id}/frame"), Some(&token), Body::from(face.frame()))
+                .await;
             assert_eq!(status, StatusCode::OK, "{body}");
             if body["session_complete"] == true {
                 assert_eq!(body["is_live"], true, "{body}");
@@ -117,10 +119,12 @@ fn expected<'a>(world: &'a World, id: &'a str, nonce: Option<&'a str>) -> Expect
 async fn an_ended_session_carries_a_token_the_relying_party_verifies_offline() {
     let world = World::new().await;
     let (id, token) = world.passed_session("&reference=user-42&nonce=attempt-9").await;
-    let (_, full) = world.call("GET", &format!("/api/v1/liveness/sessions/{id}"), Some(&world.key), Body::empty()).await;
+    let (_, full) =
+        world.call("GET", &format!("/api/v1/liveness/sessions/{id}"), Some(&world.key), Body::empty()).await;
     let verdict_token = full["verdict_token"].as_str().expect("an ended session's full view has its verdict");
     world.clock.advance_ms(5_000);
-    let (_, again) = world.call("GET", &format!("/api/v1/liveness/sessions/{id}"), Some(&world.key), Body::empty()).await;
+    let (_, again) =
+        world.call("GET", &format!("/api/v1/liveness/sessions/{id}"), Some(&world.key), Body::empty()).await;
     assert_eq!(again["verdict_token"], full["verdict_token"], "every read gets the same token: issued when it ended");
     let jwks = world.jwks().await;
     let verdict = verify(verdict_token, &jwks, &expected(&world, &id, Some("attempt-9"))).unwrap();
@@ -134,17 +138,24 @@ async fn an_ended_session_carries_a_token_the_relying_party_verifies_offline() {
     assert_eq!(verdict.challenges[0]["passed"], true);
     assert_eq!(verdict.iat, world.clock_seconds() - 5, "issued when the session ended");
     assert!(verdict.exp <= full["expires_at"].as_i64().unwrap(), "never valid past the session's TTL");
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(verdict_token.split('.').next().unwrap()).unwrap()).unwrap();
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(verdict_token.split('.').next().unwrap()).unwrap()).unwrap();
     assert_eq!(header["alg"], "EdDSA");
     assert_eq!(jwks.keys[0].common.key_id.as_deref(), header["kid"].as_str());
 
     // The end user reads its session but never the verdict it could replay.
-    let (status, client_view) = world.call("GET", &format!("/api/v1/liveness/sessions/{id}"), Some(&token), Body::empty()).await;
+    let (status, client_view) =
+        world.call("GET", &format!("/api/v1/liveness/sessions/{id}"), Some(&token), Body::empty()).await;
     assert_eq!(status, StatusCode::OK);
     assert!(client_view.get("verdict_token").is_none(), "{client_view}");
     // Another attempt's nonce, another audience, another session: refused by the verifier.
     assert!(verify(verdict_token, &jwks, &expected(&world, &id, Some("attempt-10"))).is_err());
-    assert!(verify(verdict_token, &jwks, &Expected { audience: "t_other", ..expected(&world, &id, Some("attempt-9")) }).is_err());
+    assert!(verify(
+        verdict_token,
+        &jwks,
+        &Expected { audience: "t_other", ..expected(&world, &id, Some("attempt-9")) }
+    )
+    .is_err());
     assert!(verify(verdict_token, &jwks, &expected(&world, "another-session", Some("attempt-9"))).is_err());
 }
 
@@ -158,7 +169,8 @@ impl World {
 async fn forged_tokens_are_refused_by_the_verifier() {
     let world = World::new().await;
     let (id, _) = world.passed_session("").await;
-    let (_, full) = world.call("GET", &format!("/api/v1/liveness/sessions/{id}"), Some(&world.key), Body::empty()).await;
+    let (_, full) =
+        world.call("GET", &format!("/api/v1/liveness/sessions/{id}"), Some(&world.key), Body::empty()).await;
     let good = full["verdict_token"].as_str().unwrap().to_owned();
     let jwks = world.jwks().await;
     let want = expected(&world, &id, None);
@@ -177,9 +189,14 @@ async fn forged_tokens_are_refused_by_the_verifier() {
     // alg none, and HS256 keyed with the public key (the classic confusion).
     let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
     assert!(verify(&format!("{none_header}.{}.", parts[1]), &jwks, &want).is_err(), "alg none");
-    let hs_header = jsonwebtoken::Header { kid: jwks.keys[0].common.key_id.clone(), ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256) };
+    let hs_header = jsonwebtoken::Header {
+        kid: jwks.keys[0].common.key_id.clone(),
+        ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+    };
     let public = URL_SAFE_NO_PAD.encode(b"public key bytes");
-    let hs = jsonwebtoken::encode(&hs_header, &claims, &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()).unwrap()).unwrap();
+    let hs =
+        jsonwebtoken::encode(&hs_header, &claims, &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()).unwrap())
+            .unwrap();
     assert!(verify(&hs, &jwks, &want).is_err(), "HS256");
     // Signed by another deployment's key with the same kid: the signature fails.
     let other = SigningKeys::from_secrets(&[[7u8; 32]]).unwrap();
@@ -194,7 +211,8 @@ async fn after_a_rotation_both_keys_are_published_and_verify() {
     let dir = std::env::temp_dir().join(format!("keys-{}", uuid::Uuid::new_v4()));
     let world = World::on(Arc::new(MemoryStore::new()), &dir).await;
     let (id, _) = world.passed_session("").await;
-    let (_, full) = world.call("GET", &format!("/api/v1/liveness/sessions/{id}"), Some(&world.key), Body::empty()).await;
+    let (_, full) =
+        world.call("GET", &format!("/api/v1/liveness/sessions/{id}"), Some(&world.key), Body::empty()).await;
     let old_token = full["verdict_token"].as_str().unwrap().to_owned();
 
     SigningKeys::rotate(&dir, 1).unwrap();
@@ -202,7 +220,9 @@ async fn after_a_rotation_both_keys_are_published_and_verify() {
     let jwks = restarted.jwks().await;
     assert_eq!(jwks.keys.len(), 2, "current and previous");
     let (new_id, _) = restarted.passed_session("").await;
-    let (_, full) = restarted.call("GET", &format!("/api/v1/liveness/sessions/{new_id}"), Some(&restarted.key), Body::empty()).await;
+    let (_, full) = restarted
+        .call("GET", &format!("/api/v1/liveness/sessions/{new_id}"), Some(&restarted.key), Body::empty())
+        .await;
     let new_token = full["verdict_token"].as_str().unwrap();
     assert!(verify(new_token, &jwks, &expected(&restarted, &new_id, None)).is_ok(), "signed by the new key");
     let old = Expected { audience: &world.tenant_id, ..expected(&restarted, &id, None) };
@@ -212,12 +232,16 @@ async fn after_a_rotation_both_keys_are_published_and_verify() {
 #[tokio::test]
 async fn a_verdict_is_redeemed_once_and_only_when_ready() {
     let world = World::new().await;
-    let (status, running) = world.call("POST", "/api/v1/liveness/sessions?num_challenges=1", Some(&world.key), Body::empty()).await;
+    let (status, running) =
+        world.call("POST", "/api/v1/liveness/sessions?num_challenges=1", Some(&world.key), Body::empty()).await;
     assert_eq!(status, StatusCode::CREATED);
     let running_id = running["session_id"].as_str().unwrap();
-    let (status, body) = world.call("POST", &format!("/api/v1/liveness/sessions/{running_id}/redeem"), Some(&world.key), Body::empty()).await;
+    let (status, body) = world
+        .call("POST", &format!("/api/v1/liveness/sessions/{running_id}/redeem"), Some(&world.key), Body::empty())
+        .await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("session_in_progress")));
-    let (_, full) = world.call("GET", &format!("/api/v1/liveness/sessions/{running_id}"), Some(&world.key), Body::empty()).await;
+    let (_, full) =
+        world.call("GET", &format!("/api/v1/liveness/sessions/{running_id}"), Some(&world.key), Body::empty()).await;
     assert!(full["verdict_token"].is_null(), "no verdict while it runs");
 
     let (id, token) = world.passed_session("&reference=r-1&nonce=n-1").await;
@@ -269,7 +293,9 @@ async fn past_its_ttl_a_finished_session_is_gone_whatever_the_store_still_holds(
     let (id, _) = world.passed_session("").await;
     world.clock.advance_ms(180_000);
     assert!(world.store.get(id.parse().unwrap()).await.is_ok(), "the store still holds it (no sweep yet)");
-    for (method, path) in [("GET", format!("/api/v1/liveness/sessions/{id}")), ("POST", format!("/api/v1/liveness/sessions/{id}/redeem"))] {
+    for (method, path) in
+        [("GET", format!("/api/v1/liveness/sessions/{id}")), ("POST", format!("/api/v1/liveness/sessions/{id}/redeem"))]
+    {
         let (status, body) = world.call(method, &path, Some(&world.key), Body::empty()).await;
         assert_eq!((status, body["code"].as_str()), (StatusCode::GONE, Some("session_expired")), "{method} {path}");
     }

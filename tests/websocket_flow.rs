@@ -234,7 +234,11 @@ async fn a_connection_that_sends_no_frame_is_closed_in_time_while_others_are_ser
         std::sync::Arc::new(liveness::service::SystemClock),
         Default::default(),
     );
-    let limits = SocketLimits { first_frame: Duration::from_millis(800), idle: Duration::from_millis(1500), ..Default::default() };
+    let limits = SocketLimits {
+        first_frame: Duration::from_millis(800),
+        idle: Duration::from_millis(1500),
+        ..Default::default()
+    };
     let limits = liveness::http::HttpLimits { socket: limits, ..Default::default() };
     let router = liveness::http::router_with(service, 256 * 1024, limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -243,7 +247,8 @@ async fn a_connection_that_sends_no_frame_is_closed_in_time_while_others_are_ser
     let url = format!("ws://{addr}/api/v1/liveness/ws?passive_frames=3&num_challenges=1");
 
     let started = Instant::now();
-    let idle: Vec<_> = futures_util::future::join_all((0..20).map(|_| tokio_tungstenite::connect_async(url.clone()))).await;
+    let idle: Vec<_> =
+        futures_util::future::join_all((0..20).map(|_| tokio_tungstenite::connect_async(url.clone()))).await;
     let (mut busy, _) = tokio_tungstenite::connect_async(url.clone()).await.unwrap();
     // A normal client keeps sending and is served the whole time.
     use futures_util::{SinkExt, StreamExt};
@@ -262,7 +267,9 @@ async fn a_connection_that_sends_no_frame_is_closed_in_time_while_others_are_ser
         let (mut socket, _) = connection.unwrap();
         let closed = loop {
             match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("closed in time") {
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
+                    break frame.map(|f| u16::from(f.code))
+                }
                 Some(Ok(_)) => continue,
                 other => panic!("{other:?}"),
             }

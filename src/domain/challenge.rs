@@ -84,7 +84,10 @@ impl ChallengeType {
     /// Whether the challenge moves the head (a turn or a look): judged with motion continuity, so two stills
     /// cannot pass it.
     pub fn is_head_movement(self) -> bool {
-        matches!(self, ChallengeType::TurnLeft | ChallengeType::TurnRight | ChallengeType::LookUp | ChallengeType::LookDown)
+        matches!(
+            self,
+            ChallengeType::TurnLeft | ChallengeType::TurnRight | ChallengeType::LookUp | ChallengeType::LookDown
+        )
     }
 
     /// The spec's wire name, e.g. `TURN_LEFT`.

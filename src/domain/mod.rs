@@ -9,10 +9,10 @@ pub mod session;
 
 pub use challenge::{draw_challenges, draw_challenges_with_head_movement, Challenge, ChallengeType};
 pub use judge::{Feedback, JudgeConfig};
-pub use policy::{Policy, PolicyViolation};
 pub use observation::{
     BoundingBox, FaceObservation, FaceQuality, FrameObservation, HeadPose, StageTimings, TrackingHint,
 };
+pub use policy::{Policy, PolicyViolation};
 /// A measurement as reported to clients and people: three decimals (finer digits are noise), as `f64` so that
 /// JSON prints exactly those digits.
 pub fn reported(value: f32) -> f64 {

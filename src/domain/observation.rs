@@ -138,7 +138,6 @@ pub struct StageTimings {
     pub total: f32,
 }
 
-
 /// Where the analyser found the face, for it to look there again in the next frame. The domain stores it with the
 /// session and hands it back, but never interprets it: its meaning belongs to whoever produced it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

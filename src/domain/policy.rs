@@ -159,7 +159,10 @@ impl Policy {
         } else {
             Err(PolicyViolation {
                 parameter: "passive_frames",
-                message: format!("must be at least {} under this tenant's policy, got {frames}", self.passive_frames_min),
+                message: format!(
+                    "must be at least {} under this tenant's policy, got {frames}",
+                    self.passive_frames_min
+                ),
             })
         }
     }

@@ -2,8 +2,8 @@
 
 mod extract;
 mod page;
-pub mod serve;
 pub mod problem;
+pub mod serve;
 pub mod views;
 pub mod websocket;
 
@@ -18,8 +18,8 @@ use serde_json::json;
 use crate::service::metering::utc_date;
 use crate::service::{AuthMode, Caller, CreateOptions, Interface, LivenessService};
 use crate::vision::model_files::ANTISPOOF_MISSING;
-use problem::Problem;
 use extract::{QueryPairs, SessionId};
+use problem::Problem;
 use views::{CreatedView, FrameView, FullSessionView, RedeemedView, SessionView};
 
 /// What `/health` says while authentication is off.
@@ -149,7 +149,8 @@ async fn get_session(
     Ok(match caller {
         // The end user sees its session, never the verdict it could replay.
         Caller::Client(_) => Json(view).into_response(),
-        _ => Json(FullSessionView { session: view, verdict_token: state.service.verdict_token(&session) }).into_response(),
+        _ => Json(FullSessionView { session: view, verdict_token: state.service.verdict_token(&session) })
+            .into_response(),
     })
 }
 
@@ -197,19 +198,16 @@ async fn submit_frame(
     request: Request,
 ) -> Result<Json<FrameView>, Problem> {
     let caller = caller(&state, request.headers()).await?;
-    let bytes = tokio::time::timeout(state.limits.body_read, frame_bytes(request, state.max_frame_bytes))
-        .await
-        .map_err(|_| Problem::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the frame did not arrive in time"))??;
+    let bytes =
+        tokio::time::timeout(state.limits.body_read, frame_bytes(request, state.max_frame_bytes)).await.map_err(
+            |_| Problem::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the frame did not arrive in time"),
+        )??;
     let result = state.service.submit_frame(&caller, id, bytes).await?;
     Ok(Json(FrameView::from(&result)))
 }
 
 /// `GET /api/v1/usage?from=YYYY-MM-DD&to=YYYY-MM-DD` (the tenant's key): usage per UTC day; both default to today.
-async fn usage(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    query: QueryPairs,
-) -> Result<Response, Problem> {
+async fn usage(State(state): State<AppState>, headers: HeaderMap, query: QueryPairs) -> Result<Response, Problem> {
     let caller = caller(&state, &headers).await?;
     let today = utc_date(state.service.now_ms());
     let from = query.get("from").map_or_else(|| today.clone(), str::to_owned);

@@ -151,9 +151,9 @@ impl Metering {
     pub async fn check_lockout(&self, tenant_id: &str, reference: &str) -> Result<(), ServiceError> {
         let now = self.clock.now_ms();
         match self.store.subject(tenant_id, reference).await? {
-            Some(record) if record.locked_until_ms > now => Err(ServiceError::TooManyAttempts {
-                retry_after_seconds: seconds_until(now, record.locked_until_ms),
-            }),
+            Some(record) if record.locked_until_ms > now => {
+                Err(ServiceError::TooManyAttempts { retry_after_seconds: seconds_until(now, record.locked_until_ms) })
+            }
             _ => Ok(()),
         }
     }

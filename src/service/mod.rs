@@ -1,9 +1,9 @@
 //! The liveness service: create, submit a frame, read, cancel. Both transports call it; it orchestrates the
 //! store, the analyser and the domain and holds no rules of its own beyond parameter bounds.
 
-use std::sync::Arc;
 #[cfg(any(test, feature = "test-support"))]
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -17,18 +17,18 @@ pub use tenants::{AuthMode, Caller, Tenants};
 pub const LOCAL_TENANT: &str = "local";
 
 use crate::credentials;
-use crate::verdicts::{self, SigningKeys};
 use crate::domain::{
     draw_challenges, draw_challenges_with_head_movement, ChallengeType, FrameOutcome, FrameRejection, Owner, Policy,
     PolicyViolation, ReferenceImage, Session, SessionRules, SessionState,
 };
+use crate::verdicts::{self, SigningKeys};
 
 /// The largest reference image kept, bytes.
 pub const MAX_REFERENCE_IMAGE_BYTES: usize = 100_000;
 use crate::store::{ImageStore, MemoryStore, SessionStore, StoreError, UsageDay, UsageDelta};
 use crate::vision::reference::reference_jpeg;
-use crate::vision::{DecodeLimits, FrameObservation};
 use crate::vision::{AnalysisError, DecodeError, FaceSearch, FrameAnalyzer};
+use crate::vision::{DecodeLimits, FrameObservation};
 
 /// Server time in epoch milliseconds; injected so tests can move it.
 pub trait Clock: Send + Sync {
@@ -553,9 +553,9 @@ impl LivenessService {
                     if !stored.state.is_terminal() {
                         self.account(&stored, &session).await;
                     }
-                    let verdict_token = self.verdict_token(&session).ok_or_else(|| {
-                        ServiceError::Internal("an ended session has no verdict".into())
-                    })?;
+                    let verdict_token = self
+                        .verdict_token(&session)
+                        .ok_or_else(|| ServiceError::Internal("an ended session has no verdict".into()))?;
                     tracing::info!(session = %id, "verdict redeemed");
                     return Ok(Redeemed { session, verdict_token });
                 }

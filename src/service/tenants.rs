@@ -115,8 +115,13 @@ impl Tenants {
         }
         policy.validate().map_err(ServiceError::PolicyViolation)?;
         let now = self.clock.now_ms();
-        let tenant =
-            Tenant { id: credentials::new_tenant_id(), name: name.to_owned(), policy, disabled: false, created_at_ms: now };
+        let tenant = Tenant {
+            id: credentials::new_tenant_id(),
+            name: name.to_owned(),
+            policy,
+            disabled: false,
+            created_at_ms: now,
+        };
         let key = NewApiKey::generate();
         self.store.create_tenant(&tenant, &self.record(&tenant.id, &key)).await?;
         tracing::info!(tenant = %tenant.id, key = %key.key_id, "tenant created");

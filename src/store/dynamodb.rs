@@ -432,9 +432,7 @@ impl MeteringStore for DynamoStore {
                 .update_item()
                 .table_name(&self.table)
                 .key(KEY, AttributeValue::S(format!("{USAGE_PREFIX}{tenant_id}#{date}")))
-                .update_expression(
-                    "SET #tenant = :tenant, #date = :date ADD #c0 :c0, #c1 :c1, #c2 :c2, #c3 :c3",
-                )
+                .update_expression("SET #tenant = :tenant, #date = :date ADD #c0 :c0, #c1 :c1, #c2 :c2, #c3 :c3")
                 .expression_attribute_names("#tenant", TENANT_ID)
                 .expression_attribute_names("#date", DATE)
                 .expression_attribute_values(":tenant", AttributeValue::S(tenant_id.to_owned()))
@@ -459,7 +457,9 @@ impl MeteringStore for DynamoStore {
                     .scan()
                     .table_name(&self.table)
                     .consistent_read(true)
-                    .filter_expression("#tenant = :tenant AND begins_with(#key, :prefix) AND #date BETWEEN :from AND :to")
+                    .filter_expression(
+                        "#tenant = :tenant AND begins_with(#key, :prefix) AND #date BETWEEN :from AND :to",
+                    )
                     .expression_attribute_names("#tenant", TENANT_ID)
                     .expression_attribute_names("#key", KEY)
                     .expression_attribute_names("#date", DATE)

@@ -141,8 +141,12 @@ impl SqliteStore {
             transaction
                 .execute("DELETE FROM connections WHERE expires_at_ms < ?1", params![cutoff_ms])
                 .map_err(unavailable)?;
-            transaction.execute("DELETE FROM counters WHERE expires_at_ms < ?1", params![cutoff_ms]).map_err(unavailable)?;
-            transaction.execute("DELETE FROM images WHERE expires_at_ms < ?1", params![cutoff_ms]).map_err(unavailable)?;
+            transaction
+                .execute("DELETE FROM counters WHERE expires_at_ms < ?1", params![cutoff_ms])
+                .map_err(unavailable)?;
+            transaction
+                .execute("DELETE FROM images WHERE expires_at_ms < ?1", params![cutoff_ms])
+                .map_err(unavailable)?;
             transaction.commit().map_err(unavailable)?;
             Ok(swept)
         })
@@ -197,9 +201,9 @@ impl SessionStore for SqliteStore {
     }
 
     fn get(&self, id: Uuid) -> StoreFuture<'_, Session> {
-        Box::pin(self.with(move |connection| {
-            body(connection, "SELECT body FROM sessions WHERE id = ?1", &id.to_string())
-        }))
+        Box::pin(
+            self.with(move |connection| body(connection, "SELECT body FROM sessions WHERE id = ?1", &id.to_string())),
+        )
     }
 
     fn update<'a>(&'a self, session: &'a Session, expected_version: u64) -> StoreFuture<'a, ()> {
@@ -226,8 +230,9 @@ impl SessionStore for SqliteStore {
 
     fn delete(&self, id: Uuid) -> StoreFuture<'_, ()> {
         Box::pin(self.with(move |connection| {
-            let deleted =
-                connection.execute("DELETE FROM sessions WHERE id = ?1", params![id.to_string()]).map_err(unavailable)?;
+            let deleted = connection
+                .execute("DELETE FROM sessions WHERE id = ?1", params![id.to_string()])
+                .map_err(unavailable)?;
             if deleted == 0 {
                 Err(StoreError::NotFound)
             } else {
@@ -357,7 +362,11 @@ impl TenantStore for SqliteStore {
     fn keys<'a>(&'a self, tenant_id: &'a str) -> StoreFuture<'a, Vec<ApiKeyRecord>> {
         let tenant_id = tenant_id.to_owned();
         Box::pin(self.with(move |connection| {
-            bodies(connection, "SELECT body FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at_ms, key_id", tenant_id)
+            bodies(
+                connection,
+                "SELECT body FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at_ms, key_id",
+                tenant_id,
+            )
         }))
     }
 

@@ -5,8 +5,8 @@
 //! - pitch > 0: the user looks up; pitch < 0: down.
 //! - roll > 0: the head tilts toward the user's left shoulder.
 
-use image::RgbImage;
 pub use crate::domain::{FaceQuality, HeadPose};
+use image::RgbImage;
 
 use super::geometry::{luma, resample, Border, CropRegion};
 use super::mesh::Mesh;

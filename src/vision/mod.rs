@@ -16,16 +16,16 @@ pub mod fake;
 pub mod geometry;
 pub mod mesh;
 pub mod model_files;
-pub mod reference;
 pub mod onnx;
+pub mod reference;
 
 use std::path::Path;
 use std::time::Instant;
 
-pub use decode::{decode_frame, DecodeError, DecodeLimits};
 pub use crate::domain::observation::{
     BoundingBox, FaceObservation, FaceQuality, FrameObservation, HeadPose, StageTimings, TrackingHint,
 };
+pub use decode::{decode_frame, DecodeError, DecodeLimits};
 pub use geometry::CropRegion;
 pub use onnx::ModelError;
 

@@ -214,7 +214,12 @@ mod tests {
                        "session_id": "00000000-0000-0000-0000-000000000000"}),
             ),
             (
-                ServerMessage::FinalResult { label: Label::Fake, passed: vec![], session_id: uuid::Uuid::nil(), confidence: None },
+                ServerMessage::FinalResult {
+                    label: Label::Fake,
+                    passed: vec![],
+                    session_id: uuid::Uuid::nil(),
+                    confidence: None,
+                },
                 json!({"type": "final_result", "label": "FAKE", "passed": [],
                        "session_id": "00000000-0000-0000-0000-000000000000"}),
             ),

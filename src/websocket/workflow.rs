@@ -171,7 +171,13 @@ impl Workflow {
                 if self.defer_opening && result.before.frames_received == 0 {
                     messages = opening(&result.before);
                 }
-                messages.extend(transition(&result.before, &result.session, Some(&result.outcome), options.feedback, self.rules()));
+                messages.extend(transition(
+                    &result.before,
+                    &result.session,
+                    Some(&result.outcome),
+                    options.feedback,
+                    self.rules(),
+                ));
                 Reply::after(&result.session, messages)
             }
             Err(ServiceError::Rejected(FrameRejection::Ended(_) | FrameRejection::Expired)) => self.on_tick(id).await,

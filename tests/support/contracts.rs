@@ -6,7 +6,13 @@ use liveness::domain::Policy;
 use liveness::store::{ApiKeyRecord, MeteringStore, StoreError, SubjectRecord, Tenant, TenantStore, UsageDelta};
 
 fn tenant(id: &str, created_at_ms: i64) -> Tenant {
-    Tenant { id: id.to_owned(), name: format!("name of {id}"), policy: Policy::default(), disabled: false, created_at_ms }
+    Tenant {
+        id: id.to_owned(),
+        name: format!("name of {id}"),
+        policy: Policy::default(),
+        disabled: false,
+        created_at_ms,
+    }
 }
 
 fn key(key_id: &str, tenant_id: &str, created_at_ms: i64) -> ApiKeyRecord {
@@ -52,7 +58,8 @@ pub async fn metering_store_contract(store: Arc<dyn MeteringStore>) {
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                let delta = UsageDelta { frames_analysed: 1, sessions_created: u64::from(i == 0), ..Default::default() };
+                let delta =
+                    UsageDelta { frames_analysed: 1, sessions_created: u64::from(i == 0), ..Default::default() };
                 store.add_usage("t_a", "2026-11-30", delta).await
             })
         })

@@ -146,7 +146,9 @@ pub fn assert_spec_message(message: &Value) {
             // The spec's two fields plus what a client needs to show the challenge without a table of its own.
             assert_eq!(keys, ["action", "cue", "instruction", "timeout_seconds", "type"]);
             assert!(actions.contains(&message["action"].as_str().unwrap()), "{message}");
-            assert!(!message["instruction"].as_str().unwrap().is_empty() && !message["cue"].as_str().unwrap().is_empty());
+            assert!(
+                !message["instruction"].as_str().unwrap().is_empty() && !message["cue"].as_str().unwrap().is_empty()
+            );
             assert!(message["timeout_seconds"].as_f64().is_some_and(|t| t > 0.0), "{message}");
         }
         "challenge_result" => {
