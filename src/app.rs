@@ -20,6 +20,12 @@ use crate::vision::{
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 const KEEP_EXPIRED_MS: i64 = 5 * 60 * 1000;
 
+/// What the operator's CLI works with: tenants and their usage, on one store.
+pub struct Operator {
+    pub tenants: Tenants,
+    pub metering: Metering,
+}
+
 /// Where the service runs, which decides its store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deployment {
@@ -110,17 +116,15 @@ impl App {
         Ok(App { config, store, service })
     }
 
-    /// The tenants of the store `config` names, for the operator's CLI (the local server may be running on the
+    /// The operator's tools over the store `config` names, for the CLI (the local server may be running on the
     /// same store: the embedded one allows a second process).
-    pub async fn tenants(config: &Config) -> Result<Tenants, StartError> {
+    pub async fn operator(config: &Config) -> Result<Operator, StartError> {
         let store = open_store(config, Deployment::Local, None).await?;
-        Ok(Tenants::new(store, AuthMode::ApiKeys, Arc::new(SystemClock)))
-    }
-
-    /// The usage metering of the store `config` names, for the operator's CLI.
-    pub async fn metering(config: &Config) -> Result<Metering, StartError> {
-        let store = open_store(config, Deployment::Local, None).await?;
-        Ok(Metering::new(store, Arc::new(SystemClock)))
+        let clock = Arc::new(SystemClock);
+        Ok(Operator {
+            tenants: Tenants::new(store.clone(), AuthMode::ApiKeys, clock.clone()),
+            metering: Metering::new(store, clock),
+        })
     }
 
     /// The REST API and WebSocket router over this app's service.

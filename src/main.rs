@@ -141,13 +141,17 @@ fn describe(file: &str, observation: &liveness::vision::FrameObservation) -> Val
     value
 }
 
+/// A service failure as the CLI reports it.
+fn failed(error: ServiceError) -> String {
+    format!("{}: {}", error.code(), error.client_message())
+}
+
 fn tenants(args: &[String]) -> Result<ExitCode, String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     runtime.block_on(async {
-        let tenants = App::tenants(&config).await.map_err(|e| e.to_string())?;
-        let failed = |e: ServiceError| format!("{}: {}", e.code(), e.client_message());
+        let tenants = App::operator(&config).await.map_err(|e| e.to_string())?.tenants;
         match args.as_slice() {
             ["create", name, rest @ ..] => {
                 let policy = match rest {
@@ -199,11 +203,9 @@ fn usage(args: &[String]) -> Result<ExitCode, String> {
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let failed = |e: ServiceError| format!("{}: {}", e.code(), e.client_message());
-        let tenants = App::tenants(&config).await.map_err(|e| e.to_string())?;
-        tenants.find(tenant_id).await.map_err(failed)?;
-        let metering = App::metering(&config).await.map_err(|e| e.to_string())?;
-        for day in metering.usage(tenant_id, &from, &to).await.map_err(failed)? {
+        let operator = App::operator(&config).await.map_err(|e| e.to_string())?;
+        operator.tenants.find(tenant_id).await.map_err(failed)?;
+        for day in operator.metering.usage(tenant_id, &from, &to).await.map_err(failed)? {
             println!(
                 "{}",
                 json!({ "tenant_id": tenant_id, "date": day.date, "sessions_created": day.sessions_created,

@@ -59,11 +59,22 @@ fn kid_of(key: &SigningKey) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(key.verifying_key().as_bytes())[..16])
 }
 
-fn new_stored_key(now_ms: i64) -> StoredKey {
+fn random_secret() -> [u8; 32] {
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.try_fill_bytes(&mut secret).expect("the OS's secure generator works");
+    secret
+}
+
+fn new_stored_key(now_ms: i64) -> StoredKey {
+    let secret = random_secret();
     let key = SigningKey::from_bytes(&secret);
     StoredKey { kid: kid_of(&key), created_at_ms: now_ms, secret: URL_SAFE_NO_PAD.encode(secret) }
+}
+
+/// A 32-byte Ed25519 secret from its base64url text.
+fn decode_secret(text: &str) -> Result<[u8; 32], KeyError> {
+    let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|e| KeyError::Malformed(e.to_string()))?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyError::Malformed("not 32 bytes".into()))
 }
 
 impl SigningKeys {
@@ -76,6 +87,11 @@ impl SigningKeys {
         Ok(SigningKeys { keys })
     }
 
+    /// One new key of this process alone, kept nowhere (for services built without a key store: tests, tools).
+    pub fn generate() -> SigningKeys {
+        Self::from_secrets(&[random_secret()]).expect("one key")
+    }
+
     /// Keys from a secret store's text: `{"keys": ["<base64url 32-byte secret>", ...]}`, oldest first.
     pub fn from_secret_text(text: &str) -> Result<SigningKeys, KeyError> {
         #[derive(Deserialize)]
@@ -83,9 +99,8 @@ impl SigningKeys {
             keys: Vec<String>,
         }
         let secret: Secret = serde_json::from_str(text).map_err(|e| KeyError::Malformed(e.to_string()))?;
-        let stored: Vec<StoredKey> =
-            secret.keys.into_iter().map(|secret| StoredKey { kid: String::new(), created_at_ms: 0, secret }).collect();
-        Self::from_stored(&stored)
+        let secrets = secret.keys.iter().map(|key| decode_secret(key)).collect::<Result<Vec<_>, _>>()?;
+        Self::from_secrets(&secrets)
     }
 
     /// A secret store's text with one new key after those of `existing` (the operator's rotation on AWS).
@@ -126,13 +141,7 @@ impl SigningKeys {
     }
 
     fn from_stored(stored: &[StoredKey]) -> Result<SigningKeys, KeyError> {
-        let secrets = stored
-            .iter()
-            .map(|key| {
-                let bytes = URL_SAFE_NO_PAD.decode(&key.secret).map_err(|e| KeyError::Malformed(e.to_string()))?;
-                <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyError::Malformed("not 32 bytes".into()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let secrets = stored.iter().map(|key| decode_secret(&key.secret)).collect::<Result<Vec<_>, _>>()?;
         Self::from_secrets(&secrets)
     }
 

@@ -8,42 +8,20 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
-use liveness::domain::{Challenge, ChallengeType, FrameRejection, Session};
+use liveness::domain::FrameRejection;
 use liveness::service::{
     Caller, Clock, CreateOptions, LivenessService, ManualClock, ServiceError, ServiceSettings, SystemClock,
 };
-use liveness::store::{SessionStore, StoreError};
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
 use support::dynamo_local::{DynamoLocal, TABLE};
 use tower::ServiceExt;
-use uuid::Uuid;
-
-fn session(now_ms: i64) -> Session {
-    Session::new(Uuid::new_v4(), vec![Challenge { kind: ChallengeType::Smile, timeout_seconds: 5.0 }], now_ms, 180_000)
-}
 
 #[tokio::test]
 async fn create_read_update_delete_with_conditions() {
     let server = DynamoLocal::start(None);
     let store = server.store().await;
     store.ensure_table().await.expect("creating an existing table is fine");
-    let mut s = session(1_000);
-    store.create(&s).await.unwrap();
-    assert_eq!(store.create(&s).await, Err(StoreError::AlreadyExists));
-    assert_eq!(store.get(s.id).await.unwrap(), s);
-
-    s.version = 1;
-    s.frames_received = 1;
-    store.update(&s, 0).await.unwrap();
-    assert_eq!(store.get(s.id).await.unwrap().frames_received, 1);
-    let stale = Session { version: 1, frames_received: 7, ..s.clone() };
-    assert_eq!(store.update(&stale, 0).await, Err(StoreError::Conflict));
-    assert_eq!(store.get(s.id).await.unwrap(), s, "a conflicting write changes nothing");
-
-    store.delete(s.id).await.unwrap();
-    assert_eq!(store.get(s.id).await, Err(StoreError::NotFound));
-    assert_eq!(store.delete(s.id).await, Err(StoreError::NotFound));
-    assert_eq!(store.update(&Session { version: 2, ..s.clone() }, 1).await, Err(StoreError::NotFound));
+    support::contracts::session_store_contract(&store).await;
 }
 
 #[tokio::test]

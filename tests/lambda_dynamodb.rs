@@ -71,7 +71,7 @@ async fn functions_serve_a_session_in_dynamodb() {
 
     // The functions always authenticate: a tenant made as the operator would, with the CLI's code, in DynamoDB.
     let config = liveness::config::Config::from_env().unwrap();
-    let tenants = liveness::app::App::tenants(&config).await.unwrap();
+    let tenants = liveness::app::App::operator(&config).await.unwrap().tenants;
     let (_, key) = tenants.create("Lambda tenant", liveness::domain::Policy::default()).await.unwrap();
     let event = |name: &str| with_credential(event(name), &key.key);
     let anonymous = handle_event(create.clone(), support::events::event("create.json")).await;

@@ -218,7 +218,8 @@ async fn the_websocket_function_pushes_the_same_sequence_as_the_local_server() {
     assert_eq!(refused["statusCode"], 401, "no session of a relying party: {refused}");
     let config = liveness::config::Config::from_env().unwrap();
     let policy = liveness::domain::Policy { client_scores: true, ..Default::default() };
-    let (_, key) = liveness::app::App::tenants(&config).await.unwrap().create("WS tenant", policy).await.unwrap();
+    let (_, key) =
+        liveness::app::App::operator(&config).await.unwrap().tenants.create("WS tenant", policy).await.unwrap();
     let create = liveness::lambda::function_router(liveness::lambda::Models::Skip).await.unwrap();
     let mut create_event = support::events::with_credential(event("create.json"), &key.key);
     create_event["rawQueryString"] = json!("interface=websocket&passive_frames=3");

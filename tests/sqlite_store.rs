@@ -6,11 +6,12 @@ mod support;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use liveness::domain::{Challenge, ChallengeType, Session, SessionState};
+use liveness::domain::SessionState;
 use liveness::service::{Caller, CreateOptions, LivenessService, ManualClock, ServiceSettings};
 use liveness::store::sqlite::SqliteStore;
 use liveness::store::{ConnectionBinding, ConnectionStore, SessionStore, StoreError};
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
+use support::contracts::session;
 use uuid::Uuid;
 
 /// A fresh data directory under the system's temporary folder.
@@ -18,10 +19,6 @@ fn data_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("liveness-test-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn session(now_ms: i64) -> Session {
-    Session::new(Uuid::new_v4(), vec![Challenge { kind: ChallengeType::Smile, timeout_seconds: 5.0 }], now_ms, 180_000)
 }
 
 fn service(store: SqliteStore, clock: Arc<ManualClock>) -> LivenessService {
@@ -36,23 +33,7 @@ fn service(store: SqliteStore, clock: Arc<ManualClock>) -> LivenessService {
 #[tokio::test]
 async fn create_read_update_delete_with_conditions() {
     let store = SqliteStore::open(&data_dir()).unwrap();
-    let mut s = session(1_000);
-    store.create(&s).await.unwrap();
-    assert_eq!(store.create(&s).await, Err(StoreError::AlreadyExists));
-    assert_eq!(store.get(s.id).await.unwrap(), s);
-
-    s.version = 1;
-    s.frames_received = 1;
-    store.update(&s, 0).await.unwrap();
-    assert_eq!(store.get(s.id).await.unwrap().frames_received, 1);
-    let stale = Session { version: 1, frames_received: 7, ..s.clone() };
-    assert_eq!(store.update(&stale, 0).await, Err(StoreError::Conflict));
-    assert_eq!(store.get(s.id).await.unwrap(), s, "a conflicting write changes nothing");
-
-    store.delete(s.id).await.unwrap();
-    assert_eq!(store.get(s.id).await, Err(StoreError::NotFound));
-    assert_eq!(store.delete(s.id).await, Err(StoreError::NotFound));
-    assert_eq!(store.update(&Session { version: 2, ..s.clone() }, 1).await, Err(StoreError::NotFound));
+    support::contracts::session_store_contract(&store).await;
 }
 
 #[tokio::test]

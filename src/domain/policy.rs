@@ -124,32 +124,12 @@ impl Policy {
 
     /// Checks a session's number of challenges against the policy.
     pub fn check_challenges(&self, count: u32) -> Result<(), PolicyViolation> {
-        if (self.challenges_min..=self.challenges_max).contains(&count) {
-            Ok(())
-        } else {
-            Err(PolicyViolation {
-                parameter: "num_challenges",
-                message: format!(
-                    "must be between {} and {} under this tenant's policy, got {count}",
-                    self.challenges_min, self.challenges_max
-                ),
-            })
-        }
+        within("num_challenges", count, self.challenges_min, self.challenges_max)
     }
 
     /// Checks a challenge's time limit against the policy.
     pub fn check_timeout(&self, seconds: f64) -> Result<(), PolicyViolation> {
-        if (self.timeout_seconds_min..=self.timeout_seconds_max).contains(&seconds) {
-            Ok(())
-        } else {
-            Err(PolicyViolation {
-                parameter: "timeout_seconds",
-                message: format!(
-                    "must be between {} and {} under this tenant's policy, got {seconds}",
-                    self.timeout_seconds_min, self.timeout_seconds_max
-                ),
-            })
-        }
+        within("timeout_seconds", seconds, self.timeout_seconds_min, self.timeout_seconds_max)
     }
 
     /// Checks a WebSocket session's passive frames against the policy.
@@ -180,6 +160,21 @@ impl Policy {
     /// The challenge types to draw from, of those an interface offers.
     pub fn pool(&self, offered: &[ChallengeType]) -> Vec<ChallengeType> {
         offered.iter().copied().filter(|c| self.allowed_challenges.contains(c)).collect()
+    }
+}
+
+/// `value` of `parameter` inside the policy's range `min..=max`, or the violation naming the range.
+fn within<T: PartialOrd + std::fmt::Display>(
+    parameter: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), PolicyViolation> {
+    if min <= value && value <= max {
+        Ok(())
+    } else {
+        let message = format!("must be between {min} and {max} under this tenant's policy, got {value}");
+        Err(PolicyViolation { parameter, message })
     }
 }
 

@@ -30,7 +30,7 @@ pub struct QueryPairs(pub Vec<(String, String)>);
 impl QueryPairs {
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+        crate::service::query_value(&self.0, name)
     }
 }
 

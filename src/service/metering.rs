@@ -60,8 +60,8 @@ pub fn date_range(from: &str, to: &str, max_days: i64) -> Option<Vec<String>> {
     Some((0..days).map(|d| utc_date(start + d * DAY_MS)).collect())
 }
 
-/// Seconds from `now_ms` until `until_ms`, at least one.
-fn seconds_until(now_ms: i64, until_ms: i64) -> u64 {
+/// Seconds from `now_ms` until `until_ms`, at least one (a `Retry-After`).
+pub fn seconds_until(now_ms: i64, until_ms: i64) -> u64 {
     ((until_ms - now_ms).max(0) as u64).div_ceil(1000).max(1)
 }
 

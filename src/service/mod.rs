@@ -13,22 +13,26 @@ pub mod tenants;
 pub use metering::Metering;
 pub use tenants::{AuthMode, Caller, Tenants};
 
-/// The tenant id usage is metered under while authentication is off (the implicit local tenant).
-pub const LOCAL_TENANT: &str = "local";
-
 use crate::credentials;
 use crate::domain::{
     draw_challenges, draw_challenges_with_head_movement, ChallengeType, FrameOutcome, FrameRejection, Owner, Policy,
     PolicyViolation, ReferenceImage, Session, SessionRules, SessionState,
 };
+use crate::store::{ImageStore, MemoryStore, SessionStore, StoreError, UsageDay, UsageDelta};
 use crate::verdicts::{self, SigningKeys};
+use crate::vision::reference::reference_jpeg;
+use crate::vision::{AnalysisError, DecodeError, DecodeLimits, FaceSearch, FrameAnalyzer, FrameObservation};
+
+/// The tenant id usage is metered under while authentication is off (the implicit local tenant).
+pub const LOCAL_TENANT: &str = "local";
 
 /// The largest reference image kept, bytes.
 pub const MAX_REFERENCE_IMAGE_BYTES: usize = 100_000;
-use crate::store::{ImageStore, MemoryStore, SessionStore, StoreError, UsageDay, UsageDelta};
-use crate::vision::reference::reference_jpeg;
-use crate::vision::{AnalysisError, DecodeError, FaceSearch, FrameAnalyzer};
-use crate::vision::{DecodeLimits, FrameObservation};
+
+/// The first value of query parameter `name`.
+pub fn query_value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+}
 
 /// Server time in epoch milliseconds; injected so tests can move it.
 pub trait Clock: Send + Sync {
@@ -197,8 +201,10 @@ impl ServiceError {
     }
 }
 
-/// Records when a session ended, on the write that ends it: the time its verdict is issued at.
-fn mark_end(before: &Session, after: &mut Session, now_ms: i64) {
+/// Makes `after` the next version of the stored `before`, recording when the session ended if this write ends it
+/// (the time its verdict is issued at).
+fn prepare_write(before: &Session, after: &mut Session, now_ms: i64) {
+    after.version = before.version + 1;
     if after.state.is_terminal() && !before.state.is_terminal() && after.ended_at_ms.is_none() {
         after.ended_at_ms = Some(now_ms);
     }
@@ -237,7 +243,7 @@ impl Interface {
     /// The `interface` query parameter of a REST create: `rest` (the default) or `websocket`, for a session the
     /// end user then runs over the WebSocket workflow.
     pub fn from_query(pairs: &[(String, String)]) -> Result<Interface, ServiceError> {
-        match pairs.iter().find(|(key, _)| key == "interface").map(|(_, v)| v.as_str()) {
+        match query_value(pairs, "interface") {
             None | Some("rest") => Ok(Interface::Rest),
             Some("websocket") => Ok(Interface::WebSocket),
             Some(other) => Err(ServiceError::InvalidParameter {
@@ -273,14 +279,14 @@ impl CreateOptions {
             pairs: &[(String, String)],
             name: &'static str,
         ) -> Result<Option<T>, ServiceError> {
-            let Some((_, raw)) = pairs.iter().find(|(key, _)| key == name) else { return Ok(None) };
+            let Some(raw) = query_value(pairs, name) else { return Ok(None) };
             raw.trim()
                 .parse()
                 .map(Some)
                 .map_err(|_| ServiceError::InvalidParameter { name, message: format!("{raw:?} is not a valid number") })
         }
         fn label(pairs: &[(String, String)], name: &'static str) -> Result<Option<String>, ServiceError> {
-            let Some((_, raw)) = pairs.iter().find(|(key, _)| key == name) else { return Ok(None) };
+            let Some(raw) = query_value(pairs, name) else { return Ok(None) };
             let printable = raw.chars().all(|c| c.is_ascii_graphic() || c == ' ');
             if raw.is_empty() || raw.chars().count() > MAX_LABEL_CHARS || !printable {
                 return Err(ServiceError::InvalidParameter {
@@ -288,7 +294,7 @@ impl CreateOptions {
                     message: format!("must be 1 to {MAX_LABEL_CHARS} printable ASCII characters"),
                 });
             }
-            Ok(Some(raw.clone()))
+            Ok(Some(raw.to_owned()))
         }
         Ok(CreateOptions {
             num_challenges: number(pairs, "num_challenges")?,
@@ -313,10 +319,7 @@ struct Verdicts {
 impl Verdicts {
     /// A key of this process alone, for services built without a key store (tests, tools).
     fn ephemeral() -> Self {
-        let mut secret = [0u8; 32];
-        rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut secret).expect("the OS's secure generator works");
-        let keys = SigningKeys::from_secrets(&[secret]).expect("one key");
-        Verdicts { keys, issuer: DEFAULT_ISSUER.to_owned() }
+        Verdicts { keys: SigningKeys::generate(), issuer: DEFAULT_ISSUER.to_owned() }
     }
 }
 
@@ -358,8 +361,9 @@ impl OpenSessions {
         }
         if created.len() >= self.cap {
             let oldest_ends = created.front().map_or(now_ms, |&at| at + ttl_ms);
-            let retry_after_seconds = ((oldest_ends - now_ms).max(0) as u64).div_ceil(1000).max(1);
-            return Err(ServiceError::TooManySessions { retry_after_seconds });
+            return Err(ServiceError::TooManySessions {
+                retry_after_seconds: metering::seconds_until(now_ms, oldest_ends),
+            });
         }
         created.push_back(now_ms);
         Ok(())
@@ -488,9 +492,7 @@ impl LivenessService {
     /// The session's reference image (JPEG) for its relying party: only when its policy keeps one, only until the
     /// session's TTL.
     pub async fn reference_image(&self, caller: &Caller, id: Uuid) -> Result<Vec<u8>, ServiceError> {
-        if let Caller::Client(_) = caller {
-            return Err(ServiceError::Unauthorized("the reference image needs the tenant's API key".into()));
-        }
+        caller.backend("the reference image")?;
         let session = self.get(caller, id).await?;
         let none = || ServiceError::NoReferenceImage(id);
         let kept = session.reference_image.as_ref().filter(|_| session.owner.keep_reference_image).ok_or_else(none)?;
@@ -529,9 +531,7 @@ impl LivenessService {
     /// Redeems an ended session's verdict, once: the first call wins (a conditional write), every later one is
     /// `already_redeemed`; a running session is `session_in_progress`; past its TTL, `session_expired`.
     pub async fn redeem(&self, caller: &Caller, id: Uuid) -> Result<Redeemed, ServiceError> {
-        if let Caller::Client(_) = caller {
-            return Err(ServiceError::Unauthorized("redeeming a verdict needs the tenant's API key".into()));
-        }
+        caller.backend("redeeming a verdict")?;
         for _ in 0..self.settings.max_write_attempts {
             let stored = self.session_for(caller, id).await?;
             let now = self.clock.now_ms();
@@ -546,8 +546,7 @@ impl LivenessService {
                 return Err(ServiceError::AlreadyRedeemed);
             }
             session.redeemed_at_ms = Some(now);
-            session.version = stored.version + 1;
-            mark_end(&stored, &mut session, now);
+            prepare_write(&stored, &mut session, now);
             match self.store.update(&session, stored.version).await {
                 Ok(()) => {
                     if !stored.state.is_terminal() {
@@ -602,12 +601,10 @@ impl LivenessService {
     /// Creates a session for `caller` under its policy, with challenges drawn from the OS's secure generator. Only
     /// the operator and tenants create sessions; the new session's client token is returned once.
     pub async fn create_for(&self, caller: &Caller, options: CreateOptions) -> Result<Created, ServiceError> {
-        let (policy, tenant_id) = match caller {
-            Caller::Operator => (self.permissive.clone(), None),
-            Caller::Tenant(tenant) => (tenant.policy.clone(), Some(tenant.id.clone())),
-            Caller::Client(_) => {
-                return Err(ServiceError::Unauthorized("creating a session needs the tenant's API key".into()))
-            }
+        let tenant = caller.backend("creating a session")?;
+        let (policy, tenant_id) = match tenant {
+            None => (self.permissive.clone(), None),
+            Some(tenant) => (tenant.policy.clone(), Some(tenant.id.clone())),
         };
         let settings = &self.settings;
         let offered: &[ChallengeType] = match options.interface {
@@ -653,14 +650,14 @@ impl LivenessService {
         } else {
             draw_challenges(&mut secure, &pool, count as usize, timeout)
         };
-        match caller {
-            Caller::Tenant(tenant) => {
+        match tenant {
+            Some(tenant) => {
                 if let Some(reference) = &options.reference {
                     self.metering.check_lockout(&tenant.id, reference).await?;
                 }
                 self.metering.check_quota(&tenant.id, &policy.quota).await?;
             }
-            _ => self.open_sessions.admit(self.clock.now_ms(), settings.session_ttl_ms)?,
+            None => self.open_sessions.admit(self.clock.now_ms(), settings.session_ttl_ms)?,
         }
         let (client_token, token_digest) = credentials::new_client_token();
         let mut session = Session::new(Uuid::new_v4(), challenges, self.clock.now_ms(), settings.session_ttl_ms)
@@ -708,38 +705,41 @@ impl LivenessService {
         if now >= stored.expires_at_ms {
             return Err(ServiceError::Rejected(FrameRejection::Expired));
         }
-        let mut session = stored.at(now);
         // A read that finds the session ended by time writes that end, so it is metered (and judged) once.
-        if session.state.is_terminal() && !stored.state.is_terminal() {
-            session.version = stored.version + 1;
-            mark_end(&stored, &mut session, now);
-            match self.store.update(&session, stored.version).await {
-                Ok(()) => self.account(&stored, &session).await,
-                Err(StoreError::Conflict) => {}
-                Err(error) => tracing::warn!(session = %id, %error, "an ended session could not be written"),
+        match self.write_time_change(&stored, now).await {
+            Ok(Some(written)) => Ok(written),
+            Ok(None) => Ok(stored.at(now)),
+            Err(error) => {
+                tracing::warn!(session = %id, %error, "an ended session could not be written");
+                Ok(stored.at(now))
             }
         }
-        Ok(session)
+    }
+
+    /// Writes what time alone did to the stored session `before` (a challenge timed out, the session expired) and
+    /// meters it: the session as written, or `None` when time changed nothing or another writer got there first.
+    async fn write_time_change(&self, before: &Session, now_ms: i64) -> Result<Option<Session>, StoreError> {
+        let mut session = before.at(now_ms);
+        if session == *before {
+            return Ok(None);
+        }
+        prepare_write(before, &mut session, now_ms);
+        match self.store.update(&session, before.version).await {
+            Ok(()) => {
+                self.account(before, &session).await;
+                Ok(Some(session))
+            }
+            Err(StoreError::Conflict) => Ok(None),
+            Err(other) => Err(other),
+        }
     }
 
     /// Writes what time alone did to a session (a challenge timed out, the session expired), so that it is
     /// announced once: `None` when there was nothing to write or another writer got there first.
     pub async fn settle(&self, id: Uuid) -> Result<Option<Settled>, ServiceError> {
         let before = self.store.get(id).await.map_err(store_error(id))?;
-        let mut session = before.at(self.clock.now_ms());
-        if session == before {
-            return Ok(None);
-        }
-        session.version = before.version + 1;
-        mark_end(&before, &mut session, self.clock.now_ms());
-        match self.store.update(&session, before.version).await {
-            Ok(()) => {
-                self.account(&before, &session).await;
-                Ok(Some(Settled { before, session }))
-            }
-            Err(StoreError::Conflict) => Ok(None),
-            Err(other) => Err(store_error(id)(other)),
-        }
+        let written = self.write_time_change(&before, self.clock.now_ms()).await.map_err(store_error(id))?;
+        Ok(written.map(|session| Settled { before, session }))
     }
 
     /// Meters a change this service wrote, once: frames, the end, and a failed check against the subject.
@@ -759,11 +759,7 @@ impl LivenessService {
     /// The caller's usage per UTC day (see [`Metering::usage`]). The operator (authentication off) reads the
     /// implicit local tenant's.
     pub async fn usage(&self, caller: &Caller, from: &str, to: &str) -> Result<Usage, ServiceError> {
-        let tenant_id = match caller {
-            Caller::Operator => LOCAL_TENANT.to_owned(),
-            Caller::Tenant(tenant) => tenant.id.clone(),
-            Caller::Client(_) => return Err(ServiceError::Unauthorized("usage needs the tenant's API key".into())),
-        };
+        let tenant_id = caller.backend("usage")?.map_or_else(|| LOCAL_TENANT.to_owned(), |tenant| tenant.id.clone());
         let days = self.metering.usage(&tenant_id, from, to).await?;
         Ok(Usage { tenant_id, days })
     }
@@ -826,8 +822,7 @@ impl LivenessService {
 
         for _ in 0..self.settings.max_write_attempts {
             let (mut next, outcome) = current.apply_frame(&observation, now, &self.settings.rules)?;
-            next.version = current.version + 1;
-            mark_end(&current, &mut next, now);
+            prepare_write(&current, &mut next, now);
             if let Some(kept) = &reference {
                 if next.reference_image.as_ref().is_none_or(|old| kept.sharpness > old.sharpness) {
                     next.reference_image = Some(kept.clone());

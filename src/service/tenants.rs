@@ -50,6 +50,18 @@ pub enum Caller {
     Client(String),
 }
 
+impl Caller {
+    /// The tenant of a relying party's backend doing `action` (`None` for the operator); an end user's client
+    /// token is refused, since only the backend may do it.
+    pub fn backend(&self, action: &str) -> Result<Option<&Tenant>, ServiceError> {
+        match self {
+            Caller::Operator => Ok(None),
+            Caller::Tenant(tenant) => Ok(Some(tenant)),
+            Caller::Client(_) => Err(ServiceError::Unauthorized(format!("{action} needs the tenant's API key"))),
+        }
+    }
+}
+
 /// Tenants and their keys over a tenant store.
 #[derive(Clone)]
 pub struct Tenants {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::protocol::{frame_from_binary, frame_from_text, Label, Phase, ServerMessage, Status};
 use crate::domain::{reported, FrameOutcome, FrameRejection, Session, SessionRules, SessionState};
-use crate::service::{AuthMode, Caller, CreateOptions, Interface, LivenessService, ServiceError};
+use crate::service::{query_value, AuthMode, Caller, CreateOptions, Interface, LivenessService, ServiceError};
 
 /// A message as a client sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,11 +118,10 @@ impl Workflow {
         pairs: &[(String, String)],
         options: &ConnectionOptions,
     ) -> Result<(Caller, Session, Reply), ServiceError> {
-        let param = |name: &str| pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
         let tenants = self.service.tenants();
-        match param("session_id") {
+        match query_value(pairs, "session_id") {
             Some(raw) => {
-                let caller = tenants.authenticate(param("token")).await?;
+                let caller = tenants.authenticate(query_value(pairs, "token")).await?;
                 let id = Uuid::parse_str(raw).map_err(|_| ServiceError::InvalidParameter {
                     name: "session_id",
                     message: format!("{raw:?} is not a session id (a UUID)"),

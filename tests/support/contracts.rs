@@ -2,8 +2,37 @@
 
 use std::sync::Arc;
 
-use liveness::domain::Policy;
-use liveness::store::{ApiKeyRecord, MeteringStore, StoreError, SubjectRecord, Tenant, TenantStore, UsageDelta};
+use liveness::domain::{Challenge, ChallengeType, Policy, Session};
+use liveness::store::{
+    ApiKeyRecord, MeteringStore, SessionStore, StoreError, SubjectRecord, Tenant, TenantStore, UsageDelta,
+};
+use uuid::Uuid;
+
+/// A one-challenge session created at `now_ms`, with the default TTL.
+pub fn session(now_ms: i64) -> Session {
+    Session::new(Uuid::new_v4(), vec![Challenge { kind: ChallengeType::Smile, timeout_seconds: 5.0 }], now_ms, 180_000)
+}
+
+/// Sessions: create once, read back exactly, update only on the version read, delete once.
+pub async fn session_store_contract(store: &dyn SessionStore) {
+    let mut s = session(1_000);
+    store.create(&s).await.unwrap();
+    assert_eq!(store.create(&s).await, Err(StoreError::AlreadyExists));
+    assert_eq!(store.get(s.id).await.unwrap(), s);
+
+    s.version = 1;
+    s.frames_received = 1;
+    store.update(&s, 0).await.unwrap();
+    assert_eq!(store.get(s.id).await.unwrap().frames_received, 1);
+    let stale = Session { version: 1, frames_received: 7, ..s.clone() };
+    assert_eq!(store.update(&stale, 0).await, Err(StoreError::Conflict));
+    assert_eq!(store.get(s.id).await.unwrap(), s, "a conflicting write changes nothing");
+
+    store.delete(s.id).await.unwrap();
+    assert_eq!(store.get(s.id).await, Err(StoreError::NotFound));
+    assert_eq!(store.delete(s.id).await, Err(StoreError::NotFound));
+    assert_eq!(store.update(&Session { version: 2, ..s.clone() }, 1).await, Err(StoreError::NotFound));
+}
 
 fn tenant(id: &str, created_at_ms: i64) -> Tenant {
     Tenant {
