@@ -8,13 +8,15 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
-use liveness::domain::FrameRejection;
+use liveness::domain::{FrameRejection, Session};
 use liveness::service::{
     Caller, Clock, CreateOptions, LivenessService, ManualClock, ServiceError, ServiceSettings, SystemClock,
 };
+use liveness::store::{SessionStore, StoreFuture};
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
 use support::dynamo_local::{DynamoLocal, TABLE};
 use tower::ServiceExt;
+use uuid::Uuid;
 
 #[tokio::test]
 async fn create_read_update_delete_with_conditions() {
@@ -181,4 +183,78 @@ async fn twenty_concurrent_redeems_have_one_winner() {
     assert!(results.iter().all(|r| matches!(r, Ok(_) | Err(ServiceError::AlreadyRedeemed))), "{results:?}");
     let winner = results.into_iter().find_map(Result::ok).unwrap();
     assert_eq!(winner.session.state.as_str(), "failed");
+}
+
+/// A store that runs a hook (once) just before its next update is sent: here, freezing DynamoDB Local, so that the
+/// update is sent to a server that takes it but cannot answer in time.
+struct BeforeNextUpdate<S> {
+    inner: S,
+    hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl<S: SessionStore> SessionStore for BeforeNextUpdate<S> {
+    fn create<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
+        self.inner.create(session)
+    }
+
+    fn get(&self, id: Uuid) -> StoreFuture<'_, Session> {
+        self.inner.get(id)
+    }
+
+    fn update<'a>(&'a self, session: &'a Session, expected_version: u64) -> StoreFuture<'a, ()> {
+        if let Some(hook) = self.hook.lock().unwrap().take() {
+            hook();
+        }
+        self.inner.update(session, expected_version)
+    }
+
+    fn delete(&self, id: Uuid) -> StoreFuture<'_, ()> {
+        self.inner.delete(id)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_retried_across_a_frozen_store_counts_once() {
+    let server = Arc::new(DynamoLocal::start(None));
+    let store = Arc::new(BeforeNextUpdate { inner: server.store().await, hook: std::sync::Mutex::new(None) });
+    let service = LivenessService::new(
+        store.clone(),
+        Arc::new(ScriptedAnalyzer { antispoof: true }),
+        Arc::new(SystemClock),
+        ServiceSettings::default(),
+    );
+    let router = liveness::http::router(service.clone(), 5 * 1024 * 1024);
+    let created = service.create(CreateOptions::default()).await.unwrap();
+    let frame = || {
+        Request::post(format!("/api/v1/liveness/sessions/{}/frame", created.id))
+            .header(header::CONTENT_TYPE, "image/jpeg")
+            .header("Idempotency-Key", "4f1c2a")
+            .body(Body::from(FakeFace::default().frame()))
+            .unwrap()
+    };
+    let frames_received = || async { store.inner.get(created.id).await.map(|s| s.frames_received) };
+
+    let frozen = Arc::clone(&server);
+    *store.hook.lock().unwrap() = Some(Box::new(move || frozen.freeze()));
+    let (status, retry_after, body) = call(&router, frame()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!((body["code"].as_str(), retry_after.as_deref()), (Some("store_unavailable"), Some("1")));
+
+    server.thaw();
+    // The update queued while frozen is handled now; give the server a moment to reach it.
+    let mut landed = 0;
+    for _ in 0..50 {
+        landed = frames_received().await.unwrap();
+        if landed == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(landed, 1, "the update sent while the store was frozen landed after the thaw");
+    for _ in 0..2 {
+        let response = router.clone().oneshot(frame()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().get("idempotent-replayed").is_some(), "answered from the receipt");
+        assert_eq!(frames_received().await.unwrap(), 1, "the retried frame counts once");
+    }
 }

@@ -5,6 +5,7 @@ pub mod challenge;
 pub mod judge;
 pub mod observation;
 pub mod policy;
+pub mod receipt;
 pub mod session;
 
 pub use challenge::{draw_challenges, draw_challenges_with_head_movement, Challenge, ChallengeType};
@@ -13,6 +14,7 @@ pub use observation::{
     BoundingBox, FaceObservation, FaceQuality, FrameObservation, HeadPose, StageTimings, TrackingHint,
 };
 pub use policy::{Policy, PolicyViolation};
+pub use receipt::{FrameReceipt, Receipts};
 /// A measurement as reported to clients and people: three decimals (finer digits are noise), as `f64` so that
 /// JSON prints exactly those digits.
 pub fn reported(value: f32) -> f64 {

@@ -7,6 +7,7 @@ use super::challenge::{Challenge, ChallengeType};
 use super::judge::{self, Baseline, FaceSample, Feedback, JudgeConfig, Verdict};
 use super::observation::{FrameObservation, TrackingHint};
 use super::policy::Lockout;
+use super::receipt::Receipts;
 
 /// The five states of the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +192,9 @@ pub struct Session {
     /// The sharpest frontal live frame's face kept so far, when the owner asked for one.
     #[serde(default)]
     pub reference_image: Option<ReferenceImage>,
+    /// The answers of the last frames sent with an idempotency key, for their retries.
+    #[serde(default)]
+    pub receipts: Receipts,
 }
 
 /// What one frame did to the session.
@@ -245,6 +249,7 @@ impl Session {
             redeemed_at_ms: None,
             ended_at_ms: None,
             reference_image: None,
+            receipts: Receipts::default(),
         }
     }
 

@@ -16,7 +16,9 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::service::metering::utc_date;
-use crate::service::{AuthMode, Caller, CreateOptions, Interface, LivenessService};
+use crate::service::{
+    AuthMode, Caller, CreateOptions, FrameAnswer, FrameResult, IdempotencyKey, Interface, LivenessService,
+};
 use crate::vision::model_files::ANTISPOOF_MISSING;
 use extract::{QueryPairs, SessionId};
 use problem::Problem;
@@ -192,18 +194,31 @@ async fn cancel_session(
     Ok(Json(json!({ "cancelled": id })).into_response())
 }
 
+/// The header a client names a frame with, so that retrying it never counts it twice.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 async fn submit_frame(
     State(state): State<AppState>,
     SessionId(id): SessionId,
     request: Request,
-) -> Result<Json<FrameView>, Problem> {
+) -> Result<Response, Problem> {
     let caller = caller(&state, request.headers()).await?;
+    let key = request.headers().get(IDEMPOTENCY_KEY);
+    // A value that is not ASCII text reads as empty, which the key's check refuses.
+    let key =
+        key.map(|value| IdempotencyKey::parse("Idempotency-Key", value.to_str().unwrap_or_default())).transpose()?;
     let bytes =
         tokio::time::timeout(state.limits.body_read, frame_bytes(request, state.max_frame_bytes)).await.map_err(
             |_| Problem::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the frame did not arrive in time"),
         )??;
-    let result = state.service.submit_frame(&caller, id, bytes).await?;
-    Ok(Json(FrameView::from(&result)))
+    let render = |result: &FrameResult| FrameView::from(result).to_json();
+    let answer = state.service.submit_keyed_frame(&caller, id, bytes, key.as_ref(), &render).await?;
+    let replayed = matches!(answer, FrameAnswer::Replayed { .. });
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], answer.answer().to_owned()).into_response();
+    if replayed {
+        response.headers_mut().insert("idempotent-replayed", header::HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// `GET /api/v1/usage?from=YYYY-MM-DD&to=YYYY-MM-DD` (the tenant's key): usage per UTC day; both default to today.

@@ -53,6 +53,7 @@ impl From<ServiceError> for Problem {
             ServiceError::TooManySessions { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::SessionInProgress | ServiceError::AlreadyRedeemed => StatusCode::CONFLICT,
             ServiceError::NoReferenceImage(_) => StatusCode::NOT_FOUND,
+            ServiceError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
         };
         let retry_after = error.retry_after_seconds();
         let mut problem = Problem::new(status, error.code(), error.client_message());

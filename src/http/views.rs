@@ -124,6 +124,13 @@ pub struct FrameView {
     pub end_reason: Option<EndReason>,
 }
 
+impl FrameView {
+    /// The body as JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a frame view always serialises")
+    }
+}
+
 impl From<&FrameResult> for FrameView {
     fn from(r: &FrameResult) -> Self {
         let s = &r.session;

@@ -15,8 +15,8 @@ pub use tenants::{AuthMode, Caller, Tenants};
 
 use crate::credentials;
 use crate::domain::{
-    draw_challenges, draw_challenges_with_head_movement, ChallengeType, FrameOutcome, FrameRejection, Owner, Policy,
-    PolicyViolation, ReferenceImage, Session, SessionRules, SessionState,
+    draw_challenges, draw_challenges_with_head_movement, ChallengeType, FrameOutcome, FrameReceipt, FrameRejection,
+    Owner, Policy, PolicyViolation, ReferenceImage, Session, SessionRules, SessionState,
 };
 use crate::store::{ImageStore, MemoryStore, SessionStore, StoreError, UsageDay, UsageDelta};
 use crate::verdicts::{self, SigningKeys};
@@ -150,6 +150,8 @@ pub enum ServiceError {
     AlreadyRedeemed,
     #[error("session {0} has no reference image")]
     NoReferenceImage(Uuid),
+    #[error("this idempotency key was already used for a different frame of this session")]
+    IdempotencyKeyReused,
 }
 
 impl ServiceError {
@@ -174,6 +176,7 @@ impl ServiceError {
             ServiceError::SessionInProgress => "session_in_progress",
             ServiceError::AlreadyRedeemed => "already_redeemed",
             ServiceError::NoReferenceImage(_) => "reference_image_not_found",
+            ServiceError::IdempotencyKeyReused => "idempotency_key_reused",
         }
     }
 
@@ -384,6 +387,63 @@ pub struct FrameResult {
     pub before: Session,
     pub session: Session,
     pub outcome: FrameOutcome,
+}
+
+/// What a frame got from [`LivenessService::submit_keyed_frame`].
+#[derive(Debug, Clone)]
+pub enum FrameAnswer {
+    /// Applied now: its result and the answer rendered from it (recorded for retries when the frame had a key).
+    Applied { result: Box<FrameResult>, answer: String },
+    /// A retry of a frame already applied: the answer it got then, and the session as stored now.
+    Replayed { answer: String, session: Box<Session> },
+}
+
+impl FrameAnswer {
+    /// The answer to send.
+    pub fn answer(&self) -> &str {
+        match self {
+            FrameAnswer::Applied { answer, .. } | FrameAnswer::Replayed { answer, .. } => answer,
+        }
+    }
+}
+
+/// A client's idempotency key for one frame: 1 to 64 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// The longest key accepted.
+    pub const MAX_LEN: usize = 64;
+
+    /// Checks `raw`, sent as parameter `name`.
+    pub fn parse(name: &'static str, raw: &str) -> Result<IdempotencyKey, ServiceError> {
+        let valid = (1..=Self::MAX_LEN).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+        if valid {
+            Ok(IdempotencyKey(raw.to_owned()))
+        } else {
+            Err(ServiceError::InvalidParameter {
+                name,
+                message: format!("must be 1 to {} visible ASCII characters", Self::MAX_LEN),
+            })
+        }
+    }
+}
+
+/// The recorded answer when `session` already applied the frame with `key`; an error when the key was used for
+/// another frame.
+fn replay(
+    session: &Session,
+    key: Option<&IdempotencyKey>,
+    digest: Option<&str>,
+    now_ms: i64,
+) -> Result<Option<FrameAnswer>, ServiceError> {
+    let Some(receipt) = key.and_then(|key| session.receipts.find(&key.0)) else {
+        return Ok(None);
+    };
+    if Some(receipt.frame_digest.as_str()) != digest {
+        return Err(ServiceError::IdempotencyKeyReused);
+    }
+    Ok(Some(FrameAnswer::Replayed { answer: receipt.answer.clone(), session: Box::new(session.at(now_ms)) }))
 }
 
 /// A change of a session that time alone made (a challenge timed out, the session expired), once written.
@@ -784,13 +844,36 @@ impl LivenessService {
         Ok(())
     }
 
-    /// Analyses one frame and applies it to the session. The frame's time is its arrival. A conflicting write
-    /// re-reads the session and re-applies the same observation (never re-analysed), so concurrent frames all
-    /// count. A rejected frame changes nothing.
+    /// Analyses one frame and applies it to the session (see [`LivenessService::submit_keyed_frame`]).
     pub async fn submit_frame(&self, caller: &Caller, id: Uuid, bytes: Vec<u8>) -> Result<FrameResult, ServiceError> {
+        match self.submit_keyed_frame(caller, id, bytes, None, &|_| String::new()).await? {
+            FrameAnswer::Applied { result, .. } => Ok(*result),
+            FrameAnswer::Replayed { .. } => Err(ServiceError::Internal("a frame without a key was replayed".into())),
+        }
+    }
+
+    /// Analyses one frame and applies it to the session; `render` turns the result into the transport's answer.
+    /// The frame's time is its arrival. A conflicting write re-reads the session and re-applies the same
+    /// observation (never re-analysed), so concurrent frames all count. A rejected frame changes nothing.
+    ///
+    /// With a `key`, the answer is recorded in the same write that applies the frame; a retry with that key gets
+    /// the recorded answer back and is never counted again, whether the first attempt's answer was lost or it
+    /// timed out after its write reached the store.
+    pub async fn submit_keyed_frame(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        bytes: Vec<u8>,
+        key: Option<&IdempotencyKey>,
+        render: &(dyn Fn(&FrameResult) -> String + Sync),
+    ) -> Result<FrameAnswer, ServiceError> {
         let now = self.clock.now_ms();
+        let digest = key.map(|_| credentials::sha256_hex(&bytes)[..32].to_owned());
         // Checked before the costly analysis, so a stranger's frames cost nothing.
         let mut current = self.session_for(caller, id).await?;
+        if let Some(answer) = replay(&current, key, digest.as_deref(), now)? {
+            return Ok(answer);
+        }
         // Refuse before the costly analysis what would be refused after it.
         current.accepts_frame_at(now, &self.settings.rules)?;
 
@@ -828,17 +911,28 @@ impl LivenessService {
                     next.reference_image = Some(kept.clone());
                 }
             }
-            match self.store.update(&next, current.version).await {
+            let mut result = FrameResult { before: current, session: next, outcome };
+            let answer = render(&result);
+            if let (Some(key), Some(digest)) = (key, &digest) {
+                let receipt = FrameReceipt { key: key.0.clone(), frame_digest: digest.clone(), answer: answer.clone() };
+                result.session.receipts.record(receipt);
+            }
+            match self.store.update(&result.session, result.before.version).await {
                 Ok(()) => {
+                    let next = &result.session;
                     if next.state.is_terminal() {
                         tracing::info!(session = %id, state = next.state.as_str(), reason = ?next.end_reason,
                             passive_mean = ?next.passive.mean(), "session ended");
                     }
-                    self.account(&current, &next).await;
-                    return Ok(FrameResult { before: current, session: next, outcome });
+                    self.account(&result.before, next).await;
+                    return Ok(FrameAnswer::Applied { result: Box::new(result), answer });
                 }
                 Err(StoreError::Conflict) => {
                     current = self.store.get(id).await.map_err(store_error(id))?;
+                    // The other writer may have been this frame's own earlier attempt.
+                    if let Some(answer) = replay(&current, key, digest.as_deref(), now)? {
+                        return Ok(answer);
+                    }
                 }
                 Err(other) => return Err(store_error(id)(other)),
             }

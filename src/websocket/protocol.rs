@@ -134,6 +134,15 @@ struct TextMessage {
     #[serde(rename = "type")]
     kind: String,
     image: Option<String>,
+    seq: Option<u64>,
+}
+
+/// A frame as a client sent it: its bytes and, in a text message, its `seq`, which names it for retries (a
+/// frame re-sent with the same `seq` gets its first answer again and is not counted twice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFrame {
+    pub bytes: Vec<u8>,
+    pub seq: Option<u64>,
 }
 
 /// Room in a message for what surrounds a frame: the JSON envelope, or a `data:` URL prefix.
@@ -146,8 +155,9 @@ pub fn max_message_bytes(max_frame_bytes: usize) -> usize {
     max_frame_bytes.div_ceil(3) * 4 + MESSAGE_ENVELOPE_BYTES
 }
 
-/// The frame in a text message `{"type":"frame","image":"<base64>"}` (a `data:` URL prefix is accepted too).
-pub fn frame_from_text(text: &str, max_bytes: usize) -> Result<Vec<u8>, MessageError> {
+/// The frame in a text message `{"type":"frame","image":"<base64>","seq":7}` (a `data:` URL prefix is accepted
+/// too; `seq` is optional).
+pub fn frame_from_text(text: &str, max_bytes: usize) -> Result<ClientFrame, MessageError> {
     // Refuse what cannot fit before decoding anything.
     if text.len() > max_message_bytes(max_bytes) {
         return Err(MessageError::TooLarge { size: text.len() / 4 * 3, limit: max_bytes });
@@ -162,15 +172,15 @@ pub fn frame_from_text(text: &str, max_bytes: usize) -> Result<Vec<u8>, MessageE
         _ => image.as_str(),
     };
     let bytes = STANDARD.decode(encoded.trim()).map_err(|_| MessageError::InvalidBase64)?;
-    frame_from_binary(bytes, max_bytes)
+    Ok(ClientFrame { seq: message.seq, ..frame_from_binary(bytes, max_bytes)? })
 }
 
-/// A binary message: the frame's bytes themselves.
-pub fn frame_from_binary(bytes: Vec<u8>, max_bytes: usize) -> Result<Vec<u8>, MessageError> {
+/// A binary message: the frame's bytes themselves (no `seq`).
+pub fn frame_from_binary(bytes: Vec<u8>, max_bytes: usize) -> Result<ClientFrame, MessageError> {
     if bytes.len() > max_bytes {
         return Err(MessageError::TooLarge { size: bytes.len(), limit: max_bytes });
     }
-    Ok(bytes)
+    Ok(ClientFrame { bytes, seq: None })
 }
 
 #[cfg(test)]
@@ -250,9 +260,13 @@ mod tests {
     #[test]
     fn text_frames_are_parsed_and_bad_ones_named() {
         let frame = STANDARD.encode(b"\xff\xd8jpeg");
-        assert_eq!(frame_from_text(&format!(r#"{{"type":"frame","image":"{frame}"}}"#), 100).unwrap(), b"\xff\xd8jpeg");
-        let data_url = format!(r#"{{"type":"frame","image":"data:image/jpeg;base64,{frame}"}}"#);
-        assert_eq!(frame_from_text(&data_url, 100).unwrap(), b"\xff\xd8jpeg");
+        let plain = frame_from_text(&format!(r#"{{"type":"frame","image":"{frame}"}}"#), 100).unwrap();
+        assert_eq!(plain, ClientFrame { bytes: b"\xff\xd8jpeg".to_vec(), seq: None });
+        let data_url = format!(r#"{{"type":"frame","image":"data:image/jpeg;base64,{frame}","seq":7}}"#);
+        assert_eq!(
+            frame_from_text(&data_url, 100).unwrap(),
+            ClientFrame { bytes: b"\xff\xd8jpeg".to_vec(), seq: Some(7) }
+        );
 
         let code = |text: &str| frame_from_text(text, 100).unwrap_err().code();
         assert_eq!(code("hello"), "invalid_message");
@@ -260,6 +274,8 @@ mod tests {
         assert_eq!(code(r#"{"type":"ping"}"#), "unknown_message_type");
         assert_eq!(code(r#"{"type":"frame"}"#), "missing_image");
         assert_eq!(code(r#"{"type":"frame","image":"%%%"}"#), "invalid_base64");
+        assert_eq!(code(r#"{"type":"frame","image":"AAAA","seq":-1}"#), "invalid_message");
+        assert_eq!(code(r#"{"type":"frame","image":"AAAA","seq":"one"}"#), "invalid_message");
         let big = STANDARD.encode([0u8; 120]);
         assert_eq!(code(&format!(r#"{{"type":"frame","image":"{big}"}}"#)), "image_too_large");
         assert_eq!(frame_from_binary(vec![0; 101], 100).unwrap_err().code(), "image_too_large");

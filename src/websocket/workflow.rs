@@ -6,7 +6,10 @@ use uuid::Uuid;
 
 use super::protocol::{frame_from_binary, frame_from_text, Label, Phase, ServerMessage, Status};
 use crate::domain::{reported, FrameOutcome, FrameRejection, Session, SessionRules, SessionState};
-use crate::service::{query_value, AuthMode, Caller, CreateOptions, Interface, LivenessService, ServiceError};
+use crate::service::{
+    query_value, AuthMode, Caller, CreateOptions, FrameAnswer, FrameResult, IdempotencyKey, Interface, LivenessService,
+    ServiceError,
+};
 
 /// A message as a client sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,24 +163,42 @@ impl Workflow {
             Incoming::Binary(bytes) => frame_from_binary(bytes, self.max_frame_bytes),
             Incoming::Text(text) => frame_from_text(&text, self.max_frame_bytes),
         };
-        let bytes = match frame {
-            Ok(bytes) => bytes,
+        let frame = match frame {
+            Ok(frame) => frame,
             Err(error) => return Reply::error(error.code(), error.to_string()),
         };
-        match self.service.submit_frame(caller, id, bytes).await {
-            Ok(result) => {
-                let mut messages = Vec::new();
-                if self.defer_opening && result.before.frames_received == 0 {
-                    messages = opening(&result.before);
+        let key = frame.seq.map(|seq| IdempotencyKey::parse("seq", &format!("seq:{seq}")));
+        let key = match key.transpose() {
+            Ok(key) => key,
+            Err(error) => return Reply::failure(error),
+        };
+        // The answer recorded for a retry is the whole list of messages this frame caused.
+        let render = |result: &FrameResult| {
+            let mut messages = Vec::new();
+            if self.defer_opening && result.before.frames_received == 0 {
+                messages = opening(&result.before);
+            }
+            messages.extend(transition(
+                &result.before,
+                &result.session,
+                Some(&result.outcome),
+                options.feedback,
+                self.rules(),
+            ));
+            serde_json::to_string(&messages).expect("server messages always serialise")
+        };
+        match self.service.submit_keyed_frame(caller, id, frame.bytes, key.as_ref(), &render).await {
+            Ok(answer) => {
+                let session = match &answer {
+                    FrameAnswer::Applied { result, .. } => &result.session,
+                    FrameAnswer::Replayed { session, .. } => session,
+                };
+                match serde_json::from_str::<Vec<ServerMessage>>(answer.answer()) {
+                    Ok(messages) => Reply::after(session, messages),
+                    Err(error) => {
+                        Reply::failure(ServiceError::Internal(format!("a recorded answer is unreadable: {error}")))
+                    }
                 }
-                messages.extend(transition(
-                    &result.before,
-                    &result.session,
-                    Some(&result.outcome),
-                    options.feedback,
-                    self.rules(),
-                ));
-                Reply::after(&result.session, messages)
             }
             Err(ServiceError::Rejected(FrameRejection::Ended(_) | FrameRejection::Expired)) => self.on_tick(id).await,
             Err(error) => Reply::failure(error),
