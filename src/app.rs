@@ -78,6 +78,7 @@ impl App {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let analyzer: Arc<dyn FrameAnalyzer> = match models {
             Models::Load => {
+                crate::vision::memory::return_large_buffers_to_the_system();
                 let config = config.clone();
                 let load = move || {
                     if deployment == Deployment::Local {

@@ -3,7 +3,10 @@
 use std::io::Cursor;
 
 use image::error::{LimitErrorKind, UnsupportedErrorKind};
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbImage};
+
+use super::memory::{self, Reservation};
 
 /// Bounds every decoded frame must respect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +65,43 @@ impl DecodeError {
     }
 }
 
+/// Frames with a longer side than this are scaled down to it right after decoding: the models look at a face
+/// crop of a few hundred pixels, and a smaller working copy bounds the memory of conversion and rotation.
+pub const MAX_WORKING_SIDE: u32 = 2560;
+
+/// The memory all decodes of the process share: what the largest frame accepted needs, a 4096x4096 RGB image
+/// and its scaled-down working copy. One such decode at a time; many of camera size side by side.
+pub const DECODE_MEMORY_BYTES: u64 = 4096 * 4096 * 3 + (MAX_WORKING_SIDE as u64).pow(2) * 3;
+
+/// A decoded frame: an upright 8-bit RGB image (dereferences to it), holding its share of the decode memory
+/// budget until dropped.
+#[derive(Debug)]
+pub struct DecodedFrame {
+    image: RgbImage,
+    _memory: Reservation<'static>,
+}
+
+impl DecodedFrame {
+    /// The image, giving back its memory reservation.
+    pub fn into_image(self) -> RgbImage {
+        self.image
+    }
+}
+
+impl std::ops::Deref for DecodedFrame {
+    type Target = RgbImage;
+
+    fn deref(&self) -> &RgbImage {
+        &self.image
+    }
+}
+
 /// Decodes JPEG or PNG bytes into an upright 8-bit RGB image: EXIF orientation is applied, grey and alpha are
-/// converted, and every bound in `limits` is enforced before pixels are decoded.
-pub fn decode_frame(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeError> {
+/// converted, frames over [`MAX_WORKING_SIDE`] are scaled down, and every bound in `limits` is enforced before
+/// pixels are decoded. The decode first reserves the most memory it can need from the process's budget
+/// ([`DECODE_MEMORY_BYTES`]), waiting while other decodes hold it; one that can never fit is
+/// [`DecodeError::MemoryLimit`].
+pub fn decode_frame(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedFrame, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -78,20 +115,106 @@ pub fn decode_frame(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Dec
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         return Err(DecodeError::Corrupt("the JPEG is truncated: its last scan has no end-of-image marker".into()));
     }
+    let budget = memory::decode_budget(DECODE_MEMORY_BYTES);
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut memory = Limits::default();
     memory.max_image_width = Some(limits.max_side);
     memory.max_image_height = Some(limits.max_side);
-    // RGBA at the largest size, plus room for the decoder's own buffers.
-    memory.max_alloc = Some(u64::from(limits.max_side).pow(2) * 4 + 64 * 1024 * 1024);
+    memory.max_alloc = Some(budget.capacity());
     reader.limits(memory);
     let mut decoder = reader.into_decoder().map_err(|e| map_image_error(e, bytes, limits))?;
     let (width, height) = decoder.dimensions();
     check_dimensions(width, height, limits)?;
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let plan = DecodePlan {
+        width,
+        height,
+        decoded_bytes: decoder.total_bytes(),
+        is_rgb8: decoder.color_type() == image::ColorType::Rgb8,
+        progressive: format == ImageFormat::Jpeg && jpeg_is_progressive(bytes),
+        rotates: rotates(orientation),
+    };
+    let reservation = budget.reserve(plan.peak_bytes()).ok_or(DecodeError::MemoryLimit)?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(e, bytes, limits))?;
-    image.apply_orientation(orientation);
-    Ok(image.into_rgb8())
+    let (working_width, working_height) = plan.working_size();
+    if (working_width, working_height) != (width, height) {
+        // thumbnail averages areas in integers; resize would hold an f32 copy of the whole frame.
+        image = image.thumbnail_exact(working_width, working_height);
+    }
+    let mut upright = DynamicImage::ImageRgb8(image.into_rgb8());
+    upright.apply_orientation(orientation);
+    Ok(DecodedFrame { image: upright.into_rgb8(), _memory: reservation })
+}
+
+/// What a decode will hold at its peak, from the header alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DecodePlan {
+    width: u32,
+    height: u32,
+    /// The decoder's output buffer, bytes.
+    decoded_bytes: u64,
+    /// Whether the decoder's output is already 8-bit RGB (no conversion copy).
+    is_rgb8: bool,
+    /// A progressive JPEG keeps every coefficient until its last scan.
+    progressive: bool,
+    /// Whether the orientation turns the image by 90 degrees (a rotated copy; flips work in place).
+    rotates: bool,
+}
+
+impl DecodePlan {
+    /// The size of the working copy: the frame, scaled down to [`MAX_WORKING_SIDE`] if it is larger.
+    fn working_size(&self) -> (u32, u32) {
+        let longer = self.width.max(self.height);
+        if longer <= MAX_WORKING_SIDE {
+            return (self.width, self.height);
+        }
+        let scale = |side: u32| ((u64::from(side) * u64::from(MAX_WORKING_SIDE)).div_ceil(u64::from(longer))) as u32;
+        (scale(self.width).max(1), scale(self.height).max(1))
+    }
+
+    /// The most bytes alive at once, stage by stage: decoding, scaling down, conversion to RGB, rotation.
+    fn peak_bytes(&self) -> u64 {
+        let pixels = u64::from(self.width) * u64::from(self.height);
+        let (working_width, working_height) = self.working_size();
+        let working_pixels = u64::from(working_width) * u64::from(working_height);
+        let scaled = working_pixels != pixels;
+        // A progressive JPEG's coefficients: two bytes for each of up to three full-resolution components.
+        let coefficients = if self.progressive { pixels * 6 } else { 0 };
+        let decoding = self.decoded_bytes + coefficients;
+        let bytes_per_pixel = self.decoded_bytes.div_ceil(pixels.max(1));
+        let working_bytes = working_pixels * bytes_per_pixel;
+        let scaling = if scaled { self.decoded_bytes + working_bytes } else { 0 };
+        let before_conversion = if scaled { working_bytes } else { self.decoded_bytes };
+        let converting = before_conversion + if self.is_rgb8 { 0 } else { working_pixels * 3 };
+        let rotating = working_pixels * 3 * if self.rotates { 2 } else { 1 };
+        decoding.max(scaling).max(converting).max(rotating)
+    }
+}
+
+fn rotates(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH
+    )
+}
+
+/// Whether a JPEG's frame header is progressive (SOF2), as opposed to baseline or extended sequential.
+fn jpeg_is_progressive(bytes: &[u8]) -> bool {
+    let mut at = 2;
+    while at + 4 <= bytes.len() {
+        if bytes[at] != 0xFF {
+            return false;
+        }
+        let marker = bytes[at + 1];
+        match marker {
+            0xC2 | 0xC6 | 0xCA | 0xCE => return true,
+            0xC0 | 0xC1 | 0xC3 | 0xC5 | 0xC7 | 0xC9 | 0xCB | 0xCD | 0xCF | 0xDA => return false,
+            _ => {}
+        }
+        let length = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+        at += 2 + length;
+    }
+    false
 }
 
 /// Whether an end-of-image marker follows the last start-of-scan marker. The JPEG decoder fills a truncated
@@ -153,6 +276,10 @@ mod tests {
     use super::*;
     use image::{ImageBuffer, Rgb};
 
+    fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeError> {
+        decode_frame(bytes, limits).map(DecodedFrame::into_image)
+    }
+
     fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
         image.write_to(&mut out, format).unwrap();
@@ -163,10 +290,65 @@ mod tests {
         DynamicImage::ImageRgb8(ImageBuffer::from_fn(width, height, |x, y| Rgb([x as u8, y as u8, 128])))
     }
 
+    fn plan(width: u32, height: u32, bytes_per_pixel: u64) -> DecodePlan {
+        DecodePlan {
+            width,
+            height,
+            decoded_bytes: u64::from(width) * u64::from(height) * bytes_per_pixel,
+            is_rgb8: bytes_per_pixel == 3,
+            progressive: false,
+            rotates: false,
+        }
+    }
+
+    #[test]
+    fn the_budget_fits_the_largest_frame_accepted_and_no_bomb() {
+        let fits = |plan: DecodePlan| plan.peak_bytes() <= DECODE_MEMORY_BYTES;
+        assert!(fits(plan(4096, 4096, 3)), "the largest RGB frame");
+        assert!(fits(DecodePlan { rotates: true, ..plan(4096, 4096, 3) }), "rotated, it turns the small copy");
+        assert!(fits(DecodePlan { rotates: true, ..plan(3024, 4032, 3) }), "a phone photo taken upright");
+        assert!(fits(DecodePlan { progressive: true, ..plan(1920, 1080, 3) }), "a progressive HD frame");
+        assert!(fits(plan(4096, 4096, 1)), "grey at the largest size");
+        assert!(!fits(plan(4096, 4096, 8)), "16-bit RGBA at the largest size: the classic PNG bomb");
+        assert!(!fits(plan(4096, 4096, 4)), "RGBA at the largest size");
+        assert!(!fits(DecodePlan { progressive: true, ..plan(4096, 3072, 3) }), "a 12 MP progressive JPEG");
+        let camera = plan(640, 480, 3).peak_bytes();
+        assert_eq!(camera, 640 * 480 * 3, "a camera frame needs its own pixels and no more");
+        assert!(DECODE_MEMORY_BYTES / camera > 50, "dozens of camera frames fit side by side");
+    }
+
+    #[test]
+    fn large_frames_are_scaled_to_the_working_size() {
+        assert_eq!(plan(4096, 2048, 3).working_size(), (MAX_WORKING_SIDE, MAX_WORKING_SIDE / 2));
+        assert_eq!(plan(1617, 2160, 3).working_size(), (1617, 2160));
+        let wide = encode(&gradient(3000, 1000), ImageFormat::Jpeg);
+        let image = decode_rgb(&wide, &DecodeLimits::default()).unwrap();
+        assert_eq!(image.dimensions(), (MAX_WORKING_SIDE, 854));
+    }
+
+    #[test]
+    fn a_png_bomb_is_refused_before_its_pixels_are_allocated() {
+        // 4096x4096, 16-bit RGBA: 128 MiB of pixels from a file of a few hundred kilobytes.
+        let bomb = ImageBuffer::<image::Rgba<u16>, _>::new(4096, 4096);
+        let bytes = encode(&DynamicImage::ImageRgba16(bomb), ImageFormat::Png);
+        assert!(bytes.len() < 1_000_000, "{}", bytes.len());
+        assert_eq!(decode_rgb(&bytes, &DecodeLimits::default()), Err(DecodeError::MemoryLimit));
+    }
+
+    #[test]
+    fn progressive_jpegs_are_recognised() {
+        let baseline = encode(&gradient(120, 80), ImageFormat::Jpeg);
+        assert!(!jpeg_is_progressive(&baseline));
+        let mut progressive = baseline.clone();
+        let sof = progressive.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        progressive[sof + 1] = 0xC2;
+        assert!(jpeg_is_progressive(&progressive));
+    }
+
     #[test]
     fn decodes_jpeg_and_png() {
         for format in [ImageFormat::Jpeg, ImageFormat::Png] {
-            let decoded = decode_frame(&encode(&gradient(120, 80), format), &DecodeLimits::default()).unwrap();
+            let decoded = decode_rgb(&encode(&gradient(120, 80), format), &DecodeLimits::default()).unwrap();
             assert_eq!(decoded.dimensions(), (120, 80));
         }
     }
@@ -174,20 +356,20 @@ mod tests {
     #[test]
     fn grey_and_alpha_become_rgb() {
         let grey = DynamicImage::ImageLuma8(ImageBuffer::from_pixel(70, 70, image::Luma([200u8])));
-        let decoded = decode_frame(&encode(&grey, ImageFormat::Png), &DecodeLimits::default()).unwrap();
+        let decoded = decode_rgb(&encode(&grey, ImageFormat::Png), &DecodeLimits::default()).unwrap();
         assert_eq!(decoded.get_pixel(3, 3).0, [200, 200, 200]);
         let rgba = DynamicImage::ImageRgba8(ImageBuffer::from_pixel(70, 70, image::Rgba([10u8, 20, 30, 0])));
-        let decoded = decode_frame(&encode(&rgba, ImageFormat::Png), &DecodeLimits::default()).unwrap();
+        let decoded = decode_rgb(&encode(&rgba, ImageFormat::Png), &DecodeLimits::default()).unwrap();
         assert_eq!(decoded.get_pixel(3, 3).0, [10, 20, 30]);
     }
 
     #[test]
     fn rejects_empty_and_oversized_input() {
         let limits = DecodeLimits::default();
-        assert_eq!(decode_frame(&[], &limits), Err(DecodeError::Empty));
+        assert_eq!(decode_rgb(&[], &limits), Err(DecodeError::Empty));
         let big = vec![0xFFu8; limits.max_bytes + 1];
         assert_eq!(
-            decode_frame(&big, &limits),
+            decode_rgb(&big, &limits),
             Err(DecodeError::TooLarge { size: limits.max_bytes + 1, limit: limits.max_bytes })
         );
     }
@@ -196,16 +378,16 @@ mod tests {
     fn rejects_unknown_and_unsupported_formats() {
         let limits = DecodeLimits::default();
         let random: Vec<u8> = (0..4000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-        assert_eq!(decode_frame(&random, &limits), Err(DecodeError::UnrecognisedFormat));
+        assert_eq!(decode_rgb(&random, &limits), Err(DecodeError::UnrecognisedFormat));
         let gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
-        assert!(matches!(decode_frame(gif, &limits), Err(DecodeError::UnsupportedFormat(name)) if name == "GIF"));
+        assert!(matches!(decode_rgb(gif, &limits), Err(DecodeError::UnsupportedFormat(name)) if name == "GIF"));
     }
 
     #[test]
     fn rejects_truncated_jpeg() {
         let jpeg = encode(&gradient(256, 256), ImageFormat::Jpeg);
         let truncated = &jpeg[..jpeg.len() / 3];
-        assert!(matches!(decode_frame(truncated, &DecodeLimits::default()), Err(DecodeError::Corrupt(_))));
+        assert!(matches!(decode_rgb(truncated, &DecodeLimits::default()), Err(DecodeError::Corrupt(_))));
     }
 
     #[test]
@@ -213,11 +395,11 @@ mod tests {
         let limits = DecodeLimits::default();
         let small = encode(&gradient(40, 200), ImageFormat::Png);
         assert_eq!(
-            decode_frame(&small, &limits),
+            decode_rgb(&small, &limits),
             Err(DecodeError::DimensionsOutOfBounds { width: 40, height: 200, min: 64, max: 4096 })
         );
         assert_eq!(
-            decode_frame(&png_header_only(100_000, 100_000), &limits),
+            decode_rgb(&png_header_only(100_000, 100_000), &limits),
             Err(DecodeError::DimensionsOutOfBounds { width: 100_000, height: 100_000, min: 64, max: 4096 })
         );
     }
@@ -252,7 +434,7 @@ mod tests {
     fn applies_exif_orientation() {
         // A 100x70 JPEG tagged "rotate 90 degrees clockwise" must come out 70x100.
         let jpeg = encode(&gradient(100, 70), ImageFormat::Jpeg);
-        let rotated = decode_frame(&with_exif_orientation(&jpeg, 6), &DecodeLimits::default()).unwrap();
+        let rotated = decode_rgb(&with_exif_orientation(&jpeg, 6), &DecodeLimits::default()).unwrap();
         assert_eq!(rotated.dimensions(), (70, 100));
     }
 

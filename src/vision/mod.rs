@@ -14,6 +14,7 @@ pub mod face_metrics;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 pub mod geometry;
+pub mod memory;
 pub mod mesh;
 pub mod model_files;
 pub mod onnx;
@@ -25,7 +26,7 @@ use std::time::Instant;
 pub use crate::domain::observation::{
     BoundingBox, FaceObservation, FaceQuality, FrameObservation, HeadPose, StageTimings, TrackingHint,
 };
-pub use decode::{decode_frame, DecodeError, DecodeLimits};
+pub use decode::{decode_frame, DecodeError, DecodeLimits, DecodedFrame};
 pub use geometry::CropRegion;
 pub use onnx::ModelError;
 

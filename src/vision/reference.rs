@@ -26,8 +26,9 @@ pub fn reference_jpeg(
     let top = widened.y.clamp(0.0, height - 1.0);
     let right = (widened.x + widened.width).clamp(left + 1.0, width);
     let bottom = (widened.y + widened.height).clamp(top + 1.0, height);
-    let crop = image::imageops::crop_imm(&image, left as u32, top as u32, (right - left) as u32, (bottom - top) as u32)
-        .to_image();
+    let crop =
+        image::imageops::crop_imm(&*image, left as u32, top as u32, (right - left) as u32, (bottom - top) as u32)
+            .to_image();
     let longer = crop.width().max(crop.height());
     let crop = if longer > MAX_SIDE {
         let scale = |side: u32| ((side as f32 * MAX_SIDE as f32 / longer as f32).round() as u32).max(1);
