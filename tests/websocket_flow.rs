@@ -278,3 +278,79 @@ async fn a_connection_that_sends_no_frame_is_closed_in_time_while_others_are_ser
     }
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_in_time_while_others_are_served() {
+    use futures_util::{SinkExt, StreamExt};
+    use liveness::http::websocket::SocketLimits;
+    use std::time::{Duration, Instant};
+    use tokio_tungstenite::tungstenite::Message;
+    let service = liveness::service::LivenessService::new(
+        std::sync::Arc::new(liveness::store::MemoryStore::new()),
+        std::sync::Arc::new(ScriptedAnalyzer { antispoof: true }),
+        std::sync::Arc::new(liveness::service::SystemClock),
+        Default::default(),
+    );
+    let socket = SocketLimits { send: Duration::from_millis(500), ..Default::default() };
+    let router =
+        liveness::http::router_with(service, 256 * 1024, liveness::http::HttpLimits { socket, ..Default::default() });
+    // Small kernel buffers on both ends (accepted sockets inherit the listener's), so that a client that does not
+    // read blocks the server's sends after a few kilobytes rather than megabytes.
+    let listening = tokio::net::TcpSocket::new_v4().unwrap();
+    listening.set_send_buffer_size(4096).unwrap();
+    listening.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = listening.listen(64).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let url = format!("ws://{addr}/api/v1/liveness/ws?passive_frames=3&num_challenges=1");
+
+    let connecting = tokio::net::TcpSocket::new_v4().unwrap();
+    connecting.set_recv_buffer_size(4096).unwrap();
+    let stream = connecting.connect(addr).await.unwrap();
+    let (stalled, _) = tokio_tungstenite::client_async(url.clone(), stream).await.unwrap();
+    let (mut sending, mut receiving) = stalled.split();
+    // Each message asks for an `error` answer of about 2 kB (it quotes the unknown type), none of them read.
+    const MESSAGES: usize = 400;
+    let started = Instant::now();
+    let sender = tokio::spawn(async move {
+        let message = json!({"type": "x".repeat(2000)}).to_string();
+        let mut sent = 0;
+        for _ in 0..MESSAGES {
+            match tokio::time::timeout(Duration::from_secs(5), sending.send(Message::Text(message.clone().into())))
+                .await
+            {
+                Ok(Ok(())) => sent += 1,
+                _ => break,
+            }
+        }
+        sent
+    });
+
+    // Meanwhile a normal client is served.
+    let (mut busy, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(
+        busy.next().await.unwrap().unwrap().into_text().unwrap().as_str(),
+        r#"{"type":"phase","value":"passive"}"#
+    );
+    busy.send(Message::Binary(FakeFace::default().frame().into())).await.unwrap();
+    let answer: Value = serde_json::from_str(busy.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(answer["type"], "frame_result");
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Now read what the stalled client was sent: the server gave up on it, so the stream ends early, without the
+    // normal close, with far fewer answers than messages.
+    let mut answers = 0;
+    let ended_by = loop {
+        match tokio::time::timeout(Duration::from_secs(5), receiving.next()).await.expect("the stream ends") {
+            Some(Ok(Message::Text(_))) => answers += 1,
+            Some(Ok(Message::Close(frame))) => break format!("close {frame:?}"),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => break format!("error {error}"),
+            None => break "end of stream".to_owned(),
+        }
+    };
+    let sent = sender.await.unwrap();
+    assert!(answers < MESSAGES / 2, "dropped early: {answers} answers to {sent} messages, then {ended_by}");
+    assert!(!ended_by.starts_with("close Some"), "dropped, not closed normally: {ended_by}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+}
