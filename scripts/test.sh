@@ -49,6 +49,14 @@ fi
 "$tools_venv/bin/cfn-lint" template.yaml
 SAM_CLI_TELEMETRY=0 "$tools_venv/bin/sam" validate --lint --region us-east-1 --template template.yaml
 
+# schemathesis (PyPI) tests the running server against its OpenAPI document (tests/schemathesis.rs); its own
+# virtualenv, so its dependencies cannot clash with SAM's.
+st_venv=${LIVENESS_CACHE_DIR:-$HOME/.cache/liveness}/schemathesis-venv
+if [ ! -x "$st_venv/bin/st" ]; then
+  python3 -m venv "$st_venv" && "$st_venv/bin/pip" install -q "schemathesis==4.32.5"
+fi
+export LIVENESS_SCHEMATHESIS=$st_venv/bin/st
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

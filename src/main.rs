@@ -205,13 +205,17 @@ fn usage(args: &[String]) -> Result<ExitCode, String> {
     runtime.block_on(async {
         let operator = App::operator(&config).await.map_err(|e| e.to_string())?;
         operator.tenants.find(tenant_id).await.map_err(failed)?;
-        for day in operator.metering.usage(tenant_id, &from, &to).await.map_err(failed)? {
+        let (days, next_from) = operator.metering.usage(tenant_id, &from, &to).await.map_err(failed)?;
+        for day in days {
             println!(
                 "{}",
                 json!({ "tenant_id": tenant_id, "date": day.date, "sessions_created": day.sessions_created,
                 "sessions_live": day.sessions_live, "sessions_not_live": day.sessions_not_live,
                 "frames_analysed": day.frames_analysed })
             );
+        }
+        if let Some(next_from) = next_from {
+            eprintln!("more days follow: ask again from {next_from}");
         }
         Ok(ExitCode::SUCCESS)
     })

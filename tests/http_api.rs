@@ -322,9 +322,13 @@ async fn multipart_edge_cases() {
     let frame = FakeFace::default().frame();
     let (status, body) = api.multipart(&id, &[("image", Some("frame.jpg"), &frame)]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // Exactly one part: anything else is refused, as the OpenAPI document says, rather than silently ignored.
     let (status, body) = api.multipart(&id, &[("note", None, b"hello"), ("image", Some("f.jpg"), &frame)]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_problem(status, &body, StatusCode::BAD_REQUEST, "invalid_multipart");
     let (status, body) = api.multipart(&id, &[("picture", Some("frame.jpg"), &frame)]).await;
+    assert_problem(status, &body, StatusCode::BAD_REQUEST, "invalid_multipart");
+    assert!(body["detail"].as_str().unwrap().contains("\"picture\""), "the detail names the part: {body}");
+    let (status, body) = api.multipart(&id, &[]).await;
     assert_problem(status, &body, StatusCode::BAD_REQUEST, "missing_image");
     let (status, body) =
         api.multipart(&id, &[("image", Some("a.jpg"), &frame), ("image", Some("b.jpg"), &frame)]).await;

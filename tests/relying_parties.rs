@@ -317,9 +317,16 @@ async fn usage_is_exact_after_concurrent_frames_and_reads_per_day() {
     assert_eq!(usage["days"][0]["sessions_not_live"], 1, "{usage}");
 
     assert_eq!(world.usage(&token, "").await.0, StatusCode::UNAUTHORIZED, "a client token reads no usage");
-    for bad in ["?from=2026-11-31", "?from=2026-12-01&to=2026-11-30", "?from=2024-01-01&to=2026-01-01"] {
+    for bad in ["?from=2026-11-31", "?to=2026-1-30", "?from=yesterday"] {
         assert_eq!(world.usage(&world.key_a, bad).await.0, StatusCode::BAD_REQUEST, "{bad}");
     }
+    let (status, empty) = world.usage(&world.key_a, "?from=2026-12-01&to=2026-11-30").await;
+    assert_eq!((status, empty["days"].as_array().unwrap().len()), (StatusCode::OK, 0), "from after to: no days");
+    let (status, long) = world.usage(&world.key_a, "?from=2024-01-01&to=2026-01-01").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(long["days"].as_array().unwrap().len(), 366, "one answer holds at most 366 days");
+    assert_eq!(long["days"][365]["date"], "2024-12-31");
+    assert_eq!(long["next_from"], "2025-01-01", "and says where the rest begins");
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! The REST API as one axum [`Router`]: the spec's four endpoints under `/api/v1/liveness` and `/health`.
+//! The REST API as one axum [`Router`]: the spec's four endpoints under `/api/v1/liveness`, the verdict and usage
+//! endpoints, the probes, and the API's own descriptions (`/openapi.json`, `/asyncapi.json`).
 
 mod extract;
 mod page;
@@ -26,6 +27,12 @@ use views::{CreatedView, FrameView, FullSessionView, RedeemedView, SessionView};
 
 /// What `/health` says while authentication is off.
 const AUTH_OFF_WARNING: &str = "authentication is off: anyone who reaches this server can use it (loopback only)";
+
+/// The OpenAPI 3.1 description of this router's REST API (checked against the routes by `tests/api_description.rs`).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The AsyncAPI 3.0 description of the WebSocket workflow's messages (checked against them by the same test).
+pub const ASYNCAPI: &str = include_str!("../websocket/asyncapi.json");
 
 /// Room for multipart framing around the largest accepted image.
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
@@ -68,6 +75,8 @@ pub fn router_with(service: LivenessService, max_frame_bytes: usize, limits: Htt
         .route("/.well-known/jwks.json", get(jwks))
         .route("/api/v1/liveness/ws", get(websocket::connect))
         .route("/api/v1/usage", get(usage))
+        .route("/openapi.json", get(|| async { described(OPENAPI) }))
+        .route("/asyncapi.json", get(|| async { described(ASYNCAPI) }))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .merge(page::routes())
@@ -75,6 +84,11 @@ pub fn router_with(service: LivenessService, max_frame_bytes: usize, limits: Htt
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_frame_bytes + MULTIPART_OVERHEAD))
         .with_state(state)
+}
+
+/// A description document, as JSON.
+fn described(document: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document).into_response()
 }
 
 async fn not_found() -> Problem {
@@ -278,7 +292,9 @@ async fn image_field(mut multipart: Multipart, limit: usize) -> Result<Vec<u8>, 
     let mut image = None;
     while let Some(field) = multipart.next_field().await.map_err(malformed)? {
         if field.name() != Some("image") {
-            continue;
+            let name = field.name().unwrap_or_default().to_owned();
+            let detail = format!("unexpected part {name:?}: send exactly one part, \"image\"");
+            return Err(Problem::new(StatusCode::BAD_REQUEST, "invalid_multipart", detail));
         }
         if image.is_some() {
             return Err(Problem::new(StatusCode::BAD_REQUEST, "multiple_images", "send exactly one \"image\" field"));

@@ -11,6 +11,9 @@ use crate::store::{MeteringStore, StoreError, SubjectRecord, UsageDay, UsageDelt
 const DAY_MS: i64 = 86_400_000;
 const MINUTE_MS: i64 = 60_000;
 
+/// The most days one usage answer holds.
+pub const MAX_USAGE_DAYS: i64 = 366;
+
 /// Attempts at a conditional write of a subject's record before giving up.
 const SUBJECT_WRITE_ATTEMPTS: usize = 8;
 
@@ -49,15 +52,14 @@ pub fn parse_date(text: &str) -> Option<i64> {
     (utc_date(epoch_ms) == text).then_some(epoch_ms)
 }
 
-/// Every date from `from` to `to` inclusive, or `None` if either is not a date, they are out of order, or the span
-/// is longer than `max_days`.
-pub fn date_range(from: &str, to: &str, max_days: i64) -> Option<Vec<String>> {
+/// The dates from `from` to `to` inclusive, at most `max_days` of them (none when `from` is after `to`), and the
+/// date that follows the last one when the range goes on beyond; `None` if either is not a date.
+pub fn date_range(from: &str, to: &str, max_days: i64) -> Option<(Vec<String>, Option<String>)> {
     let (start, end) = (parse_date(from)?, parse_date(to)?);
-    let days = (end - start) / DAY_MS + 1;
-    if !(1..=max_days).contains(&days) {
-        return None;
-    }
-    Some((0..days).map(|d| utc_date(start + d * DAY_MS)).collect())
+    let days = ((end - start) / DAY_MS + 1).max(0);
+    let dates = (0..days.min(max_days)).map(|d| utc_date(start + d * DAY_MS)).collect();
+    let next = (days > max_days).then(|| utc_date(start + max_days * DAY_MS));
+    Some((dates, next))
 }
 
 /// Seconds from `now_ms` until `until_ms`, at least one (a `Retry-After`).
@@ -110,18 +112,24 @@ impl Metering {
         }
     }
 
-    /// The tenant's usage per UTC day from `from` to `to` (`YYYY-MM-DD`, inclusive, at most 366 days), every day
-    /// of the range present (zeros where nothing was counted).
-    pub async fn usage(&self, tenant_id: &str, from: &str, to: &str) -> Result<Vec<UsageDay>, ServiceError> {
-        let dates = date_range(from, to, 366).ok_or_else(|| ServiceError::InvalidParameter {
-            name: "from",
-            message: "from and to must be dates (YYYY-MM-DD), from not after to, at most 366 days apart".into(),
+    /// The tenant's usage per UTC day from `from` to `to` (`YYYY-MM-DD`, inclusive), every day present (zeros
+    /// where nothing was counted): at most [`MAX_USAGE_DAYS`] days, with the date to ask from next when the range
+    /// goes on beyond them. `from` after `to` is an empty range.
+    pub async fn usage(
+        &self,
+        tenant_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<(Vec<UsageDay>, Option<String>), ServiceError> {
+        let (dates, next_from) = date_range(from, to, MAX_USAGE_DAYS).ok_or_else(|| {
+            ServiceError::InvalidParameter { name: "from", message: "from and to must be dates (YYYY-MM-DD)".into() }
         })?;
-        let counted = self.store.usage(tenant_id, from, to).await?;
+        let (Some(first), Some(last)) = (dates.first(), dates.last()) else { return Ok((Vec::new(), None)) };
+        let counted = self.store.usage(tenant_id, first, last).await?;
         let day = |date: String| {
             counted.iter().find(|d| d.date == date).cloned().unwrap_or(UsageDay { date, ..UsageDay::default() })
         };
-        Ok(dates.into_iter().map(day).collect())
+        Ok((dates.into_iter().map(day).collect(), next_from))
     }
 
     /// Refuses a new session past the tenant's quotas (per minute, per UTC day).
@@ -201,8 +209,12 @@ mod tests {
         for bad in ["2026-13-01", "2026-02-30", "26-11-30", "2026-1-30", "x", ""] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
-        assert_eq!(date_range("2026-02-27", "2026-03-01", 366).unwrap(), ["2026-02-27", "2026-02-28", "2026-03-01"]);
-        assert_eq!(date_range("2026-03-01", "2026-02-27", 366), None);
-        assert_eq!(date_range("2025-01-01", "2026-12-31", 366), None);
+        let range = |from, to| date_range(from, to, 366).unwrap();
+        assert_eq!(range("2026-02-27", "2026-03-01").0, ["2026-02-27", "2026-02-28", "2026-03-01"]);
+        assert_eq!(range("2026-03-01", "2026-02-27"), (vec![], None), "an empty range");
+        let (dates, next) = range("2025-01-01", "2026-12-31");
+        assert_eq!((dates.len(), dates[365].as_str(), next.as_deref()), (366, "2026-01-01", Some("2026-01-02")));
+        assert_eq!(range("2025-01-01", "2026-01-01").1, None, "366 days fit in one answer");
+        assert_eq!(date_range("2026-02-30", "2026-03-01", 366), None);
     }
 }

@@ -302,10 +302,7 @@ impl CreateOptions {
         Ok(CreateOptions {
             num_challenges: number(pairs, "num_challenges")?,
             timeout_seconds: number(pairs, "timeout_seconds")?,
-            passive_frames: match interface {
-                Interface::Rest => None,
-                Interface::WebSocket => number(pairs, "passive_frames")?,
-            },
+            passive_frames: number(pairs, "passive_frames")?,
             interface,
             reference: label(pairs, "reference")?,
             nonce: label(pairs, "nonce")?,
@@ -341,6 +338,9 @@ pub struct Redeemed {
 pub struct Usage {
     pub tenant_id: String,
     pub days: Vec<UsageDay>,
+    /// When the range asked for goes on beyond the days answered: the date to ask from next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_from: Option<String>,
 }
 
 /// The operator's open sessions, as creation times within one TTL: with authentication off, a cap on them is what
@@ -682,16 +682,19 @@ impl LivenessService {
             });
         }
         policy.check_challenges(count as u32)?;
-        let passive_frames = match options.interface {
-            Interface::Rest => 0,
-            Interface::WebSocket => options.passive_frames.unwrap_or(i64::from(settings.default_passive_frames)),
-        };
-        if !(0..=i64::from(settings.max_passive_frames)).contains(&passive_frames) {
+        // Checked whatever the interface, so a bad value is never silently ignored; REST sessions have no passive
+        // phase.
+        let asked_passive_frames = options.passive_frames.unwrap_or(i64::from(settings.default_passive_frames));
+        if !(0..=i64::from(settings.max_passive_frames)).contains(&asked_passive_frames) {
             return Err(ServiceError::InvalidParameter {
                 name: "passive_frames",
-                message: format!("must be between 0 and {}, got {passive_frames}", settings.max_passive_frames),
+                message: format!("must be between 0 and {}, got {asked_passive_frames}", settings.max_passive_frames),
             });
         }
+        let passive_frames = match options.interface {
+            Interface::Rest => 0,
+            Interface::WebSocket => asked_passive_frames,
+        };
         if options.interface == Interface::WebSocket {
             policy.check_passive_frames(passive_frames as u32)?;
         }
@@ -820,8 +823,8 @@ impl LivenessService {
     /// implicit local tenant's.
     pub async fn usage(&self, caller: &Caller, from: &str, to: &str) -> Result<Usage, ServiceError> {
         let tenant_id = caller.backend("usage")?.map_or_else(|| LOCAL_TENANT.to_owned(), |tenant| tenant.id.clone());
-        let days = self.metering.usage(&tenant_id, from, to).await?;
-        Ok(Usage { tenant_id, days })
+        let (days, next_from) = self.metering.usage(&tenant_id, from, to).await?;
+        Ok(Usage { tenant_id, days, next_from })
     }
 
     /// Cancels (deletes) a session.
