@@ -24,8 +24,7 @@ pub struct JudgeConfig {
     /// Eye closure (both eyes' mean) that counts as closed, and its least rise over the baseline.
     pub eyes_closed: f32,
     pub eyes_closed_rise: f32,
-    /// Eye closure at or under which eyes count as open again, and its most rise over the baseline.
-    pub eyes_open: f32,
+    /// Eye closure's most rise over the baseline at which eyes count as open again.
     pub eyes_open_rise: f32,
     /// Smile score that counts, and its least rise over the baseline.
     pub smile: f32,
@@ -35,13 +34,10 @@ pub struct JudgeConfig {
     pub mouth_open_rise: f32,
     /// Mouth opening that is a deliberate wrong action during any other challenge.
     pub mouth_wrong: f32,
-    /// Baseline: frames averaged, and how frontal and neutral they must be.
+    /// Baseline: frames averaged, and how frontal they must be.
     pub baseline_frames: usize,
     pub baseline_max_yaw: f32,
     pub baseline_pitch_range: (f32, f32),
-    pub baseline_max_closure: f32,
-    pub baseline_max_mouth_open: f32,
-    pub baseline_max_smile: f32,
     /// Frame quality: face width as a fraction of the image width, centre margins, luma and sharpness. Sharpness
     /// barely separates a heavily blurred photo (3.2) from soft but genuine video frames (2.8 and up), so BLURRY
     /// is kept for frames that are blurred beyond use.
@@ -65,7 +61,6 @@ impl Default for JudgeConfig {
             min_ramp_progress: 0.2,
             eyes_closed: 0.6,
             eyes_closed_rise: 0.35,
-            eyes_open: 0.4,
             eyes_open_rise: 0.15,
             smile: 0.6,
             smile_rise: 0.35,
@@ -75,9 +70,6 @@ impl Default for JudgeConfig {
             baseline_frames: 2,
             baseline_max_yaw: 15.0,
             baseline_pitch_range: (-30.0, 12.0),
-            baseline_max_closure: 0.5,
-            baseline_max_mouth_open: 0.2,
-            baseline_max_smile: 0.7,
             min_face_fraction: 0.12,
             center_margin: 0.1,
             min_brightness: 40.0,
@@ -181,17 +173,16 @@ pub fn continuity(previous: &FaceSample, next: &FaceSample, config: &JudgeConfig
     }
 }
 
-/// Whether a sample may serve as (part of) the baseline: frontal, eyes open, mouth closed, not smiling.
-pub fn is_neutral(sample: &FaceSample, config: &JudgeConfig) -> bool {
+/// Whether a sample may serve as (part of) the baseline: a frontal face. Its expression is not asked to be at rest:
+/// real faces do not all read as rest (glasses make some open eyes read as half closed, people smile while they
+/// wait); the baseline's expression levels are the lowest seen instead ([`Baseline::rest`]).
+pub fn is_frontal(sample: &FaceSample, config: &JudgeConfig) -> bool {
     let (low, high) = config.baseline_pitch_range;
-    sample.yaw.abs() <= config.baseline_max_yaw
-        && (low..=high).contains(&sample.pitch)
-        && sample.eye_closure <= config.baseline_max_closure
-        && sample.mouth_open <= config.baseline_max_mouth_open
-        && sample.smile <= config.baseline_max_smile
+    sample.yaw.abs() <= config.baseline_max_yaw && (low..=high).contains(&sample.pitch)
 }
 
-/// The user's neutral face: the mean of the first neutral samples.
+/// The user's face at rest: head pose from the mean of the first frontal samples; eye closure, smile and mouth
+/// opening the lowest any frontal sample showed so far (each action is a rise over the user's own rest).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
     pub yaw: f32,
@@ -213,6 +204,19 @@ impl Baseline {
             smile: mean(|s| s.smile),
             mouth_open: mean(|s| s.mouth_open),
         }
+        .rest_all(samples)
+    }
+
+    /// Lowers the expression levels to those of `sample` where it is more at rest.
+    pub fn rest(&mut self, sample: &FaceSample) {
+        self.eye_closure = self.eye_closure.min(sample.eye_closure);
+        self.smile = self.smile.min(sample.smile);
+        self.mouth_open = self.mouth_open.min(sample.mouth_open);
+    }
+
+    fn rest_all(mut self, samples: &[FaceSample]) -> Baseline {
+        samples.iter().for_each(|sample| self.rest(sample));
+        self
     }
 }
 
@@ -353,8 +357,8 @@ fn ramped(kind: ChallengeType, all: &[Actions], config: &JudgeConfig) -> bool {
 
 /// BLINK: eyes open, then closed, then open again, in that order within the challenge.
 fn judge_blink(samples: &[FaceSample], base: &Baseline, all: &[Actions], config: &JudgeConfig) -> Verdict {
-    let open =
-        |s: &FaceSample| s.eye_closure <= config.eyes_open && s.eye_closure - base.eye_closure <= config.eyes_open_rise;
+    // Open is relative to the user's own rest: some open eyes (behind glasses, say) never read as open.
+    let open = |s: &FaceSample| s.eye_closure - base.eye_closure <= config.eyes_open_rise;
     let mut seen_open = false;
     let mut deepest_closed: Option<f32> = None;
     let mut best = 0.0f32;

@@ -430,14 +430,19 @@ impl Session {
         }
     }
 
-    /// Until the baseline is set: adds a neutral sample toward it, and sets it once enough are gathered. The frame
-    /// that completes it during a challenge is also that challenge's first sample: a BLINK needs open eyes before
-    /// the closed ones, and a quick blinker may give only that one open frame after the instruction.
+    /// Until the baseline is set: adds a frontal sample toward it, and sets it once enough are gathered; after,
+    /// a frontal sample may lower its rest levels. The frame that completes it during a challenge is also that
+    /// challenge's first sample: a BLINK needs open eyes before the closed ones, and a quick blinker may give only
+    /// that one open frame after the instruction.
     fn gather_baseline(&mut self, sample: FaceSample, config: &JudgeConfig) {
-        if self.baseline.is_some() {
+        let frontal = judge::is_frontal(&sample, config);
+        if let Some(baseline) = &mut self.baseline {
+            if frontal {
+                baseline.rest(&sample);
+            }
             return;
         }
-        if judge::is_neutral(&sample, config) {
+        if frontal {
             self.baseline_samples.push(sample);
         }
         if self.baseline_samples.len() >= config.baseline_frames {

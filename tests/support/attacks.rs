@@ -37,6 +37,8 @@ pub struct Case {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub live: bool,
+    /// Frames the session took before it ended (or all of them).
+    pub frames_used: usize,
     /// The end reason (a session still open when its frames ran out is read after its deadline: a timeout).
     pub rule: String,
 }
@@ -139,19 +141,26 @@ pub fn held(image: &RgbImage, frames: usize) -> Vec<RgbImage> {
 
 /// Runs one sequence as a session with its challenge, frames 125 ms apart; then lets the deadline pass.
 pub async fn run(sequence: &Sequence) -> Outcome {
+    run_every(sequence, FRAME_MS).await
+}
+
+/// [`run`] with frames `frame_ms` apart.
+pub async fn run_every(sequence: &Sequence, frame_ms: i64) -> Outcome {
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
     let store = Arc::new(MemoryStore::new());
     let service = LivenessService::new(store.clone(), analyzer(), clock.clone(), ServiceSettings::default());
     let id = Uuid::new_v4();
     let challenge = Challenge { kind: sequence.challenge, timeout_seconds: 5.0 };
     store.create(&Session::new(id, vec![challenge], clock.now_ms(), 180_000)).await.unwrap();
+    let mut frames_used = 0;
     for frame in &sequence.frames {
+        frames_used += 1;
         match service.submit_frame(&Caller::Operator, id, frame.clone()).await {
             Ok(result) if result.session.state.is_terminal() => break,
             Ok(_) => {}
             Err(_) => break,
         }
-        clock.advance_ms(FRAME_MS);
+        clock.advance_ms(frame_ms);
     }
     clock.advance_ms(6_000);
     let ended = service.get(&Caller::Operator, id).await.unwrap();
@@ -159,7 +168,7 @@ pub async fn run(sequence: &Sequence) -> Outcome {
         Some(reason) => serde_json::to_value(reason).unwrap().as_str().unwrap().to_owned(),
         None => format!("{:?}", ended.state),
     };
-    Outcome { live: ended.is_live == Some(true), rule }
+    Outcome { live: ended.is_live == Some(true), frames_used, rule }
 }
 
 /// Runs every case; returns each case's outcomes.

@@ -6,6 +6,7 @@ pub mod chromium;
 pub mod contracts;
 pub mod dynamo_local;
 pub mod events;
+pub mod genuine;
 pub mod performances;
 pub mod real_models;
 pub mod verifier;

@@ -1,0 +1,56 @@
+//! The genuine suite: real people performing every challenge the shared clips show, at 8, 5 and 12 frames a
+//! second, run with the real models. Prints the table of every run and the ISO/IEC 30107-3 BPCER per challenge
+//! type, for the tuned and the held-out clips apart:
+//! `cargo test --release --features test-support --test genuine_suite -- --nocapture`.
+//!
+//! The genuine people the service still rejects are listed below, each with what the measurements show; the
+//! test fails when one more is rejected, and also when a listed one passes (then take it off the list), so the
+//! list is always the truth.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use support::genuine::{bpcer_table, run_suite, table};
+
+/// Rejected genuine runs: (clip, span start, fps, mirrored).
+const STILL_REJECTED: [(&str, f32, u32, bool); 9] = [
+    // The head leaves the frame downward within 0.9 s: at 5 fps one frame is past the threshold, two are needed.
+    ("Onyameakasa_down.mp4", 0.0, 5, false),
+    // She lowers her eyes more than her head: pitch moves 9.6 degrees, the rule asks 15.
+    ("KwaiVGI_d3.mp4", 1.2, 8, false),
+    ("KwaiVGI_d3.mp4", 1.2, 5, false),
+    ("KwaiVGI_d3.mp4", 1.2, 12, false),
+    // She sways 20 degrees sideways on the way down: read as a turn, a wrong action (5 fps samples past it).
+    ("KwaiVGI_d3.mp4", 6.0, 8, false),
+    ("KwaiVGI_d3.mp4", 6.0, 12, false),
+    // The 'O' is brief: at 5 fps only one frame after the baseline is open enough (jawOpen 0.39, then 0.26).
+    ("KwaiVGI_d13.mp4", 3.3, 5, false),
+    // Held out. A beauty filter; the blink falls between frames at 5 and 8 fps (closure 0.0 on every frame).
+    ("KwaiVGI_d14.mp4", 1.1, 8, false),
+    ("KwaiVGI_d14.mp4", 1.1, 5, false),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genuine_people_pass() {
+    let runs = run_suite(&[8, 5, 12]).await;
+    let (held_out, tuned): (Vec<_>, Vec<_>) = runs.iter().cloned().partition(|run| run.span.held_out);
+    println!("{}", table(&runs));
+    println!(
+        "Tuned clips:\n{}\nHeld-out clips:\n{}\nAll:\n{}",
+        bpcer_table(&tuned),
+        bpcer_table(&held_out),
+        bpcer_table(&runs)
+    );
+    let key = |clip: &str, from_s: f32, fps: u32, mirrored: bool| format!("{clip} {from_s:.1} s {fps} fps {mirrored}");
+    let rejected: BTreeSet<String> = runs
+        .iter()
+        .filter(|run| !run.outcome.live)
+        .map(|run| key(run.span.clip, run.span.from_s, run.fps, run.mirrored))
+        .collect();
+    let listed: BTreeSet<String> = STILL_REJECTED.iter().map(|&(clip, from, fps, m)| key(clip, from, fps, m)).collect();
+    let newly_rejected: Vec<_> = rejected.difference(&listed).collect();
+    let now_passing: Vec<_> = listed.difference(&rejected).collect();
+    assert!(newly_rejected.is_empty(), "genuine people newly rejected: {newly_rejected:?}");
+    assert!(now_passing.is_empty(), "listed as rejected but passing now (take them off the list): {now_passing:?}");
+}
