@@ -8,15 +8,15 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
-use liveness::domain::{FrameRejection, Session};
+use liveness::domain::FrameRejection;
 use liveness::service::{
     Caller, Clock, CreateOptions, LivenessService, ManualClock, ServiceError, ServiceSettings, SystemClock,
 };
-use liveness::store::{SessionStore, StoreFuture};
+use liveness::store::SessionStore;
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
 use support::dynamo_local::{DynamoLocal, TABLE};
+use support::hooked_store::HookedStore;
 use tower::ServiceExt;
-use uuid::Uuid;
 
 #[tokio::test]
 async fn create_read_update_delete_with_conditions() {
@@ -185,38 +185,11 @@ async fn twenty_concurrent_redeems_have_one_winner() {
     assert_eq!(winner.session.state.as_str(), "failed");
 }
 
-/// A store that runs a hook (once) just before its next update is sent: here, freezing DynamoDB Local, so that the
-/// update is sent to a server that takes it but cannot answer in time.
-struct BeforeNextUpdate<S> {
-    inner: S,
-    hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-impl<S: SessionStore> SessionStore for BeforeNextUpdate<S> {
-    fn create<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
-        self.inner.create(session)
-    }
-
-    fn get(&self, id: Uuid) -> StoreFuture<'_, Session> {
-        self.inner.get(id)
-    }
-
-    fn update<'a>(&'a self, session: &'a Session, expected_version: u64) -> StoreFuture<'a, ()> {
-        if let Some(hook) = self.hook.lock().unwrap().take() {
-            hook();
-        }
-        self.inner.update(session, expected_version)
-    }
-
-    fn delete(&self, id: Uuid) -> StoreFuture<'_, ()> {
-        self.inner.delete(id)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_retried_across_a_frozen_store_counts_once() {
     let server = Arc::new(DynamoLocal::start(None));
-    let store = Arc::new(BeforeNextUpdate { inner: server.store().await, hook: std::sync::Mutex::new(None) });
+    // The hook freezes the server just before the frame's update is sent: the server takes it but cannot answer.
+    let store = Arc::new(HookedStore::new(server.store().await));
     let service = LivenessService::new(
         store.clone(),
         Arc::new(ScriptedAnalyzer { antispoof: true }),
@@ -235,7 +208,7 @@ async fn a_frame_retried_across_a_frozen_store_counts_once() {
     let frames_received = || async { store.inner.get(created.id).await.map(|s| s.frames_received) };
 
     let frozen = Arc::clone(&server);
-    *store.hook.lock().unwrap() = Some(Box::new(move || frozen.freeze()));
+    store.before_next_update(move || frozen.freeze());
     let (status, retry_after, body) = call(&router, frame()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!((body["code"].as_str(), retry_after.as_deref()), (Some("store_unavailable"), Some("1")));

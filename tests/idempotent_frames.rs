@@ -10,54 +10,25 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
-use liveness::domain::Session;
 use liveness::service::{Caller, CreateOptions, Interface, LivenessService, ServiceSettings, SystemClock};
-use liveness::store::{MemoryStore, SessionStore, SqliteStore, StoreError, StoreFuture};
+use liveness::store::{MemoryStore, SessionStore, SqliteStore, StoreError};
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
 use serde_json::{json, Value};
+use support::hooked_store::HookedStore;
 use support::ws_client::Server;
 use tower::ServiceExt;
 use uuid::Uuid;
 
-/// A store whose next update is written and then reported as failed, as when the store's answer is lost on the
-/// way back (a timeout after the write landed).
-struct LosesAnswers<S> {
-    inner: S,
-    lose_next: AtomicBool,
-}
-
-impl<S> LosesAnswers<S> {
-    fn new(inner: S) -> Arc<Self> {
-        Arc::new(Self { inner, lose_next: AtomicBool::new(false) })
-    }
-
-    fn lose_next_answer(&self) {
-        self.lose_next.store(true, Ordering::SeqCst);
-    }
-}
-
-impl<S: SessionStore> SessionStore for LosesAnswers<S> {
-    fn create<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
-        self.inner.create(session)
-    }
-
-    fn get(&self, id: Uuid) -> StoreFuture<'_, Session> {
-        self.inner.get(id)
-    }
-
-    fn update<'a>(&'a self, session: &'a Session, expected_version: u64) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            self.inner.update(session, expected_version).await?;
-            match self.lose_next.swap(false, Ordering::SeqCst) {
-                true => Err(StoreError::Unavailable("the answer was lost (test)".into())),
-                false => Ok(()),
-            }
-        })
-    }
-
-    fn delete(&self, id: Uuid) -> StoreFuture<'_, ()> {
-        self.inner.delete(id)
-    }
+/// `inner` with a switch: once it is set, the next update is written and then reported as failed, as when the
+/// store's answer is lost on the way back (a timeout after the write landed).
+fn losing_answers<S: SessionStore>(inner: S) -> (Arc<HookedStore<S>>, Arc<AtomicBool>) {
+    let lose_next = Arc::new(AtomicBool::new(false));
+    let switch = Arc::clone(&lose_next);
+    let store = HookedStore::new(inner).after_each_update(move |result| match result {
+        Ok(()) if switch.swap(false, Ordering::SeqCst) => Err(StoreError::Unavailable("the answer was lost".into())),
+        other => other,
+    });
+    (Arc::new(store), lose_next)
 }
 
 fn service(store: Arc<dyn SessionStore>) -> LivenessService {
@@ -131,15 +102,15 @@ async fn a_retried_frame_counts_once(store: Arc<dyn SessionStore>, loses: &dyn F
 #[tokio::test]
 async fn a_retried_frame_counts_once_on_the_embedded_store() {
     let dir = std::env::temp_dir().join(format!("liveness-test-{}", Uuid::new_v4()));
-    let store = LosesAnswers::new(SqliteStore::open(&dir).unwrap());
-    a_retried_frame_counts_once(store.clone(), &|| store.lose_next_answer()).await;
+    let (store, lose_next) = losing_answers(SqliteStore::open(&dir).unwrap());
+    a_retried_frame_counts_once(store, &|| lose_next.store(true, Ordering::SeqCst)).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_retried_frame_counts_once_in_memory() {
-    let store = LosesAnswers::new(MemoryStore::new());
-    a_retried_frame_counts_once(store.clone(), &|| store.lose_next_answer()).await;
+    let (store, lose_next) = losing_answers(MemoryStore::new());
+    a_retried_frame_counts_once(store, &|| lose_next.store(true, Ordering::SeqCst)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -184,8 +155,8 @@ async fn a_malformed_key_is_refused_before_any_work() {
 
 #[tokio::test]
 async fn a_websocket_frame_resent_with_its_seq_gets_its_first_messages() {
-    let store = LosesAnswers::new(MemoryStore::new());
-    let service = service(store.clone());
+    let (store, lose_next) = losing_answers(MemoryStore::new());
+    let service = service(store);
     let server = Server::serving(service.clone()).await;
     let options = CreateOptions {
         num_challenges: Some(1),
@@ -207,7 +178,7 @@ async fn a_websocket_frame_resent_with_its_seq_gets_its_first_messages() {
     let first = client.message().await;
     assert_eq!(first["type"], "frame_result");
 
-    store.lose_next_answer();
+    lose_next.store(true, Ordering::SeqCst);
     client.send_text(&text(2)).await;
     let lost = client.message().await;
     assert_eq!((&lost["type"], &lost["code"]), (&json!("error"), &json!("store_unavailable")));

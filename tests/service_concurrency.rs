@@ -6,12 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use liveness::domain::Session;
 use liveness::service::{Caller, CreateOptions, LivenessService, ServiceSettings, SystemClock};
-use liveness::store::{MemoryStore, SessionStore, StoreError, StoreFuture};
+use liveness::store::{MemoryStore, StoreError};
 use liveness::vision::fake::{FakeFace, ScriptedAnalyzer};
 use liveness::vision::{AnalysisError, FaceSearch, FrameAnalyzer, FrameObservation};
-use uuid::Uuid;
+use support::hooked_store::HookedStore;
 
 /// The scripted analyser, made slow enough that concurrent frames all read the same version first.
 struct SlowAnalyzer(ScriptedAnalyzer);
@@ -26,37 +25,18 @@ impl FrameAnalyzer for SlowAnalyzer {
     }
 }
 
-/// A store that counts the conflicts it reports, to show the retry path really ran.
-struct CountingStore {
-    inner: MemoryStore,
-    conflicts: AtomicUsize,
-}
-
-impl SessionStore for CountingStore {
-    fn create<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
-        self.inner.create(session)
-    }
-    fn get(&self, id: Uuid) -> StoreFuture<'_, Session> {
-        self.inner.get(id)
-    }
-    fn update<'a>(&'a self, session: &'a Session, expected_version: u64) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let result = self.inner.update(session, expected_version).await;
-            if result == Err(StoreError::Conflict) {
-                self.conflicts.fetch_add(1, Ordering::SeqCst);
-            }
-            result
-        })
-    }
-    fn delete(&self, id: Uuid) -> StoreFuture<'_, ()> {
-        self.inner.delete(id)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_frames_are_all_counted_once() {
     const FRAMES: usize = 24;
-    let store = Arc::new(CountingStore { inner: MemoryStore::new(), conflicts: AtomicUsize::new(0) });
+    // The store counts the conflicts it reports, to show the retry path really ran.
+    let conflicts = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&conflicts);
+    let store = Arc::new(HookedStore::new(MemoryStore::new()).after_each_update(move |result| {
+        if result == Err(StoreError::Conflict) {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+        result
+    }));
     let mut settings = ServiceSettings::default();
     settings.max_write_attempts = FRAMES + 1;
     let service = LivenessService::new(
@@ -77,5 +57,5 @@ async fn concurrent_frames_are_all_counted_once() {
     let stored = service.get(&Caller::Operator, session.id).await.unwrap();
     assert_eq!(stored.frames_received as usize, FRAMES);
     assert_eq!(stored.version as usize, FRAMES);
-    assert!(store.conflicts.load(Ordering::SeqCst) > 0, "the frames really did race");
+    assert!(conflicts.load(Ordering::SeqCst) > 0, "the frames really did race");
 }

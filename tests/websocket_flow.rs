@@ -11,6 +11,16 @@ use serde_json::{json, Value};
 use support::performances::{genuine, kind_of_action, wrong};
 use support::ws_client::{assert_spec_message, without_frame_results, Client, Server};
 
+/// A service over the scripted analyser and an in-memory store, for servers with limits of their own.
+fn scripted_service() -> liveness::service::LivenessService {
+    liveness::service::LivenessService::new(
+        Arc::new(liveness::store::MemoryStore::new()),
+        Arc::new(ScriptedAnalyzer { antispoof: true }),
+        Arc::new(liveness::service::SystemClock),
+        Default::default(),
+    )
+}
+
 async fn server() -> Server {
     Server::start(Arc::new(ScriptedAnalyzer { antispoof: true })).await
 }
@@ -228,12 +238,7 @@ async fn a_client_stalled_mid_frame_does_not_hold_up_another() {
 async fn a_connection_that_sends_no_frame_is_closed_in_time_while_others_are_served() {
     use liveness::http::websocket::SocketLimits;
     use std::time::{Duration, Instant};
-    let service = liveness::service::LivenessService::new(
-        std::sync::Arc::new(liveness::store::MemoryStore::new()),
-        std::sync::Arc::new(ScriptedAnalyzer { antispoof: true }),
-        std::sync::Arc::new(liveness::service::SystemClock),
-        Default::default(),
-    );
+    let service = scripted_service();
     let limits = SocketLimits {
         first_frame: Duration::from_millis(800),
         idle: Duration::from_millis(1500),
@@ -285,12 +290,7 @@ async fn a_client_that_stops_reading_is_dropped_in_time_while_others_are_served(
     use liveness::http::websocket::SocketLimits;
     use std::time::{Duration, Instant};
     use tokio_tungstenite::tungstenite::Message;
-    let service = liveness::service::LivenessService::new(
-        std::sync::Arc::new(liveness::store::MemoryStore::new()),
-        std::sync::Arc::new(ScriptedAnalyzer { antispoof: true }),
-        std::sync::Arc::new(liveness::service::SystemClock),
-        Default::default(),
-    );
+    let service = scripted_service();
     let socket = SocketLimits { send: Duration::from_millis(500), ..Default::default() };
     let router =
         liveness::http::router_with(service, 256 * 1024, liveness::http::HttpLimits { socket, ..Default::default() });

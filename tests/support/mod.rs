@@ -7,6 +7,7 @@ pub mod contracts;
 pub mod dynamo_local;
 pub mod events;
 pub mod genuine;
+pub mod hooked_store;
 pub mod performances;
 pub mod real_models;
 pub mod verifier;
