@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use liveness::domain::{Challenge, ChallengeType, Feedback};
+use liveness::domain::{Challenge, ChallengeType, EndReason, Feedback};
 use liveness::http::{ASYNCAPI, OPENAPI};
 use liveness::service::{LivenessService, ServiceSettings, SystemClock};
 use liveness::store::MemoryStore;
@@ -211,12 +211,14 @@ fn every_websocket_message_has_its_described_shape() {
             passed: vec!["BLINK".into()],
             session_id: uuid::Uuid::new_v4(),
             confidence: Some(0.2),
+            advice: EndReason::ChallengeTimeout.advice().map(str::to_owned),
         },
         ServerMessage::FinalResult {
             label: Label::Real,
             passed: vec![],
             session_id: uuid::Uuid::nil(),
             confidence: None,
+            advice: None,
         },
         ServerMessage::error("invalid_base64", "\"image\" is not valid base64"),
     ];

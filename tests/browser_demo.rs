@@ -104,6 +104,8 @@ async fn a_still_photo_as_the_camera_is_not_verified() {
     let verdict = browser.wait_for(STATE_DONE, Duration::from_secs(60), DESCRIBE).await;
     browser.screenshot(&screenshot_path("still-photo-final")).await;
     assert_eq!(verdict, "Not verified");
+    let advice = browser.eval("text('verdict-detail')").await;
+    assert!(advice.as_str().is_some_and(|a| a.contains("Start")), "the server's advice is shown: {advice}");
     let failed = browser.eval("document.querySelectorAll('#challenges li.failed').length").await;
     assert_eq!(failed, 1, "the first challenge is shown failed");
     // The camera is off, and its last picture (the photo, not a black box) stays where the preview was.
@@ -135,6 +137,10 @@ async fn the_rest_flow_rejects_a_printed_photo() {
     browser.screenshot(&screenshot_path("rest-print-final")).await;
     assert_eq!(verdict, "Not verified");
     assert_eq!(browser.eval("text('transport-used')").await, "REST");
+    // Whatever stopped the print, the page says a plain "did not pass" or how to retry, never why it was refused.
+    let advice = browser.eval("text('verdict-detail')").await;
+    let advice = advice.as_str().unwrap_or_default().to_lowercase();
+    assert!(advice.contains("start") && !advice.contains("spoof"), "{advice}");
 }
 
 #[tokio::test]

@@ -344,3 +344,19 @@ fn a_clear_spoof_ends_the_passive_phase_early() {
     assert_eq!(run.session.end_reason, Some(EndReason::SpoofDetected));
     assert!(run.session.outcomes.is_empty());
 }
+
+#[test]
+fn a_check_that_did_not_pass_says_why_in_plain_words_except_for_attacks() {
+    use liveness::domain::{EndReason, NOT_VERIFIED_ADVICE};
+    assert_eq!(EndReason::Live.advice(), None);
+    assert_eq!(EndReason::SpoofDetected.advice(), Some(NOT_VERIFIED_ADVICE));
+    assert_eq!(EndReason::AntispoofUnavailable.advice(), Some(NOT_VERIFIED_ADVICE), "indistinguishable from a spoof");
+    let others = [EndReason::ChallengeTimeout, EndReason::WrongAction, EndReason::FaceChanged, EndReason::Expired];
+    let advice: Vec<&str> = others.iter().map(|reason| reason.advice().unwrap()).collect();
+    assert!(advice.iter().all(|a| *a != NOT_VERIFIED_ADVICE && a.contains("Start")), "{advice:?}");
+    assert!(advice.windows(2).all(|pair| pair[0] != pair[1]), "each reason has its own words");
+    for words in advice.iter().chain([&NOT_VERIFIED_ADVICE]) {
+        let lower = words.to_lowercase();
+        assert!(!lower.contains("spoof") && !lower.contains("attack") && !lower.contains("score"), "{words}");
+    }
+}

@@ -23,4 +23,5 @@ pub fn reported(value: f32) -> f64 {
 
 pub use session::{
     EndReason, FrameOutcome, FrameRejection, Owner, ReferenceImage, Session, SessionRules, SessionState,
+    NOT_VERIFIED_ADVICE,
 };

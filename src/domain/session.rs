@@ -58,6 +58,34 @@ pub enum EndReason {
     Expired,
 }
 
+/// What an end user is told when a failed check ends the same way as a presentation attack: nothing that says
+/// which rule stopped it, since telling an attacker why helps the attack.
+pub const NOT_VERIFIED_ADVICE: &str = "The check did not pass. Start again, facing the camera in good, even light.";
+
+impl EndReason {
+    /// What the end user is told, in plain words, about a check that did not pass and how to retry; `None` for a
+    /// live verdict. A failed anti-spoofing verdict stays a plain "did not pass" ([`NOT_VERIFIED_ADVICE`]).
+    pub fn advice(self) -> Option<&'static str> {
+        Some(match self {
+            EndReason::Live => return None,
+            EndReason::ChallengeTimeout => {
+                "Not in time: the movement was not seen before the time ran out. Start again and do it as soon as \
+                 the instruction shows, clearly, with your face in good light."
+            }
+            EndReason::WrongAction => {
+                "A different movement was seen (the other direction, or another action). Start again and do only \
+                 what the instruction asks."
+            }
+            EndReason::FaceChanged => {
+                "Your face left the frame, or another face came in. Start again, alone, with your whole face in \
+                 the frame."
+            }
+            EndReason::Expired => "The session ran out of time. Start a new check.",
+            EndReason::SpoofDetected | EndReason::AntispoofUnavailable => NOT_VERIFIED_ADVICE,
+        })
+    }
+}
+
 /// Session-wide rules that are not about judging one challenge.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SessionRules {

@@ -25,7 +25,8 @@ impl From<&Challenge> for ChallengeView {
 }
 
 /// `POST /sessions` and `GET /sessions/{id}`: spec fields `session_id, state, challenges`; added: `is_live`,
-/// `current_challenge`, `challenges_remaining`, `expires_at` (epoch seconds), `end_reason`.
+/// `current_challenge`, `challenges_remaining`, `expires_at` (epoch seconds), `end_reason`, and `advice` (what to
+/// tell the end user about a check that did not pass).
 #[derive(Debug, Serialize)]
 pub struct SessionView {
     pub session_id: Uuid,
@@ -36,6 +37,7 @@ pub struct SessionView {
     pub challenges_remaining: usize,
     pub expires_at: i64,
     pub end_reason: Option<EndReason>,
+    pub advice: Option<&'static str>,
 }
 
 impl From<&Session> for SessionView {
@@ -49,6 +51,7 @@ impl From<&Session> for SessionView {
             challenges_remaining: s.challenges_remaining(),
             expires_at: s.expires_at_ms / 1000,
             end_reason: s.end_reason,
+            advice: s.end_reason.and_then(EndReason::advice),
         }
     }
 }
@@ -106,7 +109,8 @@ impl From<&Created> for CreatedView {
 }
 
 /// `POST /sessions/{id}/frame`: the spec's eight fields; added: `feedback` (why the frame did not count),
-/// `guidance` (what to do about it, in words) and `end_reason`. `session_complete` is true once the session has
+/// `guidance` (what to do about it, in words), `end_reason` and `advice` (what to tell the end user about a check
+/// that did not pass). `session_complete` is true once the session has
 /// ended, whatever the outcome.
 #[derive(Debug, Serialize)]
 pub struct FrameView {
@@ -122,6 +126,7 @@ pub struct FrameView {
     /// Added: what the user should do about `feedback`, in words.
     pub guidance: Option<&'static str>,
     pub end_reason: Option<EndReason>,
+    pub advice: Option<&'static str>,
 }
 
 impl FrameView {
@@ -146,6 +151,7 @@ impl From<&FrameResult> for FrameView {
             feedback: r.outcome.feedback,
             guidance: r.outcome.feedback.map(Feedback::message),
             end_reason: s.end_reason,
+            advice: s.end_reason.and_then(EndReason::advice),
         }
     }
 }

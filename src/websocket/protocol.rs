@@ -71,13 +71,16 @@ pub enum ServerMessage {
         action: String,
         status: Status,
     },
-    /// `session_id` is an addition: the relying party's backend reads or redeems the verdict with it over REST.
+    /// `session_id` is an addition: the relying party's backend reads or redeems the verdict with it over REST;
+    /// so is `advice`, what to tell the user about a check that did not pass (absent for `REAL`).
     FinalResult {
         label: Label,
         passed: Vec<String>,
         session_id: uuid::Uuid,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         confidence: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        advice: Option<String>,
     },
     Error {
         code: String,
@@ -219,9 +222,10 @@ mod tests {
                     passed: vec![],
                     session_id: uuid::Uuid::nil(),
                     confidence: Some(0.34),
+                    advice: Some("Start again.".into()),
                 },
                 json!({"type": "final_result", "label": "FAKE", "passed": [], "confidence": 0.34,
-                       "session_id": "00000000-0000-0000-0000-000000000000"}),
+                       "session_id": "00000000-0000-0000-0000-000000000000", "advice": "Start again."}),
             ),
             (
                 ServerMessage::FinalResult {
@@ -229,6 +233,7 @@ mod tests {
                     passed: vec![],
                     session_id: uuid::Uuid::nil(),
                     confidence: None,
+                    advice: None,
                 },
                 json!({"type": "final_result", "label": "FAKE", "passed": [],
                        "session_id": "00000000-0000-0000-0000-000000000000"}),

@@ -157,9 +157,20 @@ pub fn assert_spec_message(message: &Value) {
             assert!(["passed", "failed"].contains(&message["status"].as_str().unwrap()));
         }
         "final_result" => {
-            // The spec's fields plus `session_id`, which the relying party redeems the verdict with.
-            let plain = ["label", "passed", "session_id", "type"];
-            assert!(keys == plain || keys == ["confidence", "label", "passed", "session_id", "type"], "{keys:?}");
+            // The spec's fields plus `session_id`, which the relying party redeems the verdict with, and for a
+            // FAKE verdict `advice`, the words the user is told.
+            let fake = message["label"] == "FAKE";
+            let mut expected = vec!["label", "passed", "session_id", "type"];
+            if fake {
+                expected.insert(0, "advice");
+            }
+            let mut scored = expected.clone();
+            scored.push("confidence");
+            scored.sort_unstable();
+            assert!(keys == expected || keys == scored, "{keys:?}");
+            if fake {
+                assert!(message["advice"].as_str().is_some_and(|a| !a.to_lowercase().contains("spoof")), "{message}");
+            }
             assert!(message["session_id"].as_str().is_some_and(|id| uuid::Uuid::parse_str(id).is_ok()));
             assert!(labels.contains(&message["label"].as_str().unwrap()));
             for action in message["passed"].as_array().unwrap() {

@@ -280,7 +280,7 @@ function onMessage(message) {
       if (message.status === "passed") ui.status.textContent = "Well done.";
       break;
     case "final_result":
-      showVerdict(message.label === "REAL");
+      showVerdict(message.label === "REAL", message.advice);
       break;
     case "error":
       answered();
@@ -338,7 +338,7 @@ async function runRest() {
         } else if (current >= 0) {
           markChallenge(challenges[current].type, true);
         }
-        showVerdict(body.is_live === true);
+        showVerdict(body.is_live === true, body.advice ?? undefined);
       } else {
         showCurrent(done);
       }
