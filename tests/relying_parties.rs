@@ -404,3 +404,36 @@ async fn with_authentication_off_open_sessions_are_capped() {
     assert_eq!((status, usage["tenant_id"].as_str()), (StatusCode::OK, Some("local")));
     assert_eq!(usage["days"][0]["sessions_created"], 4);
 }
+
+#[tokio::test]
+async fn an_end_user_reads_a_failed_anti_spoofing_verdict_as_plain_not_verified() {
+    let world = World::new().await;
+    let (id, token) = world.session(&world.key_a).await;
+    // Frames that read as spoof end the session after the early-fail frames.
+    let spoof = FakeFace { antispoof_real: Some(0.05), ..FakeFace::default() };
+    let mut last = Value::Null;
+    for _ in 0..6 {
+        let request = World::request("POST", &format!("/api/v1/liveness/sessions/{id}/frame"), Some(&token))
+            .header(header::CONTENT_TYPE, "image/jpeg");
+        let (status, body, _) = world.send(request.body(Body::from(spoof.frame())).unwrap()).await;
+        if status != StatusCode::OK {
+            break;
+        }
+        last = body;
+    }
+    assert_eq!(last["session_complete"], true, "{last}");
+    assert_eq!(last["end_reason"], "NOT_VERIFIED", "the end user's frame answer: {last}");
+    let read = |credential: String| {
+        let world = &world;
+        let id = id.clone();
+        async move {
+            let request = World::request("GET", &format!("/api/v1/liveness/sessions/{id}"), Some(&credential));
+            world.send(request.body(Body::empty()).unwrap()).await.1
+        }
+    };
+    let end_user = read(token.clone()).await;
+    assert_eq!(end_user["end_reason"], "NOT_VERIFIED", "{end_user}");
+    assert!(!end_user["advice"].as_str().unwrap().to_lowercase().contains("spoof"));
+    let relying_party = read(world.key_a.clone()).await;
+    assert_eq!(relying_party["end_reason"], "SPOOF_DETECTED", "the relying party reads the exact reason");
+}

@@ -23,7 +23,7 @@ use crate::service::{
 use crate::vision::model_files::ANTISPOOF_MISSING;
 use extract::{QueryPairs, SessionId};
 use problem::Problem;
-use views::{CreatedView, FrameView, FullSessionView, RedeemedView, SessionView};
+use views::{CreatedView, FrameView, FullSessionView, Reader, RedeemedView, SessionView};
 
 /// What `/health` says while authentication is off.
 const AUTH_OFF_WARNING: &str = "authentication is off: anyone who reaches this server can use it (loopback only)";
@@ -161,12 +161,14 @@ async fn get_session(
 ) -> Result<Response, Problem> {
     let caller = caller(&state, &headers).await?;
     let session = state.service.get(&caller, id).await?;
-    let view = SessionView::from(&session);
     Ok(match caller {
         // The end user sees its session, never the verdict it could replay.
-        Caller::Client(_) => Json(view).into_response(),
-        _ => Json(FullSessionView { session: view, verdict_token: state.service.verdict_token(&session) })
-            .into_response(),
+        Caller::Client(_) => Json(SessionView::for_reader(&session, Reader::EndUser)).into_response(),
+        _ => Json(FullSessionView {
+            session: SessionView::from(&session),
+            verdict_token: state.service.verdict_token(&session),
+        })
+        .into_response(),
     })
 }
 
@@ -225,7 +227,8 @@ async fn submit_frame(
         tokio::time::timeout(state.limits.body_read, frame_bytes(request, state.max_frame_bytes)).await.map_err(
             |_| Problem::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the frame did not arrive in time"),
         )??;
-    let render = |result: &FrameResult| FrameView::from(result).to_json();
+    let reader = if matches!(caller, Caller::Client(_)) { Reader::EndUser } else { Reader::RelyingParty };
+    let render = |result: &FrameResult| FrameView::for_reader(result, reader).to_json();
     let answer = state.service.submit_keyed_frame(&caller, id, bytes, key.as_ref(), &render).await?;
     let replayed = matches!(answer, FrameAnswer::Replayed { .. });
     let mut response = ([(header::CONTENT_TYPE, "application/json")], answer.answer().to_owned()).into_response();

@@ -24,6 +24,41 @@ impl From<&Challenge> for ChallengeView {
     }
 }
 
+/// A session's `end_reason` as reported: exactly, or, to an end user whose tenant's policy hides scores, a failed
+/// anti-spoofing verdict as a plain `NOT_VERIFIED` (telling an attacker which rule stopped it helps the attack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ReportedEndReason {
+    Exact(EndReason),
+    Plain(PlainEndReason),
+}
+
+/// The plain end reason an end user gets for a failed anti-spoofing verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PlainEndReason {
+    NotVerified,
+}
+
+/// Who reads an answer: the relying party (its API key, or the operator), or the end user (a client token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    RelyingParty,
+    EndUser,
+}
+
+impl Reader {
+    /// `session`'s end reason as this reader may see it.
+    fn end_reason(self, session: &Session) -> Option<ReportedEndReason> {
+        let reason = session.end_reason?;
+        let hidden = matches!(reason, EndReason::SpoofDetected | EndReason::AntispoofUnavailable);
+        Some(match (self, hidden && !session.owner.client_scores) {
+            (Reader::EndUser, true) => ReportedEndReason::Plain(PlainEndReason::NotVerified),
+            _ => ReportedEndReason::Exact(reason),
+        })
+    }
+}
+
 /// `POST /sessions` and `GET /sessions/{id}`: spec fields `session_id, state, challenges`; added: `is_live`,
 /// `current_challenge`, `challenges_remaining`, `expires_at` (epoch seconds), `end_reason`, and `advice` (what to
 /// tell the end user about a check that did not pass).
@@ -36,12 +71,19 @@ pub struct SessionView {
     pub current_challenge: Option<ChallengeType>,
     pub challenges_remaining: usize,
     pub expires_at: i64,
-    pub end_reason: Option<EndReason>,
+    pub end_reason: Option<ReportedEndReason>,
     pub advice: Option<&'static str>,
 }
 
 impl From<&Session> for SessionView {
     fn from(s: &Session) -> Self {
+        SessionView::for_reader(s, Reader::RelyingParty)
+    }
+}
+
+impl SessionView {
+    /// The session as `reader` may see it.
+    pub fn for_reader(s: &Session, reader: Reader) -> Self {
         Self {
             session_id: s.id,
             state: s.state.as_str(),
@@ -50,7 +92,7 @@ impl From<&Session> for SessionView {
             current_challenge: s.current_challenge().map(|c| c.kind),
             challenges_remaining: s.challenges_remaining(),
             expires_at: s.expires_at_ms / 1000,
-            end_reason: s.end_reason,
+            end_reason: reader.end_reason(s),
             advice: s.end_reason.and_then(EndReason::advice),
         }
     }
@@ -125,7 +167,7 @@ pub struct FrameView {
     pub feedback: Option<Feedback>,
     /// Added: what the user should do about `feedback`, in words.
     pub guidance: Option<&'static str>,
-    pub end_reason: Option<EndReason>,
+    pub end_reason: Option<ReportedEndReason>,
     pub advice: Option<&'static str>,
 }
 
@@ -138,6 +180,13 @@ impl FrameView {
 
 impl From<&FrameResult> for FrameView {
     fn from(r: &FrameResult) -> Self {
+        FrameView::for_reader(r, Reader::RelyingParty)
+    }
+}
+
+impl FrameView {
+    /// The frame's answer as `reader` may see it.
+    pub fn for_reader(r: &FrameResult, reader: Reader) -> Self {
         let s = &r.session;
         Self {
             session_id: s.id,
@@ -150,7 +199,7 @@ impl From<&FrameResult> for FrameView {
             state: s.state.as_str(),
             feedback: r.outcome.feedback,
             guidance: r.outcome.feedback.map(Feedback::message),
-            end_reason: s.end_reason,
+            end_reason: reader.end_reason(s),
             advice: s.end_reason.and_then(EndReason::advice),
         }
     }
