@@ -52,6 +52,16 @@ pub struct JudgeConfig {
     pub max_size_ratio: f32,
 }
 
+impl JudgeConfig {
+    /// Whether a head pose is frontal enough to serve as (part of) the baseline. The expression is not asked to be at
+    /// rest: real faces do not all read as rest (glasses make some open eyes read as half closed, people smile while
+    /// they wait); the baseline's expression levels are the lowest seen instead ([`Baseline::rest`]).
+    pub fn is_frontal(&self, yaw: f32, pitch: f32) -> bool {
+        let (low, high) = self.baseline_pitch_range;
+        yaw.abs() <= self.baseline_max_yaw && (low..=high).contains(&pitch)
+    }
+}
+
 impl Default for JudgeConfig {
     fn default() -> Self {
         Self {
@@ -171,14 +181,6 @@ pub fn continuity(previous: &FaceSample, next: &FaceSample, config: &JudgeConfig
     } else {
         Ok(())
     }
-}
-
-/// Whether a sample may serve as (part of) the baseline: a frontal face. Its expression is not asked to be at rest:
-/// real faces do not all read as rest (glasses make some open eyes read as half closed, people smile while they
-/// wait); the baseline's expression levels are the lowest seen instead ([`Baseline::rest`]).
-pub fn is_frontal(sample: &FaceSample, config: &JudgeConfig) -> bool {
-    let (low, high) = config.baseline_pitch_range;
-    sample.yaw.abs() <= config.baseline_max_yaw && (low..=high).contains(&sample.pitch)
 }
 
 /// The user's face at rest: head pose from the mean of the first frontal samples; eye closure, smile and mouth

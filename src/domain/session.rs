@@ -463,7 +463,7 @@ impl Session {
     /// challenge's first sample: a BLINK needs open eyes before the closed ones, and a quick blinker may give only
     /// that one open frame after the instruction.
     fn gather_baseline(&mut self, sample: FaceSample, config: &JudgeConfig) {
-        let frontal = judge::is_frontal(&sample, config);
+        let frontal = config.is_frontal(sample.yaw, sample.pitch);
         if let Some(baseline) = &mut self.baseline {
             if frontal {
                 baseline.rest(&sample);

@@ -520,8 +520,7 @@ impl LivenessService {
         }
         let face = observation.face.as_ref().filter(|_| observation.faces == 1)?;
         let rules = &self.settings.rules;
-        let (low, high) = rules.judge.baseline_pitch_range;
-        let frontal = face.pose.yaw.abs() <= rules.judge.baseline_max_yaw && (low..=high).contains(&face.pose.pitch);
+        let frontal = rules.judge.is_frontal(face.pose.yaw, face.pose.pitch);
         let live = face.antispoof_real.is_some_and(|score| rules.reads_live(score));
         let sharper = session.reference_image.as_ref().is_none_or(|kept| face.quality.sharpness > kept.sharpness);
         if !(frontal && live && sharper) {

@@ -1,12 +1,13 @@
 //! Frame bytes to an upright RGB image, within fixed bounds on bytes, pixels and memory.
 
 use std::io::Cursor;
+use std::sync::OnceLock;
 
 use image::error::{LimitErrorKind, UnsupportedErrorKind};
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbImage};
 
-use super::memory::{self, Reservation};
+use super::memory::{MemoryBudget, Reservation};
 
 /// Bounds every decoded frame must respect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +74,12 @@ pub const MAX_WORKING_SIDE: u32 = 2560;
 /// and its scaled-down working copy. One such decode at a time; many of camera size side by side.
 pub const DECODE_MEMORY_BYTES: u64 = 4096 * 4096 * 3 + (MAX_WORKING_SIDE as u64).pow(2) * 3;
 
+/// The budget every frame decode of this process shares.
+fn decode_budget() -> &'static MemoryBudget {
+    static BUDGET: OnceLock<MemoryBudget> = OnceLock::new();
+    BUDGET.get_or_init(|| MemoryBudget::new(DECODE_MEMORY_BYTES))
+}
+
 /// A decoded frame: an upright 8-bit RGB image (dereferences to it), holding its share of the decode memory
 /// budget until dropped.
 #[derive(Debug)]
@@ -115,7 +122,7 @@ pub fn decode_frame(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedFrame,
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         return Err(DecodeError::Corrupt("the JPEG is truncated: its last scan has no end-of-image marker".into()));
     }
-    let budget = memory::decode_budget(DECODE_MEMORY_BYTES);
+    let budget = decode_budget();
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut memory = Limits::default();
     memory.max_image_width = Some(limits.max_side);

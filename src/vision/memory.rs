@@ -1,9 +1,10 @@
-//! The process-wide budget for decoded images: every decode reserves the most memory it can need before it
+//! A memory budget for decoded images (`decode` keeps the one the process shares), and the allocator setting that
+//! returns large frame buffers to the system. Every decode reserves the most memory it can need before it
 //! allocates, and keeps the reservation until its image is dropped. Small frames decode side by side; large ones
 //! wait their turn, and one that could never fit is refused, so a burst of decompression bombs cannot push the
 //! server's memory past the budget.
 
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Condvar, Mutex};
 
 /// Memory shared by all decodes, bytes.
 #[derive(Debug)]
@@ -56,12 +57,6 @@ impl Drop for Reservation<'_> {
         *used -= self.bytes;
         self.budget.freed.notify_all();
     }
-}
-
-/// The budget every frame decode of this process shares (`capacity` bytes, fixed by the first call).
-pub fn decode_budget(capacity: u64) -> &'static MemoryBudget {
-    static BUDGET: OnceLock<MemoryBudget> = OnceLock::new();
-    BUDGET.get_or_init(|| MemoryBudget::new(capacity))
 }
 
 /// Makes the allocator give freed frame buffers back to the system at once. glibc's default raises its mmap
