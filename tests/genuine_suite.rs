@@ -14,19 +14,11 @@ use std::collections::BTreeSet;
 use support::genuine::{bpcer_table, run_suite, table};
 
 /// Rejected genuine runs: (clip, span start, fps, mirrored).
-const STILL_REJECTED: [(&str, f32, u32, bool); 9] = [
-    // The head leaves the frame downward within 0.9 s: at 5 fps one frame is past the threshold, two are needed.
-    ("Onyameakasa_down.mp4", 0.0, 5, false),
-    // She lowers her eyes more than her head: pitch moves 9.6 degrees, the rule asks 15.
-    ("KwaiVGI_d3.mp4", 1.2, 8, false),
-    ("KwaiVGI_d3.mp4", 1.2, 5, false),
-    ("KwaiVGI_d3.mp4", 1.2, 12, false),
-    // She sways 20 degrees sideways on the way down: read as a turn, a wrong action (5 fps samples past it).
-    ("KwaiVGI_d3.mp4", 6.0, 8, false),
-    ("KwaiVGI_d3.mp4", 6.0, 12, false),
-    // The 'O' is brief: at 5 fps only one frame after the baseline is open enough (jawOpen 0.39, then 0.26).
+const STILL_REJECTED: [(&str, f32, u32, bool); 3] = [
+    // The 'O' is brief: at 5 fps only one frame after the baseline is open enough (jawOpen 0.53, then 0.16-0.39).
     ("KwaiVGI_d13.mp4", 3.3, 5, false),
-    // Held out. A beauty filter; the blink falls between frames at 5 and 8 fps (closure 0.0 on every frame).
+    // Held out. A beauty filter; the blink falls between frames at 5 and 8 fps (eye closure and the blendshapes'
+    // eyeBlink 0.00-0.02 on every frame): no rule can see it, only a faster camera (12 fps catches it).
     ("KwaiVGI_d14.mp4", 1.1, 8, false),
     ("KwaiVGI_d14.mp4", 1.1, 5, false),
 ];

@@ -11,7 +11,7 @@ pub mod session;
 pub use challenge::{draw_challenges, draw_challenges_with_head_movement, Challenge, ChallengeType};
 pub use judge::{Feedback, JudgeConfig};
 pub use observation::{
-    BoundingBox, FaceObservation, FaceQuality, FrameObservation, HeadPose, StageTimings, TrackingHint,
+    BoundingBox, FaceObservation, FaceQuality, FrameObservation, Gaze, HeadPose, StageTimings, TrackingHint,
 };
 pub use policy::{Policy, PolicyViolation};
 pub use receipt::{FrameReceipt, Receipts};

@@ -74,6 +74,14 @@ pub struct HeadPose {
     pub roll: f32,
 }
 
+/// Where the eyes look, 0..1 each: the blendshapes' eyeLookDown and eyeLookUp, both eyes averaged. A person asked
+/// to look down lowers their eyes as well as their head, some more than their head.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Gaze {
+    pub down: f32,
+    pub up: f32,
+}
+
 /// Brightness and sharpness of the face region.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FaceQuality {
@@ -116,6 +124,9 @@ pub struct FaceObservation {
     pub smile: f32,
     /// Mouth opening, 0..1: the blendshapes' jawOpen.
     pub mouth_open: f32,
+    /// Where the eyes look.
+    #[serde(default)]
+    pub gaze: Gaze,
     /// Brightness and sharpness of the face.
     pub quality: FaceQuality,
     /// MiniFASNet's probability that the face is live; `None` when the models are not installed.

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use super::mesh::Mesh;
 use super::onnx::{ModelError, OnnxModel};
+use crate::domain::Gaze;
 
 /// The mesh points the model reads, in its input order.
 const INPUT_POINTS: [usize; 146] = [
@@ -18,6 +19,10 @@ const INPUT_POINTS: [usize; 146] = [
 /// Output positions of the scores we use.
 const EYE_BLINK_LEFT: usize = 9;
 const EYE_BLINK_RIGHT: usize = 10;
+const EYE_LOOK_DOWN_LEFT: usize = 11;
+const EYE_LOOK_DOWN_RIGHT: usize = 12;
+const EYE_LOOK_UP_LEFT: usize = 17;
+const EYE_LOOK_UP_RIGHT: usize = 18;
 const JAW_OPEN: usize = 25;
 const MOUTH_SMILE_LEFT: usize = 44;
 const MOUTH_SMILE_RIGHT: usize = 45;
@@ -29,6 +34,7 @@ pub struct Expressions {
     pub eye_blink_right: f32,
     pub smile: f32,
     pub jaw_open: f32,
+    pub gaze: Gaze,
 }
 
 /// The blendshapes model, loaded once.
@@ -52,6 +58,10 @@ impl BlendshapesModel {
             eye_blink_right: scores[EYE_BLINK_RIGHT],
             smile: (scores[MOUTH_SMILE_LEFT] + scores[MOUTH_SMILE_RIGHT]) / 2.0,
             jaw_open: scores[JAW_OPEN],
+            gaze: Gaze {
+                down: (scores[EYE_LOOK_DOWN_LEFT] + scores[EYE_LOOK_DOWN_RIGHT]) / 2.0,
+                up: (scores[EYE_LOOK_UP_LEFT] + scores[EYE_LOOK_UP_RIGHT]) / 2.0,
+            },
         })
     }
 }

@@ -9,6 +9,7 @@ use super::{
     decode_frame, AnalysisError, DecodeLimits, FaceObservation, FaceSearch, FrameAnalyzer, FrameObservation,
     StageTimings,
 };
+use crate::domain::Gaze;
 
 /// Analyser that reads observations out of the frames themselves.
 #[derive(Debug, Clone, Copy, Default)]
@@ -92,6 +93,7 @@ impl FakeFace {
                 eye_closure: [self.eye_closure; 2],
                 smile: self.smile,
                 mouth_open: self.mouth_open,
+                gaze: Gaze::default(),
                 quality: FaceQuality { brightness: self.brightness, sharpness: 300.0 },
                 antispoof_real: self.antispoof_real,
                 next_region: CropRegion::axis_aligned(&bbox.scaled(1.5)).into(),

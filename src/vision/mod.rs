@@ -231,6 +231,7 @@ impl Analyzer {
             eye_closure: face_metrics::eye_closure(&mesh),
             smile: expressions.smile,
             mouth_open: expressions.jaw_open,
+            gaze: expressions.gaze,
             quality: face_metrics::face_quality(image, &mesh),
             antispoof_real,
             next_region: mesh.next_region().into(),

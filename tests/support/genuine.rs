@@ -43,7 +43,8 @@ pub const SPANS: &[Span] = &[
     span("Onyameakasa_right.mp4", "A (young man)", TurnRight, 0.0, 1.99, false),
     span("Onyameakasa_up.mp4", "A (young man)", LookUp, 0.0, 1.86, false),
     span("Onyameakasa_down.mp4", "A (young man)", LookDown, 0.0, 1.44, false),
-    span("KwaiVGI_d3.mp4", "B (woman)", LookDown, 1.2, 3.6, false),
+    // The MANIFEST has her look down ~2.0-5.0 s; the span once ended at 3.6 s, before her head was down.
+    span("KwaiVGI_d3.mp4", "B (woman)", LookDown, 1.2, 5.0, false),
     span("KwaiVGI_d3.mp4", "B (woman)", LookDown, 6.0, 8.5, false),
     span("KwaiVGI_d3.mp4", "B (woman)", OpenMouth, 9.0, 11.6, false),
     span("KwaiVGI_d9.mp4", "C (man, glasses)", Blink, 11.0, 12.6, false),
