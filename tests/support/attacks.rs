@@ -19,9 +19,9 @@ pub const WIDTH: u32 = 640;
 pub const HEIGHT: u32 = 480;
 pub const FRAME_MS: i64 = 125;
 
-/// One session's frames against one challenge.
+/// One session's frames against its challenges (most have one).
 pub struct Sequence {
-    pub challenge: ChallengeType,
+    pub challenges: Vec<ChallengeType>,
     pub frames: Vec<Vec<u8>>,
 }
 
@@ -30,6 +30,9 @@ pub struct Case {
     pub name: String,
     /// Genuine sequences must pass; attacks must not.
     pub genuine: bool,
+    /// An attack the service does not stop yet (measured, and said in docs/accuracy.md): its sessions are
+    /// expected live, so the suite fails the day a rule starts stopping it and the table is corrected.
+    pub not_stopped: bool,
     pub sequences: Vec<Sequence>,
 }
 
@@ -139,7 +142,7 @@ pub fn held(image: &RgbImage, frames: usize) -> Vec<RgbImage> {
 
 // --- running ---
 
-/// Runs one sequence as a session with its challenge, frames 125 ms apart; then lets the deadline pass.
+/// Runs one sequence as a session with its challenges, frames 125 ms apart; then lets the deadline pass.
 pub async fn run(sequence: &Sequence) -> Outcome {
     run_every(sequence, FRAME_MS).await
 }
@@ -150,8 +153,8 @@ pub async fn run_every(sequence: &Sequence, frame_ms: i64) -> Outcome {
     let store = Arc::new(MemoryStore::new());
     let service = LivenessService::new(store.clone(), analyzer(), clock.clone(), ServiceSettings::default());
     let id = Uuid::new_v4();
-    let challenge = Challenge { kind: sequence.challenge, timeout_seconds: 5.0 };
-    store.create(&Session::new(id, vec![challenge], clock.now_ms(), 180_000)).await.unwrap();
+    let challenges = sequence.challenges.iter().map(|&kind| Challenge { kind, timeout_seconds: 5.0 }).collect();
+    store.create(&Session::new(id, challenges, clock.now_ms(), 180_000)).await.unwrap();
     let mut frames_used = 0;
     for frame in &sequence.frames {
         frames_used += 1;
@@ -191,7 +194,11 @@ pub fn table(cases: &[Case], results: &[Vec<Outcome>]) -> String {
         }
         let rejected = outcomes.iter().filter(|o| !o.live).count();
         let rules: Vec<String> = rules.iter().map(|(rule, n)| format!("{rule} {n}")).collect();
-        let kind = if case.genuine { "genuine" } else { "attack" };
+        let kind = match (case.genuine, case.not_stopped) {
+            (true, _) => "genuine",
+            (false, false) => "attack",
+            (false, true) => "attack, not stopped",
+        };
         out += &format!("| {} | {kind} | {} | {rejected} | {} |\n", case.name, outcomes.len(), rules.join(", "));
     }
     out

@@ -74,30 +74,37 @@ pub struct GenuineRun {
 
 /// The span's frames at `fps`, as JPEGs no larger than 640x640 (a camera frame), mirrored if asked.
 pub fn frames(span: &Span, fps: u32, mirrored: bool) -> Vec<Vec<u8>> {
-    let dir = std::env::temp_dir().join(format!(
-        "liveness-genuine-{}-{}-{fps}-{mirrored}-{}",
-        span.clip,
-        span.from_s,
-        std::process::id()
-    ));
+    cut(span.clip, span.from_s, span.to_s, fps, mirrored)
+}
+
+/// The clip's frames from `from_s` to `to_s` at `fps`, as JPEGs no larger than 640x640, mirrored if asked.
+fn cut(clip: &str, from_s: f32, to_s: f32, fps: u32, mirrored: bool) -> Vec<Vec<u8>> {
+    let dir =
+        std::env::temp_dir().join(format!("liveness-genuine-{clip}-{from_s}-{fps}-{mirrored}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut filter = format!("fps={fps},scale=w=640:h=640:force_original_aspect_ratio=decrease");
     if mirrored {
         filter += ",hflip";
     }
     let status = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-ss", &span.from_s.to_string(), "-to", &span.to_s.to_string(), "-i"])
-        .arg(testdata(&format!("genuine/{}", span.clip)))
+        .args(["-loglevel", "error", "-y", "-ss", &from_s.to_string(), "-to", &to_s.to_string(), "-i"])
+        .arg(testdata(&format!("genuine/{clip}")))
         .args(["-vf", &filter, "-q:v", "3"])
         .arg(dir.join("f%03d.jpg"))
         .status()
         .expect("ffmpeg is installed (scripts/test.sh installs it)");
-    assert!(status.success(), "ffmpeg cut {}", span.clip);
+    assert!(status.success(), "ffmpeg cut {clip}");
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     let jpegs = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
     std::fs::remove_dir_all(&dir).unwrap();
     jpegs
+}
+
+/// The clip's frame at `seconds`, no larger than 640x640.
+pub fn frame_at(clip: &str, seconds: f32) -> image::RgbImage {
+    let jpegs = cut(clip, seconds, seconds + 0.01, 100, false);
+    image::load_from_memory(&jpegs[0]).expect("ffmpeg wrote a JPEG").to_rgb8()
 }
 
 fn other_direction(challenge: ChallengeType) -> Option<ChallengeType> {
@@ -120,7 +127,7 @@ pub async fn run_suite(rates: &[u32]) -> Vec<GenuineRun> {
         }
     }
     let runs = plans.into_iter().map(|(span, fps, mirrored, challenge)| async move {
-        let sequence = Sequence { challenge, frames: frames(&span, fps, mirrored) };
+        let sequence = Sequence { challenges: vec![challenge], frames: frames(&span, fps, mirrored) };
         let outcome = run_every(&sequence, 1000 / i64::from(fps)).await;
         GenuineRun { span, fps, mirrored, challenge, outcome }
     });
