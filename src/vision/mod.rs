@@ -18,6 +18,7 @@ pub mod memory;
 pub mod mesh;
 pub mod model_files;
 pub mod onnx;
+pub mod prelu;
 pub mod reference;
 
 use std::path::Path;

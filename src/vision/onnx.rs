@@ -22,6 +22,13 @@ pub enum ModelError {
     Inference { model: String, message: String },
 }
 
+/// tract's ONNX parser, with PRelu as one operator ([`super::prelu`]).
+fn parser() -> tract_onnx::Onnx {
+    let mut onnx = tract_onnx::onnx();
+    super::prelu::register(&mut onnx);
+    onnx
+}
+
 /// A loaded model with one float input of a fixed shape. Cheap to share: `run` takes `&self`.
 #[derive(Debug, Clone)]
 pub struct OnnxModel {
@@ -39,23 +46,16 @@ impl OnnxModel {
 
     /// As [`OnnxModel::load`], from bytes already read (and checked) by the caller.
     pub fn from_bytes(path: &Path, bytes: &[u8], input_shape: &[usize]) -> Result<Self, ModelError> {
-        let proto = tract_onnx::onnx()
+        let proto = parser()
             .proto_model_for_read(&mut std::io::Cursor::new(bytes))
             .map_err(|e| ModelError::Load { path: path.to_owned(), message: format!("{e:#}") })?;
         Self::from_proto(path, proto, input_shape)
     }
 
     /// As [`OnnxModel::load`], from the parsed protobuf; `path` names the model in errors.
-    fn from_proto(
-        path: &Path,
-        mut proto: tract_onnx::pb::ModelProto,
-        input_shape: &[usize],
-    ) -> Result<Self, ModelError> {
+    fn from_proto(path: &Path, proto: tract_onnx::pb::ModelProto, input_shape: &[usize]) -> Result<Self, ModelError> {
         let load_error = |e: TractError| ModelError::Load { path: path.to_owned(), message: format!("{e:#}") };
-        if let Some(graph) = proto.graph.as_mut() {
-            rewrite_prelu(graph);
-        }
-        let plan = tract_onnx::onnx()
+        let plan = parser()
             .model_for_proto_model(&proto)
             .and_then(|model| model.with_input_fact(0, f32::fact(input_shape).into()))
             .and_then(|model| model.into_optimized())
@@ -88,42 +88,14 @@ impl OnnxModel {
     }
 }
 
-/// Replaces every `PRelu(x, slope)` with `Relu(x) + slope * (x - Relu(x))`, the same values exactly
-/// (`x - Relu(x)` is `min(x, 0)`). tract expands PRelu into a comparison and a select that it runs slowly:
-/// measured with `examples/profile_models.rs`, this took FaceMesh from 31.9 to 26.7 ms and MiniFASNet V2 from
-/// 12.1 to 6.4 ms. (A two-pass `x + (slope - 1) * Min(x, 0)` measured no faster and is not exact.)
-fn rewrite_prelu(graph: &mut tract_onnx::pb::GraphProto) {
-    use tract_onnx::pb::NodeProto;
-    let node = |op: &str, name: String, inputs: &[&str], output: String| NodeProto {
-        op_type: op.to_owned(),
-        input: inputs.iter().map(|i| (*i).to_owned()).collect(),
-        output: vec![output],
-        name,
-        ..NodeProto::default()
-    };
-    for original in std::mem::take(&mut graph.node) {
-        let is_prelu = original.op_type == "PRelu" && original.domain.is_empty();
-        let (true, [x, slope], [y]) = (is_prelu, original.input.as_slice(), original.output.as_slice()) else {
-            graph.node.push(original);
-            continue;
-        };
-        let part = |suffix: &str| format!("{}.{suffix}", if original.name.is_empty() { y } else { &original.name });
-        let (positive, negative, scaled) = (part("positive"), part("negative"), part("scaled"));
-        graph.node.push(node("Relu", part("relu"), &[x], positive.clone()));
-        graph.node.push(node("Sub", part("sub"), &[x, &positive], negative.clone()));
-        graph.node.push(node("Mul", part("mul"), &[slope, &negative], scaled.clone()));
-        graph.node.push(node("Add", part("add"), &[&positive, &scaled], y.clone()));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use tract_onnx::pb::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto};
     use tract_onnx::pb::{type_proto, TensorProto, TypeProto, ValueInfoProto};
 
-    /// A one-node model: `y = PRelu(x, slopes)` with `x` of shape [2, slopes.len()].
-    fn prelu_model(slopes: &[f32]) -> ModelProto {
+    /// A one-node model: `y = PRelu(x, slopes)`, the slopes of shape `slope_dims`.
+    fn prelu_model(slopes: &[f32], slope_dims: &[i64]) -> ModelProto {
         let float = TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
                 elem_type: DataType::Float as i32,
@@ -146,7 +118,7 @@ mod tests {
             }],
             initializer: vec![TensorProto {
                 name: "slope".to_owned(),
-                dims: vec![slopes.len() as i64],
+                dims: slope_dims.to_vec(),
                 data_type: DataType::Float as i32,
                 float_data: slopes.to_vec(),
                 ..TensorProto::default()
@@ -164,24 +136,33 @@ mod tests {
     }
 
     #[test]
-    fn prelu_becomes_four_vectorisable_nodes() {
-        let mut graph = prelu_model(&[0.25]).graph.unwrap();
-        rewrite_prelu(&mut graph);
-        let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
-        assert_eq!(ops, ["Relu", "Sub", "Mul", "Add"]);
-        assert_eq!(graph.node[3].output, ["y"], "the rewritten chain ends in the original output");
-    }
-
-    #[test]
-    fn the_rewritten_prelu_gives_exactly_prelu_for_any_slope() {
+    fn the_fused_prelu_gives_exactly_prelu_for_any_slope() {
         // Slopes like the models' own: negative, between 0 and 1, and far above 1.
         let slopes = [-5.3554688, 0.25, 1.0, 19.8125];
-        let model = OnnxModel::from_proto(Path::new("prelu.onnx"), prelu_model(&slopes), &[2, 4]).unwrap();
+        let model = OnnxModel::from_proto(Path::new("prelu.onnx"), prelu_model(&slopes, &[4]), &[2, 4]).unwrap();
         let x = [-3.5, 0.0, 2.0, -0.001, 7.25, -1.0, -2.5, 1e-30];
         let y = model.run(x.to_vec()).unwrap().remove(0);
         for (i, (&x, &y)) in x.iter().zip(&y).enumerate() {
             let want = if x >= 0.0 { x } else { slopes[i % 4] * x };
             assert_eq!(y, want, "x = {x}, slope {}", slopes[i % 4]);
+        }
+    }
+
+    #[test]
+    fn the_fused_prelu_reads_channels_first_and_a_single_slope() {
+        // Channels first (NCHW, slopes [C, 1, 1]): each channel's plane takes its own slope.
+        let slopes = [0.5, -2.0, 3.0];
+        let model = OnnxModel::from_proto(Path::new("nchw.onnx"), prelu_model(&slopes, &[3, 1, 1]), &[1, 3, 2, 2]);
+        let x: Vec<f32> = (0..12).map(|i| i as f32 - 6.5).collect();
+        let y = model.unwrap().run(x.clone()).unwrap().remove(0);
+        for (i, (&x, &y)) in x.iter().zip(&y).enumerate() {
+            assert_eq!(y, if x >= 0.0 { x } else { slopes[i / 4] * x }, "x = {x}");
+        }
+        // One slope for every value.
+        let model = OnnxModel::from_proto(Path::new("one.onnx"), prelu_model(&[0.1], &[1]), &[1, 3, 2, 2]);
+        let y = model.unwrap().run(x.clone()).unwrap().remove(0);
+        for (&x, &y) in x.iter().zip(&y) {
+            assert_eq!(y, if x >= 0.0 { x } else { 0.1 * x }, "x = {x}");
         }
     }
 }
