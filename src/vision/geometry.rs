@@ -57,36 +57,81 @@ pub enum Border {
 /// Resamples `region` of `image` onto an `out_w` x `out_h` grid with bilinear interpolation (pixel centres at
 /// half-integers, as OpenCV and MediaPipe do). Returns row-major RGB values in 0..=255.
 pub fn resample(image: &RgbImage, region: &CropRegion, out_w: usize, out_h: usize, border: Border) -> Vec<[f32; 3]> {
+    let mut flat = vec![0.0; out_w * out_h * 3];
+    resample_into(image, region, out_w, out_h, border, 1.0, &mut flat);
+    flat.chunks_exact(3).map(|rgb| [rgb[0], rgb[1], rgb[2]]).collect()
+}
+
+/// [`resample`] written straight into `out` (row-major RGB, `out_w * out_h * 3` values), each value times `scale`:
+/// a model's input without a copy in between.
+pub fn resample_into(
+    image: &RgbImage,
+    region: &CropRegion,
+    out_w: usize,
+    out_h: usize,
+    border: Border,
+    scale: f32,
+    out: &mut [f32],
+) {
+    assert_eq!(out.len(), out_w * out_h * 3, "resample_into: output of the wrong size");
     let (width, height) = (image.width() as i64, image.height() as i64);
     let raw = image.as_raw();
+    let stride = width as usize * 3;
     let pixel = |x: i64, y: i64| -> [f32; 3] {
         let (x, y) = match border {
             Border::Zero if x < 0 || y < 0 || x >= width || y >= height => return [0.0; 3],
             Border::Zero => (x, y),
             Border::Replicate => (x.clamp(0, width - 1), y.clamp(0, height - 1)),
         };
-        let i = ((y * width + x) * 3) as usize;
+        let i = y as usize * stride + x as usize * 3;
         [f32::from(raw[i]), f32::from(raw[i + 1]), f32::from(raw[i + 2])]
     };
-    let mut out = Vec::with_capacity(out_w * out_h);
-    for v in 0..out_h {
-        for u in 0..out_w {
-            let (sx, sy) = region.to_image(u as f32 + 0.5, v as f32 + 0.5, out_w, out_h);
-            let (sx, sy) = (sx - 0.5, sy - 0.5);
-            let (x0, y0) = (sx.floor(), sy.floor());
-            let (fx, fy) = (sx - x0, sy - y0);
-            let (x0, y0) = (x0 as i64, y0 as i64);
-            let (a, b, c, d) = (pixel(x0, y0), pixel(x0 + 1, y0), pixel(x0, y0 + 1), pixel(x0 + 1, y0 + 1));
-            let mut rgb = [0.0f32; 3];
-            for k in 0..3 {
-                let top = a[k] + (b[k] - a[k]) * fx;
-                let bottom = c[k] + (d[k] - c[k]) * fx;
-                rgb[k] = top + (bottom - top) * fy;
+    // The crop is an affine map: the image position of crop pixel (u, v) is `origin + u * step_u + v * step_v`,
+    // computed once here rather than per pixel (this runs for every pixel of every model input).
+    let (sin, cos) = region.angle.sin_cos();
+    let (scale_u, scale_v) = (region.width / out_w as f32, region.height / out_h as f32);
+    let (step_u, step_v) = ((scale_u * cos, scale_u * sin), (-scale_v * sin, scale_v * cos));
+    let (first_x, first_y) = region.to_image(0.5, 0.5, out_w, out_h);
+    let origin = (first_x - 0.5, first_y - 0.5);
+    for (v, row_out) in out.chunks_exact_mut(out_w * 3).enumerate() {
+        let row = (origin.0 + v as f32 * step_v.0, origin.1 + v as f32 * step_v.1);
+        for (u, rgb) in row_out.chunks_exact_mut(3).enumerate() {
+            let (sx, sy) = (row.0 + u as f32 * step_u.0, row.1 + u as f32 * step_u.1);
+            let (x0, y0) = (floor(sx), floor(sy));
+            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+            if x0 >= 0 && y0 >= 0 && x0 + 1 < width && y0 + 1 < height {
+                let at = y0 as usize * stride + x0 as usize * 3;
+                let top: &[u8; 6] = raw[at..at + 6].try_into().expect("six bytes");
+                let below: &[u8; 6] = raw[at + stride..at + stride + 6].try_into().expect("six bytes");
+                for k in 0..3 {
+                    let (a, b) = (f32::from(top[k]), f32::from(top[k + 3]));
+                    let (c, d) = (f32::from(below[k]), f32::from(below[k + 3]));
+                    let upper = a + (b - a) * fx;
+                    let lower = c + (d - c) * fx;
+                    rgb[k] = (upper + (lower - upper) * fy) * scale;
+                }
+            } else {
+                let (a, b, c, d) = (pixel(x0, y0), pixel(x0 + 1, y0), pixel(x0, y0 + 1), pixel(x0 + 1, y0 + 1));
+                for k in 0..3 {
+                    let upper = a[k] + (b[k] - a[k]) * fx;
+                    let lower = c[k] + (d[k] - c[k]) * fx;
+                    rgb[k] = (upper + (lower - upper) * fy) * scale;
+                }
             }
-            out.push(rgb);
         }
     }
-    out
+}
+
+/// `value.floor()` as an integer without a call into libm (`f32::floor` is one on x86-64's baseline, and this
+/// runs twice for every pixel of every model input).
+#[inline]
+fn floor(value: f32) -> i64 {
+    let truncated = value as i64;
+    if (truncated as f32) > value {
+        truncated - 1
+    } else {
+        truncated
+    }
 }
 
 /// Rec. 601 luma of an RGB triple.

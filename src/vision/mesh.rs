@@ -4,7 +4,7 @@ use std::path::Path;
 
 use image::RgbImage;
 
-use super::geometry::{resample, Border, BoundingBox, CropRegion};
+use super::geometry::{resample_into, Border, BoundingBox, CropRegion};
 use super::onnx::{ModelError, OnnxModel};
 
 const SIZE: usize = 256;
@@ -62,10 +62,8 @@ impl FaceMeshModel {
 
     /// Runs the mesh on `region` of the image.
     pub fn run(&self, image: &RgbImage, region: &CropRegion) -> Result<Mesh, ModelError> {
-        let input = resample(image, region, SIZE, SIZE, Border::Replicate)
-            .into_iter()
-            .flat_map(|rgb| rgb.map(|v| v / 255.0))
-            .collect();
+        let mut input = vec![0.0; SIZE * SIZE * 3];
+        resample_into(image, region, SIZE, SIZE, Border::Replicate, 1.0 / 255.0, &mut input);
         let outputs = self.model.run(input)?;
         let z_scale = region.width / SIZE as f32;
         let points = outputs[0]

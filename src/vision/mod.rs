@@ -92,7 +92,7 @@ impl Default for AnalyzerOptions {
     fn default() -> Self {
         Self {
             decode: DecodeLimits::default(),
-            refine_mesh: true,
+            refine_mesh: false,
             keep_landmarks: false,
             antispoof: AntiSpoofEnsemble::default(),
         }
