@@ -346,6 +346,30 @@ fn a_clear_spoof_ends_the_passive_phase_early() {
 }
 
 #[test]
+fn a_challenge_that_times_out_in_the_dark_says_so() {
+    let dark = FakeFace { brightness: 10.0, ..neutral() };
+    let mut run = Run::new(&[ChallengeType::TurnLeft]);
+    run.send_all(&[neutral(), neutral(), dark, dark, dark, dark, neutral()]);
+    run.now += 6_000;
+    let ended = run.session.at(run.now);
+    assert_eq!(ended.end_reason, Some(EndReason::ChallengeTimeout));
+    assert!(ended.advice().unwrap().contains("too dark"), "{:?}", ended.advice());
+    // A few dark frames among many that counted do not take the blame.
+    let mut run = Run::new(&[ChallengeType::TurnLeft]);
+    run.send_all(&[neutral(), neutral(), dark, dark, dark, neutral(), neutral(), neutral(), neutral(), neutral()]);
+    run.now += 6_000;
+    let ended = run.session.at(run.now);
+    assert_eq!(ended.advice(), EndReason::ChallengeTimeout.advice());
+    // The tally starts again with each challenge.
+    let mut run = Run::new(&[ChallengeType::TurnLeft, ChallengeType::Smile]);
+    run.send_all(&[dark, dark, dark]);
+    run.send_all(&genuine(ChallengeType::TurnLeft));
+    assert_eq!(run.session.outcomes.len(), 1, "the turn passed");
+    run.now += 6_000;
+    assert_eq!(run.session.at(run.now).advice(), EndReason::ChallengeTimeout.advice());
+}
+
+#[test]
 fn a_check_that_did_not_pass_says_why_in_plain_words_except_for_attacks() {
     use liveness::domain::{EndReason, NOT_VERIFIED_ADVICE};
     assert_eq!(EndReason::Live.advice(), None);

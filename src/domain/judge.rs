@@ -126,6 +126,29 @@ impl Feedback {
             Feedback::FaceChanged => "The face in view changed",
         }
     }
+
+    /// What the end user is told when a challenge ran out of time while most of its frames got this feedback:
+    /// what stopped the movement being seen, and how to retry.
+    pub fn timeout_advice(self) -> &'static str {
+        match self {
+            Feedback::TooDark => {
+                "Not in time: the picture was too dark to see the movement. Find more light, facing you, and start \
+                 again."
+            }
+            Feedback::TooBright => {
+                "Not in time: too much light shone into the camera. Move away from bright light behind you and start \
+                 again."
+            }
+            Feedback::Blurry => "Not in time: the picture was blurred. Hold still, wipe the lens, and start again.",
+            Feedback::NoFace => "Not in time: no face was seen. Start again, looking into the camera.",
+            Feedback::FaceTooSmall => "Not in time: your face was too far away. Start again closer to the camera.",
+            Feedback::FaceNotCentered => {
+                "Not in time: your face was not in the middle of the picture. Start again with it centred."
+            }
+            Feedback::MultipleFaces => "Not in time: more than one face was in view. Start again, alone.",
+            Feedback::FaceChanged => "The face in view changed. Start again, alone, with your whole face in the frame.",
+        }
+    }
 }
 
 /// What the judge keeps of one counted frame.

@@ -223,6 +223,9 @@ pub struct Session {
     /// The answers of the last frames sent with an idempotency key, for their retries.
     #[serde(default)]
     pub receipts: Receipts,
+    /// Frames of the current challenge that did not count, by why: what the advice names when it runs out of time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncounted: Vec<(Feedback, u32)>,
 }
 
 /// What one frame did to the session.
@@ -278,6 +281,7 @@ impl Session {
             ended_at_ms: None,
             reference_image: None,
             receipts: Receipts::default(),
+            uncounted: Vec::new(),
         }
     }
 
@@ -304,6 +308,30 @@ impl Session {
     /// Challenges not yet passed.
     pub fn challenges_remaining(&self) -> usize {
         self.challenges.len() - self.outcomes.iter().filter(|o| o.passed).count()
+    }
+
+    /// What the end user is told about a check that did not pass, in plain words, and how to retry; `None` while
+    /// open or when live. A challenge that ran out of time while most of its frames could not be read (too dark,
+    /// no face...) says so; otherwise the end reason's own words ([`EndReason::advice`]).
+    pub fn advice(&self) -> Option<&'static str> {
+        let reason = self.end_reason?;
+        if reason == EndReason::ChallengeTimeout {
+            // The commonest reason frames did not count, if at least 3 did not and no fewer than counted.
+            let commonest = self.uncounted.iter().max_by_key(|(_, frames)| *frames);
+            let telling = commonest.filter(|(_, frames)| *frames >= 3 && *frames as usize >= self.history.len());
+            if let Some((feedback, _)) = telling {
+                return Some(feedback.timeout_advice());
+            }
+        }
+        reason.advice()
+    }
+
+    /// Counts a frame of the current challenge that did not count, and why.
+    fn note_uncounted(&mut self, feedback: Feedback) {
+        match self.uncounted.iter_mut().find(|(kind, _)| *kind == feedback) {
+            Some((_, frames)) => *frames += 1,
+            None => self.uncounted.push((feedback, 1)),
+        }
     }
 
     /// Deadline of the current challenge, once its clock has started.
@@ -371,6 +399,7 @@ impl Session {
             Ok(sample) => sample,
             Err(feedback) => {
                 outcome.feedback = Some(feedback);
+                session.note_uncounted(feedback);
                 return Ok((session, outcome));
             }
         };
@@ -497,6 +526,7 @@ impl Session {
         let kind = self.current_challenge().expect("open").kind;
         self.outcomes.push(ChallengeOutcome { kind, passed: true, confidence });
         self.history.clear();
+        self.uncounted.clear();
         self.challenge_started_ms = Some(now_ms);
         if self.outcomes.len() < self.challenges.len() {
             return;

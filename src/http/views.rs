@@ -93,7 +93,7 @@ impl SessionView {
             challenges_remaining: s.challenges_remaining(),
             expires_at: s.expires_at_ms / 1000,
             end_reason: reader.end_reason(s),
-            advice: s.end_reason.and_then(EndReason::advice),
+            advice: s.advice(),
         }
     }
 }
@@ -200,7 +200,7 @@ impl FrameView {
             feedback: r.outcome.feedback,
             guidance: r.outcome.feedback.map(Feedback::message),
             end_reason: reader.end_reason(s),
-            advice: s.end_reason.and_then(EndReason::advice),
+            advice: s.advice(),
         }
     }
 }

@@ -5,7 +5,7 @@
 use uuid::Uuid;
 
 use super::protocol::{frame_from_binary, frame_from_text, Label, Phase, ServerMessage, Status};
-use crate::domain::{reported, EndReason, FrameOutcome, FrameRejection, Session, SessionRules, SessionState};
+use crate::domain::{reported, FrameOutcome, FrameRejection, Session, SessionRules, SessionState};
 use crate::service::{
     query_value, AuthMode, Caller, CreateOptions, FrameAnswer, FrameResult, IdempotencyKey, Interface, LivenessService,
     ServiceError,
@@ -284,6 +284,6 @@ fn final_result(session: &Session) -> ServerMessage {
     let label = if session.is_live == Some(true) { Label::Real } else { Label::Fake };
     let passed = session.outcomes.iter().filter(|o| o.passed).map(|o| o.kind.action().to_owned()).collect();
     let confidence = session.passive.mean().filter(|_| session.owner.client_scores).map(reported);
-    let advice = session.end_reason.and_then(EndReason::advice).map(str::to_owned);
+    let advice = session.advice().map(str::to_owned);
     ServerMessage::FinalResult { label, passed, session_id: session.id, confidence, advice }
 }
