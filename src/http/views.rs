@@ -171,13 +171,6 @@ pub struct FrameView {
     pub advice: Option<&'static str>,
 }
 
-impl FrameView {
-    /// The body as JSON text.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a frame view always serialises")
-    }
-}
-
 impl From<&FrameResult> for FrameView {
     fn from(r: &FrameResult) -> Self {
         FrameView::for_reader(r, Reader::RelyingParty)
@@ -185,6 +178,11 @@ impl From<&FrameResult> for FrameView {
 }
 
 impl FrameView {
+    /// The body as JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a frame view always serialises")
+    }
+
     /// The frame's answer as `reader` may see it.
     pub fn for_reader(r: &FrameResult, reader: Reader) -> Self {
         let s = &r.session;

@@ -97,40 +97,23 @@ pub fn resample_into(
         let row = (origin.0 + v as f32 * step_v.0, origin.1 + v as f32 * step_v.1);
         for (u, rgb) in row_out.chunks_exact_mut(3).enumerate() {
             let (sx, sy) = (row.0 + u as f32 * step_u.0, row.1 + u as f32 * step_u.1);
-            let (x0, y0) = (floor(sx), floor(sy));
-            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
-            if x0 >= 0 && y0 >= 0 && x0 + 1 < width && y0 + 1 < height {
-                let at = y0 as usize * stride + x0 as usize * 3;
-                let top: &[u8; 6] = raw[at..at + 6].try_into().expect("six bytes");
-                let below: &[u8; 6] = raw[at + stride..at + stride + 6].try_into().expect("six bytes");
-                for k in 0..3 {
-                    let (a, b) = (f32::from(top[k]), f32::from(top[k + 3]));
-                    let (c, d) = (f32::from(below[k]), f32::from(below[k + 3]));
-                    let upper = a + (b - a) * fx;
-                    let lower = c + (d - c) * fx;
-                    rgb[k] = (upper + (lower - upper) * fy) * scale;
-                }
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = (sx - x0, sy - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            let (a, b, c, d) = if x0 >= 0 && y0 >= 0 && x0 + 1 < width && y0 + 1 < height {
+                // Inside the image, as nearly every pixel is: no border rule to apply.
+                let at = |i: usize| [f32::from(raw[i]), f32::from(raw[i + 1]), f32::from(raw[i + 2])];
+                let top = y0 as usize * stride + x0 as usize * 3;
+                (at(top), at(top + 3), at(top + stride), at(top + stride + 3))
             } else {
-                let (a, b, c, d) = (pixel(x0, y0), pixel(x0 + 1, y0), pixel(x0, y0 + 1), pixel(x0 + 1, y0 + 1));
-                for k in 0..3 {
-                    let upper = a[k] + (b[k] - a[k]) * fx;
-                    let lower = c[k] + (d[k] - c[k]) * fx;
-                    rgb[k] = (upper + (lower - upper) * fy) * scale;
-                }
+                (pixel(x0, y0), pixel(x0 + 1, y0), pixel(x0, y0 + 1), pixel(x0 + 1, y0 + 1))
+            };
+            for k in 0..3 {
+                let upper = a[k] + (b[k] - a[k]) * fx;
+                let lower = c[k] + (d[k] - c[k]) * fx;
+                rgb[k] = (upper + (lower - upper) * fy) * scale;
             }
         }
-    }
-}
-
-/// `value.floor()` as an integer without a call into libm (`f32::floor` is one on x86-64's baseline, and this
-/// runs twice for every pixel of every model input).
-#[inline]
-fn floor(value: f32) -> i64 {
-    let truncated = value as i64;
-    if (truncated as f32) > value {
-        truncated - 1
-    } else {
-        truncated
     }
 }
 
