@@ -22,10 +22,12 @@ pub enum ModelError {
     Inference { model: String, message: String },
 }
 
-/// tract's ONNX parser, with PRelu as one operator ([`super::prelu`]).
+/// tract's ONNX parser, with PRelu ([`super::prelu`]) and the models' max pooling ([`super::max_pool`]) as one
+/// operator each.
 fn parser() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     super::prelu::register(&mut onnx);
+    super::max_pool::register(&mut onnx);
     onnx
 }
 
@@ -92,10 +94,10 @@ impl OnnxModel {
 mod tests {
     use super::*;
     use tract_onnx::pb::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto};
-    use tract_onnx::pb::{type_proto, TensorProto, TypeProto, ValueInfoProto};
+    use tract_onnx::pb::{attribute_proto, type_proto, AttributeProto, TensorProto, TypeProto, ValueInfoProto};
 
-    /// A one-node model: `y = PRelu(x, slopes)`, the slopes of shape `slope_dims`.
-    fn prelu_model(slopes: &[f32], slope_dims: &[i64]) -> ModelProto {
+    /// A one-node model `y = node(x, ...)`, any further inputs given as `initializer`.
+    fn one_node_model(node: NodeProto, initializer: Vec<TensorProto>) -> ModelProto {
         let float = TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
                 elem_type: DataType::Float as i32,
@@ -109,20 +111,8 @@ mod tests {
             ..ValueInfoProto::default()
         };
         let graph = GraphProto {
-            node: vec![NodeProto {
-                op_type: "PRelu".to_owned(),
-                name: "activation".to_owned(),
-                input: vec!["x".to_owned(), "slope".to_owned()],
-                output: vec!["y".to_owned()],
-                ..NodeProto::default()
-            }],
-            initializer: vec![TensorProto {
-                name: "slope".to_owned(),
-                dims: slope_dims.to_vec(),
-                data_type: DataType::Float as i32,
-                float_data: slopes.to_vec(),
-                ..TensorProto::default()
-            }],
+            node: vec![NodeProto { name: "node".to_owned(), output: vec!["y".to_owned()], ..node }],
+            initializer,
             input: vec![value("x")],
             output: vec![value("y")],
             ..GraphProto::default()
@@ -133,6 +123,75 @@ mod tests {
             graph: Some(graph),
             ..ModelProto::default()
         }
+    }
+
+    /// `y = PRelu(x, slopes)`, the slopes of shape `slope_dims`.
+    fn prelu_model(slopes: &[f32], slope_dims: &[i64]) -> ModelProto {
+        let node = NodeProto {
+            op_type: "PRelu".to_owned(),
+            input: vec!["x".to_owned(), "slope".to_owned()],
+            ..NodeProto::default()
+        };
+        let slope = TensorProto {
+            name: "slope".to_owned(),
+            dims: slope_dims.to_vec(),
+            data_type: DataType::Float as i32,
+            float_data: slopes.to_vec(),
+            ..TensorProto::default()
+        };
+        one_node_model(node, vec![slope])
+    }
+
+    /// `y = MaxPool(x)` over square windows of `side`, moved `stride` at a time, unpadded.
+    fn max_pool_model(side: i64, stride: i64) -> ModelProto {
+        let ints = |name: &str, value: i64| AttributeProto {
+            name: name.to_owned(),
+            r#type: attribute_proto::AttributeType::Ints as i32,
+            ints: vec![value, value],
+            ..AttributeProto::default()
+        };
+        let node = NodeProto {
+            op_type: "MaxPool".to_owned(),
+            input: vec!["x".to_owned()],
+            attribute: vec![ints("kernel_shape", side), ints("strides", stride)],
+            ..NodeProto::default()
+        };
+        one_node_model(node, vec![])
+    }
+
+    /// Max pooling computed the plain way: every window of `side` at every `stride`, planes of `h` x `w`.
+    fn max_pool_by_hand(x: &[f32], planes: usize, h: usize, w: usize, side: usize, stride: usize) -> Vec<f32> {
+        let (out_h, out_w) = ((h - side) / stride + 1, (w - side) / stride + 1);
+        let mut y = Vec::new();
+        for plane in x.chunks_exact(h * w).take(planes) {
+            for oy in 0..out_h {
+                for ox in 0..out_w {
+                    let window = (0..side).flat_map(|dy| (0..side).map(move |dx| (oy * stride + dy, ox * stride + dx)));
+                    y.push(window.map(|(y, x)| plane[y * w + x]).fold(f32::NEG_INFINITY, f32::max));
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn the_halving_max_pool_gives_exactly_max_pool() {
+        // Odd sides too: unpadded pooling drops the last row and column.
+        for (h, w) in [(4, 6), (5, 7), (16, 16)] {
+            let model = OnnxModel::from_proto(Path::new("pool.onnx"), max_pool_model(2, 2), &[2, 3, h, w]).unwrap();
+            assert!(format!("{:?}", model.plan().model()).contains("HalvingMaxPool"), "our operator runs it");
+            let x: Vec<f32> = (0..2 * 3 * h * w).map(|i| ((i * 7919) % 101) as f32 - 50.5).collect();
+            let y = model.run(x.clone()).unwrap().remove(0);
+            assert_eq!(y, max_pool_by_hand(&x, 6, h, w, 2, 2), "{h}x{w}");
+        }
+    }
+
+    #[test]
+    fn other_max_pools_are_left_to_tract() {
+        let model = OnnxModel::from_proto(Path::new("pool3.onnx"), max_pool_model(3, 1), &[1, 2, 5, 5]).unwrap();
+        assert!(!format!("{:?}", model.plan().model()).contains("HalvingMaxPool"));
+        let x: Vec<f32> = (0..50).map(|i| ((i * 31) % 17) as f32).collect();
+        assert_eq!(model.run(x.clone()).unwrap().remove(0), max_pool_by_hand(&x, 2, 5, 5, 3, 1));
     }
 
     #[test]
