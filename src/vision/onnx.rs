@@ -93,8 +93,8 @@ impl OnnxModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tract_onnx::pb::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto};
     use tract_onnx::pb::{attribute_proto, type_proto, AttributeProto, TensorProto, TypeProto, ValueInfoProto};
+    use tract_onnx::pb::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto};
 
     /// A one-node model `y = node(x, ...)`, any further inputs given as `initializer`.
     fn one_node_model(node: NodeProto, initializer: Vec<TensorProto>) -> ModelProto {
