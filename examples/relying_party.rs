@@ -71,7 +71,8 @@ fn main() -> Result<(), String> {
 
     let redeemed = backend.call("POST", &format!("/api/v1/liveness/sessions/{id}/redeem"))?;
     let jwks = serde_json::from_value(backend.call("GET", "/.well-known/jwks.json")?).map_err(|e| e.to_string())?;
-    let expected = verifier::Expected { issuer: &issuer, audience: &tenant_id, session_id: &id, nonce: Some(&nonce) };
+    let expected =
+        verifier::Expected { issuer: &issuer, audience: &tenant_id, session_id: &id, nonce: Some(&nonce), at: None };
     let verdict = verifier::verify(redeemed["verdict_token"].as_str().ok_or("no token")?, &jwks, &expected)?;
     println!("verified offline: {verdict:#?}");
     println!("{}", if verdict.is_live { "a live person, once: proceed" } else { "not verified: do not proceed" });

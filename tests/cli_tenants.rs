@@ -190,6 +190,7 @@ async fn a_tenant_made_with_the_cli_runs_a_whole_check_and_a_restart_loses_nothi
         audience: tenant,
         session_id: ws_id,
         nonce: None,
+        at: None,
     };
     let verdict = support::verifier::verify(redeemed["verdict_token"].as_str().unwrap(), &jwks, &expected).unwrap();
     assert!(verdict.is_live, "{verdict:?}");

@@ -112,7 +112,7 @@ impl World {
 }
 
 fn expected<'a>(world: &'a World, id: &'a str, nonce: Option<&'a str>) -> Expected<'a> {
-    Expected { issuer: ISSUER, audience: &world.tenant_id, session_id: id, nonce }
+    Expected { issuer: ISSUER, audience: &world.tenant_id, session_id: id, nonce, at: Some(world.clock_seconds()) }
 }
 
 #[tokio::test]
