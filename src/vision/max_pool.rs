@@ -3,23 +3,17 @@
 //! took FaceMesh 1.4 ms of its 11 and BlazeFace 0.5 of its 3.3 (`examples/profile_models`); every other MaxPool
 //! is left to tract.
 
-use std::sync::OnceLock;
-
+use super::onnx::TractBuilder;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
-/// How tract-onnx builds an operator from an ONNX node.
-type OpBuilder = fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
-
 /// tract's own MaxPool builder, for the nodes [`HalvingMaxPool`] does not cover.
-static TRACT_MAX_POOL: OnceLock<OpBuilder> = OnceLock::new();
+static TRACT_MAX_POOL: TractBuilder = TractBuilder::new("MaxPool");
 
 /// Teaches a tract ONNX parser to read a 2x2, stride-2, unpadded `MaxPool` as [`HalvingMaxPool`].
 pub fn register(onnx: &mut tract_onnx::Onnx) {
-    if let Some(tract_own) = onnx.op_register.0.get("MaxPool") {
-        TRACT_MAX_POOL.get_or_init(|| *tract_own);
-    }
+    TRACT_MAX_POOL.keep(onnx);
     onnx.op_register.insert("MaxPool", build);
 }
 
@@ -27,8 +21,7 @@ fn build(context: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn Inf
     if halves_each_plane(node)? {
         return Ok((expand(HalvingMaxPoolExpansion), vec![]));
     }
-    let tract_own = TRACT_MAX_POOL.get().context("tract's MaxPool builder was not registered")?;
-    tract_own(context, node)
+    TRACT_MAX_POOL.build(context, node)
 }
 
 /// Whether the node is a 2x2 window moved 2 at a time, without padding, dilation, ceiling or indices.

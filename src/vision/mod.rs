@@ -8,6 +8,7 @@
 pub mod antispoof;
 pub mod blendshapes;
 pub mod decode;
+pub mod depthwise;
 pub mod detector;
 pub mod face_metrics;
 /// Test doubles: never in a release binary (`--features test-support` builds them for the tests).

@@ -1,9 +1,10 @@
 //! One ONNX model, parsed, given a fixed input shape and optimised once by tract, then run many times.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::InferenceOp;
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -22,13 +23,53 @@ pub enum ModelError {
     Inference { model: String, message: String },
 }
 
-/// tract's ONNX parser, with PRelu ([`super::prelu`]) and the models' max pooling ([`super::max_pool`]) as one
-/// operator each.
+/// tract's ONNX parser, with PRelu ([`super::prelu`]), the models' max pooling ([`super::max_pool`]) and depthwise
+/// convolutions ([`super::depthwise`]) as one operator each.
 fn parser() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     super::prelu::register(&mut onnx);
+    super::depthwise::register(&mut onnx);
     super::max_pool::register(&mut onnx);
     onnx
+}
+
+/// How tract-onnx builds an operator from an ONNX node.
+type OpBuilder = fn(
+    &tract_onnx::model::ParsingContext,
+    &tract_onnx::pb::NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
+
+/// tract's own builder of one ONNX operator, kept by a module that reads some of that operator's nodes itself and
+/// hands the rest back to tract.
+pub(super) struct TractBuilder {
+    op: &'static str,
+    builder: OnceLock<OpBuilder>,
+}
+
+impl TractBuilder {
+    /// Nothing kept yet for `op`.
+    pub(super) const fn new(op: &'static str) -> Self {
+        Self { op, builder: OnceLock::new() }
+    }
+
+    /// Keeps tract's builder for the operator from `onnx`, before the caller registers its own.
+    pub(super) fn keep(&self, onnx: &tract_onnx::Onnx) {
+        if let Some(&builder) = onnx.op_register.0.get(self.op) {
+            self.builder.get_or_init(|| builder);
+        }
+    }
+
+    /// Builds `node` as tract would.
+    pub(super) fn build(
+        &self,
+        context: &tract_onnx::model::ParsingContext,
+        node: &tract_onnx::pb::NodeProto,
+    ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+        let Some(builder) = self.builder.get() else {
+            return Err(TractError::msg(format!("tract's {} builder was not kept", self.op)));
+        };
+        builder(context, node)
+    }
 }
 
 /// A loaded model with one float input of a fixed shape. Cheap to share: `run` takes `&self`.
@@ -172,6 +213,109 @@ mod tests {
             }
         }
         y
+    }
+
+    /// `y = Conv(x, w, b)` over `channels` groups with `kernel` x `kernel` taps, `stride`, `pads` (top, left,
+    /// bottom, right); weights and bias made up from their index.
+    fn conv_model(channels: usize, groups: usize, kernel: usize, stride: i64, pads: [i64; 4]) -> ModelProto {
+        let ints = |name: &str, values: Vec<i64>| AttributeProto {
+            name: name.to_owned(),
+            r#type: attribute_proto::AttributeType::Ints as i32,
+            ints: values,
+            ..AttributeProto::default()
+        };
+        let group = AttributeProto {
+            name: "group".to_owned(),
+            r#type: attribute_proto::AttributeType::Int as i32,
+            i: groups as i64,
+            ..AttributeProto::default()
+        };
+        let node = NodeProto {
+            op_type: "Conv".to_owned(),
+            input: vec!["x".to_owned(), "w".to_owned(), "b".to_owned()],
+            attribute: vec![
+                ints("kernel_shape", vec![kernel as i64; 2]),
+                ints("strides", vec![stride; 2]),
+                ints("pads", pads.to_vec()),
+                group,
+            ],
+            ..NodeProto::default()
+        };
+        let per_group = channels / groups;
+        let weights = channels * per_group * kernel * kernel;
+        let tensor = |name: &str, dims: Vec<i64>, values: Vec<f32>| TensorProto {
+            name: name.to_owned(),
+            dims,
+            data_type: DataType::Float as i32,
+            float_data: values,
+            ..TensorProto::default()
+        };
+        let (k, c, g) = (kernel as i64, channels as i64, per_group as i64);
+        let w = tensor("w", vec![c, g, k, k], (0..weights).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect());
+        let b = tensor("b", vec![c], (0..channels).map(|i| i as f32 * 0.25 - 0.5).collect());
+        one_node_model(node, vec![w, b])
+    }
+
+    /// A depthwise convolution computed the plain way (same weights and bias as [`conv_model`]).
+    fn depthwise_by_hand(
+        x: &[f32],
+        channels: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        s: usize,
+        pads: [usize; 4],
+    ) -> Vec<f32> {
+        let [top, left, bottom, right] = pads;
+        let (out_h, out_w) = ((h + top + bottom - k) / s + 1, (w + left + right - k) / s + 1);
+        let mut y = Vec::new();
+        for c in 0..channels {
+            for oy in 0..out_h {
+                for ox in 0..out_w {
+                    let mut sum = c as f32 * 0.25 - 0.5;
+                    for dy in 0..k {
+                        for dx in 0..k {
+                            let (iy, ix) = ((oy * s + dy) as i64 - top as i64, (ox * s + dx) as i64 - left as i64);
+                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                let weight = (((c * k * k + dy * k + dx) * 37) % 23) as f32 / 11.0 - 1.0;
+                                sum += weight * x[(c * h + iy as usize) * w + ix as usize];
+                            }
+                        }
+                    }
+                    y.push(sum);
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn the_depthwise_convolution_gives_depthwise_convolution() {
+        // The models' shapes: 3x3 with stride 1 or 2 and even or uneven padding, and 5x5 over the whole input.
+        let cases =
+            [(3, 1, [1, 1, 1, 1], 8, 8), (3, 2, [0, 0, 1, 1], 8, 8), (3, 2, [1, 1, 1, 1], 7, 9), (5, 1, [0; 4], 5, 5)];
+        for (kernel, stride, pads, h, w) in cases {
+            let channels = 4;
+            let proto = conv_model(channels, channels, kernel, stride, pads.map(|p| p as i64));
+            let model = OnnxModel::from_proto(Path::new("dw.onnx"), proto, &[1, channels, h, w]).unwrap();
+            assert!(format!("{:?}", model.plan().model()).contains("DepthwiseConv"), "our operator runs it");
+            let x: Vec<f32> = (0..channels * h * w).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0).collect();
+            let y = model.run(x.clone()).unwrap().remove(0);
+            let want = depthwise_by_hand(&x, channels, h, w, kernel, stride as usize, pads);
+            assert_eq!(y.len(), want.len(), "{kernel}x{kernel} stride {stride} pads {pads:?}");
+            for (got, want) in y.iter().zip(&want) {
+                assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn other_grouped_convolutions_are_left_to_tract() {
+        // Two channels a group: grouped, not depthwise.
+        let model =
+            OnnxModel::from_proto(Path::new("grouped.onnx"), conv_model(4, 2, 3, 1, [1; 4]), &[1, 4, 6, 6]).unwrap();
+        assert!(!format!("{:?}", model.plan().model()).contains("DepthwiseConv"));
+        assert_eq!(model.run(vec![1.0; 4 * 36]).unwrap()[0].len(), 4 * 36);
     }
 
     #[test]

@@ -1,0 +1,303 @@
+//! Depthwise convolutions (one kernel per channel, channels first) as one tract operator: each plane is copied
+//! once with its zero border, and a 3x3 kernel's nine taps are applied along whole output rows in one pass, code
+//! the compiler vectorises (with AVX when the processor has it). tract's depthwise kernel walks patch zones value
+//! by value. `examples/profile_models -- 100` pinned, interleaved with tract's own (2026-11-30): BlazeFace 2.85 ->
+//! 2.70 ms, FaceMesh v2 10.59 -> 10.12 ms, MiniFASNet V2 2.77 -> 2.34 ms. Grouped convolutions that are not
+//! depthwise, dilated or automatically padded ones are left to tract.
+
+use super::onnx::TractBuilder;
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb::NodeProto;
+use tract_onnx::tract_hir::internal::*;
+use tract_onnx::tract_hir::ops::cnn::{Conv, PaddingSpec};
+
+/// tract's own Conv builder, for the nodes [`DepthwiseConv`] does not cover.
+static TRACT_CONV: TractBuilder = TractBuilder::new("Conv");
+
+/// Teaches a tract ONNX parser to read a depthwise `Conv` (as many groups as channels, constant weights) as
+/// [`DepthwiseConv`].
+pub fn register(onnx: &mut tract_onnx::Onnx) {
+    TRACT_CONV.keep(onnx);
+    onnx.op_register.insert("Conv", build);
+}
+
+fn build(context: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    if let Some(expansion) = DepthwiseExpansion::for_node(node)? {
+        return Ok((expand(expansion), vec![]));
+    }
+    TRACT_CONV.build(context, node)
+}
+
+/// A grouped 2-D `Conv` node that may turn out depthwise once its weights' shape is known (at wiring); tract's
+/// own convolution, built from the same attributes, wires it otherwise.
+#[derive(Debug, Clone)]
+struct DepthwiseExpansion {
+    groups: usize,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    /// Top, left, bottom, right.
+    pads: [usize; 4],
+    tract_conv: Conv,
+}
+
+impl DepthwiseExpansion {
+    /// The expansion for a grouped, undilated 2-D convolution with explicit (or no) padding; `None` for the rest.
+    fn for_node(node: &NodeProto) -> TractResult<Option<Self>> {
+        let ints = |name: &str| node.get_attr_opt_tvec::<usize>(name);
+        let groups = node.get_attr_opt::<i64>("group")?.unwrap_or(1);
+        let auto_pad = node.get_attr_opt::<&str>("auto_pad")?.unwrap_or("NOTSET");
+        let (Some(kernel), strides, pads, dilations) =
+            (ints("kernel_shape")?, ints("strides")?, ints("pads")?, ints("dilations")?)
+        else {
+            return Ok(None);
+        };
+        let strides = strides.unwrap_or_else(|| tvec![1, 1]);
+        let pads = pads.unwrap_or_else(|| tvec![0; 4]);
+        let plain = groups > 1
+            && auto_pad == "NOTSET"
+            && kernel.len() == 2
+            && strides.len() == 2
+            && pads.len() == 4
+            && dilations.is_none_or(|d| d.iter().all(|&d| d == 1))
+            && matches!(node.input.len(), 2 | 3);
+        if !plain {
+            return Ok(None);
+        }
+        let mut tract_conv = Conv::default()
+            .padding(PaddingSpec::Explicit(pads[..2].into(), pads[2..].into()))
+            .kernel_shape(kernel.clone())
+            .group(groups as usize)
+            .strides(strides.clone());
+        if node.input.len() == 3 {
+            tract_conv = tract_conv.bias_input(2);
+        }
+        Ok(Some(Self {
+            groups: groups as usize,
+            kernel: [kernel[0], kernel[1]],
+            strides: [strides[0], strides[1]],
+            pads: [pads[0], pads[1], pads[2], pads[3]],
+            tract_conv,
+        }))
+    }
+
+    /// Our operator when the input is a float (N, C, H, W) with C groups and the weights (C, 1, kh, kw) and bias
+    /// (C) are constants.
+    fn depthwise(&self, model: &TypedModel, inputs: &[OutletId]) -> TractResult<Option<DepthwiseConv>> {
+        let input = model.outlet_fact(inputs[0])?;
+        let channels = input.shape.as_concrete().filter(|s| s.len() == 4).map(|s| s[1]);
+        if input.datum_type != f32::datum_type() || channels != Some(self.groups) {
+            return Ok(None);
+        }
+        let Some(weights) = model.outlet_fact(inputs[1])?.konst.clone() else { return Ok(None) };
+        if weights.datum_type() != f32::datum_type()
+            || weights.shape() != [self.groups, 1, self.kernel[0], self.kernel[1]]
+        {
+            return Ok(None);
+        }
+        let bias = match inputs.get(2) {
+            None => None,
+            Some(&bias) => match model.outlet_fact(bias)?.konst.clone() {
+                Some(bias) if bias.datum_type() == f32::datum_type() && bias.len() == self.groups => Some(bias),
+                _ => return Ok(None),
+            },
+        };
+        Ok(Some(DepthwiseConv { weights, bias, kernel: self.kernel, strides: self.strides, pads: self.pads }))
+    }
+}
+
+impl Expansion for DepthwiseExpansion {
+    fn name(&self) -> StaticName {
+        "Conv".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        self.tract_conv.rules(s, inputs, outputs)
+    }
+
+    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
+        match self.depthwise(model, inputs)? {
+            Some(op) => model.wire_node(prefix, op, &[inputs[0]]),
+            None => self.tract_conv.wire(prefix, model, inputs),
+        }
+    }
+}
+
+/// A depthwise 2-D convolution of an (N, C, H, W) float tensor with constant weights (C, 1, kh, kw), an optional
+/// constant bias (C), strides and explicit zero padding, undilated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepthwiseConv {
+    weights: Arc<Tensor>,
+    bias: Option<Arc<Tensor>>,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    /// Top, left, bottom, right.
+    pads: [usize; 4],
+}
+
+impl DepthwiseConv {
+    /// The output's height and width for an input of `height` x `width`.
+    fn output_side(&self, height: usize, width: usize) -> Option<[usize; 2]> {
+        let side = |input: usize, before: usize, after: usize, kernel: usize, stride: usize| {
+            (input + before + after).checked_sub(kernel).map(|span| span / stride + 1)
+        };
+        let [top, left, bottom, right] = self.pads;
+        Some([
+            side(height, top, bottom, self.kernel[0], self.strides[0])?,
+            side(width, left, right, self.kernel[1], self.strides[1])?,
+        ])
+    }
+
+    /// Convolves `input` (planes of `height` x `width`) into `output` (planes of `out_height` x `out_width`).
+    fn apply(&self, input: &[f32], height: usize, width: usize, output: &mut [f32]) -> TractResult<()> {
+        let [out_height, out_width] = self.output_side(height, width).context("kernel larger than the input")?;
+        let [kernel_height, kernel_width] = self.kernel;
+        let [stride_y, stride_x] = self.strides;
+        let [top, left, bottom, right] = self.pads;
+        let weights = self.weights.try_as_plain_ram()?.as_slice::<f32>()?;
+        let bias = match &self.bias {
+            Some(bias) => Some(bias.try_as_plain_ram()?.as_slice::<f32>()?),
+            None => None,
+        };
+        let kernel_size = kernel_height * kernel_width;
+        let channels = weights.len() / kernel_size;
+        let wide = has_avx();
+        // Each plane is copied once with its zero border and split into `stride_x` column phases (phase p holds
+        // columns p, p + stride, ...): every tap then reads a contiguous run of `out_width` values.
+        let padded_height = height + top + bottom;
+        let phase_width = (width + left + right).div_ceil(stride_x);
+        let mut phases = vec![0.0f32; stride_x * padded_height * phase_width];
+        // Per phase: the first column of an input row that lands in it, and where in the phase's row it lands.
+        // Divisions are kept out of the loops: by a stride known only at run time, each costs tens of cycles.
+        let phase_starts: Vec<(usize, usize)> = (0..stride_x)
+            .map(|phase| {
+                let first = (phase + stride_x - left % stride_x) % stride_x;
+                (first, phase * padded_height * phase_width + (first + left) / stride_x)
+            })
+            .collect();
+        // Per tap (dy, dx): where the values it meets along output row 0 start.
+        let tap_starts: Vec<usize> = (0..kernel_size)
+            .map(|tap| {
+                let (dy, dx) = (tap / kernel_width, tap % kernel_width);
+                (dx % stride_x * padded_height + dy) * phase_width + dx / stride_x
+            })
+            .collect();
+        let planes = input.chunks_exact(height * width).zip(output.chunks_exact_mut(out_height * out_width));
+        for (plane_index, (plane, out_plane)) in planes.enumerate() {
+            for (y, row) in plane.chunks_exact(width).enumerate() {
+                let row_start = (y + top) * phase_width;
+                if stride_x == 1 {
+                    phases[row_start + left..][..width].copy_from_slice(row);
+                    continue;
+                }
+                for &(first, offset) in &phase_starts {
+                    let destination = &mut phases[row_start + offset..];
+                    for (slot, &value) in destination.iter_mut().zip(row[first.min(width)..].iter().step_by(stride_x)) {
+                        *slot = value;
+                    }
+                }
+            }
+            let channel = plane_index % channels;
+            let taps = &weights[channel * kernel_size..][..kernel_size];
+            let start = bias.map_or(0.0, |bias| bias[channel]);
+            for (y, out_row) in out_plane.chunks_exact_mut(out_width).enumerate() {
+                // The values a tap meets along this output row.
+                let row_offset = y * stride_y * phase_width;
+                let along = |tap: usize| &phases[row_offset + tap_starts[tap]..][..out_width];
+                if self.kernel == [3, 3] {
+                    let taps: [f32; 9] = taps.try_into().context("a 3x3 kernel has 9 taps")?;
+                    row_3x3(out_row, [0, 1, 2, 3, 4, 5, 6, 7, 8].map(along), taps, start, wide);
+                } else {
+                    out_row.fill(start);
+                    for (tap_index, &tap) in taps.iter().enumerate() {
+                        let values = along(tap_index);
+                        out_row.iter_mut().zip(values).for_each(|(out, &value)| *out += tap * value);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether this processor runs AVX (8 floats an instruction where the baseline x86-64 build uses 4).
+fn has_avx() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("avx");
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
+/// One output row of a 3x3 depthwise convolution: `out[x] = start + sum of taps[t] * rows[t][x]`, every row as
+/// long as `out`. With `wide` (the processor has AVX, [`has_avx`]) the same code runs compiled for AVX.
+fn row_3x3(out: &mut [f32], rows: [&[f32]; 9], taps: [f32; 9], start: f32, wide: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if wide {
+        // SAFETY: `wide` is only true when the processor has AVX.
+        return unsafe { row_3x3_avx(out, rows, taps, start) };
+    }
+    let _ = wide;
+    row_3x3_portable(out, rows, taps, start)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn row_3x3_avx(out: &mut [f32], rows: [&[f32]; 9], taps: [f32; 9], start: f32) {
+    row_3x3_portable(out, rows, taps, start)
+}
+
+#[inline(always)]
+fn row_3x3_portable(out: &mut [f32], rows: [&[f32]; 9], taps: [f32; 9], start: f32) {
+    let width = out.len();
+    let [a0, a1, a2, b0, b1, b2, c0, c1, c2] = rows.map(|row| &row[..width]);
+    let [k0, k1, k2, k3, k4, k5, k6, k7, k8] = taps;
+    for x in 0..width {
+        // Summed as a tree, not a chain: nine dependent additions per value bound the loop by their latency
+        // (measured 1.5x slower).
+        let top = (k0 * a0[x] + k1 * a1[x]) + (k2 * a2[x] + start);
+        let middle = (k3 * b0[x] + k4 * b1[x]) + k5 * b2[x];
+        let bottom = (k6 * c0[x] + k7 * c1[x]) + k8 * c2[x];
+        out[x] = top + (middle + bottom);
+    }
+}
+
+impl Op for DepthwiseConv {
+    fn name(&self) -> StaticName {
+        "DepthwiseConv".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for DepthwiseConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _context: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let &[batch, channels, height, width] = input.shape() else {
+            bail!("depthwise convolution of a tensor of shape {:?}, expected rank 4", input.shape());
+        };
+        let [out_height, out_width] = self.output_side(height, width).context("kernel larger than the input")?;
+        let mut output = Tensor::zero::<f32>(&[batch, channels, out_height, out_width])?;
+        let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
+        self.apply(values, height, width, output.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?)?;
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for DepthwiseConv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let shape = inputs[0].shape.as_concrete().context("depthwise convolution of a symbolic shape")?;
+        let &[batch, channels, height, width] = shape else {
+            bail!("depthwise convolution of a tensor of shape {shape:?}, expected rank 4");
+        };
+        let [out_height, out_width] = self.output_side(height, width).context("kernel larger than the input")?;
+        Ok(tvec!(f32::fact([batch, channels, out_height, out_width])))
+    }
+
+    as_op!();
+}
