@@ -6,6 +6,7 @@
 //! depthwise, dilated or automatically padded ones are left to tract.
 
 use super::onnx::TractBuilder;
+use super::wide::has_avx;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
@@ -222,14 +223,6 @@ impl DepthwiseConv {
         }
         Ok(())
     }
-}
-
-/// Whether this processor runs AVX (8 floats an instruction where the baseline x86-64 build uses 4).
-fn has_avx() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::is_x86_feature_detected!("avx");
-    #[cfg(not(target_arch = "x86_64"))]
-    return false;
 }
 
 /// One output row of a 3x3 depthwise convolution: `out[x] = start + sum of taps[t] * rows[t][x]`, every row as

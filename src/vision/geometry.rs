@@ -94,35 +94,90 @@ pub fn resample_into(
     let (first_x, first_y) = region.to_image(0.5, 0.5, out_w, out_h);
     let origin = (first_x - 0.5, first_y - 0.5);
     // Safely inside: the pixel right of and below every sample exists (the margin absorbs rounding along the row).
-    let inside =
-        |(x, y): (f32, f32)| x >= 0.0 && y >= 0.0 && x < (width - 1) as f32 - 0.01 && y < (height - 1) as f32 - 0.01;
+    let limits = ((width - 1) as f32 - 0.01, (height - 1) as f32 - 0.01);
+    let inside = |(x, y): (f32, f32)| x >= 0.0 && y >= 0.0 && x < limits.0 && y < limits.1;
     for (v, row_out) in out.chunks_exact_mut(out_w * 3).enumerate() {
         let row = (origin.0 + v as f32 * step_v.0, origin.1 + v as f32 * step_v.1);
         let sample = |u: usize| (row.0 + u as f32 * step_u.0, row.1 + u as f32 * step_u.1);
-        // A row is a straight line: when both its ends are inside the image, so is every sample between them.
-        let row_inside = inside(sample(0)) && inside(sample(out_w - 1));
-        for (u, rgb) in row_out.chunks_exact_mut(3).enumerate() {
+        let span = inside_span(row, step_u, out_w, limits, |u| inside(sample(u)));
+        // Inside the image, as nearly every sample is: no border rule to apply, and the four neighbours fetched
+        // with two checked slices. Non-negative there, so truncation is the floor (and no libm call on a baseline
+        // x86-64 build).
+        let inner = |u: usize, rgb: &mut [f32]| {
             let (sx, sy) = sample(u);
-            let (a, b, c, d, fx, fy) = if row_inside {
-                // Non-negative here, so truncation is the floor (and no libm call on a baseline x86-64 build).
-                let (x0, y0) = (sx as usize, sy as usize);
-                let top = y0 * stride + x0 * 3;
-                let (upper, lower) = (&raw[top..top + 6], &raw[top + stride..top + stride + 6]);
-                let at = |pair: &[u8], i: usize| [f32::from(pair[i]), f32::from(pair[i + 1]), f32::from(pair[i + 2])];
-                (at(upper, 0), at(upper, 3), at(lower, 0), at(lower, 3), sx - x0 as f32, sy - y0 as f32)
-            } else {
-                let (x0, y0) = (sx.floor(), sy.floor());
-                let (fx, fy) = (sx - x0, sy - y0);
-                let (x0, y0) = (x0 as i64, y0 as i64);
-                (pixel(x0, y0), pixel(x0 + 1, y0), pixel(x0, y0 + 1), pixel(x0 + 1, y0 + 1), fx, fy)
-            };
-            for k in 0..3 {
-                let upper = a[k] + (b[k] - a[k]) * fx;
-                let lower = c[k] + (d[k] - c[k]) * fx;
-                rgb[k] = (upper + (lower - upper) * fy) * scale;
+            let (x0, y0) = (sx as usize, sy as usize);
+            let top = y0 * stride + x0 * 3;
+            let (upper, lower) = (&raw[top..top + 6], &raw[top + stride..top + stride + 6]);
+            let at = |pair: &[u8], i: usize| [f32::from(pair[i]), f32::from(pair[i + 1]), f32::from(pair[i + 2])];
+            let corners = [at(upper, 0), at(upper, 3), at(lower, 0), at(lower, 3)];
+            blend(rgb, corners, sx - x0 as f32, sy - y0 as f32, scale);
+        };
+        let outer = |u: usize, rgb: &mut [f32]| {
+            let (sx, sy) = sample(u);
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = (sx - x0, sy - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            let corners = [pixel(x0, y0), pixel(x0 + 1, y0), pixel(x0, y0 + 1), pixel(x0 + 1, y0 + 1)];
+            blend(rgb, corners, fx, fy, scale);
+        };
+        let (before, rest) = row_out.split_at_mut(span.start * 3);
+        let (within, after) = rest.split_at_mut(span.len() * 3);
+        before.chunks_exact_mut(3).enumerate().for_each(|(u, rgb)| outer(u, rgb));
+        within.chunks_exact_mut(3).enumerate().for_each(|(u, rgb)| inner(span.start + u, rgb));
+        after.chunks_exact_mut(3).enumerate().for_each(|(u, rgb)| outer(span.end + u, rgb));
+    }
+}
+
+/// Bilinear blend of a sample's four neighbours (top left, top right, bottom left, bottom right) at offsets
+/// `fx`, `fy` from the first, times `scale`, into `rgb`.
+#[inline(always)]
+fn blend(rgb: &mut [f32], [a, b, c, d]: [[f32; 3]; 4], fx: f32, fy: f32, scale: f32) {
+    for k in 0..3 {
+        let upper = a[k] + (b[k] - a[k]) * fx;
+        let lower = c[k] + (d[k] - c[k]) * fx;
+        rgb[k] = (upper + (lower - upper) * fy) * scale;
+    }
+}
+
+/// The samples `u` (of `count`) of a row that starts at `start` and moves `step` a sample which lie inside
+/// `0..limits` on both axes: one run, as a row is a straight line. Solved per axis, then its ends checked with
+/// `inside` itself so rounding cannot let a sample in that `inside` refuses.
+fn inside_span(
+    start: (f32, f32),
+    step: (f32, f32),
+    count: usize,
+    limits: (f32, f32),
+    inside: impl Fn(usize) -> bool,
+) -> std::ops::Range<usize> {
+    let (mut low, mut high) = (0.0f32, count as f32 - 1.0);
+    for (origin, step, limit) in [(start.0, step.0, limits.0), (start.1, step.1, limits.1)] {
+        if step == 0.0 {
+            if !(0.0..limit).contains(&origin) {
+                return 0..0;
             }
+            continue;
+        }
+        let (a, b) = ((0.0 - origin) / step, (limit - origin) / step);
+        low = low.max(a.min(b));
+        high = high.min(a.max(b));
+    }
+    if !(low <= high) {
+        return 0..0;
+    }
+    let (mut first, mut last) = (low.ceil() as usize, (high.floor() as usize).min(count - 1));
+    while first <= last && !inside(first) {
+        first += 1;
+    }
+    while last >= first && !inside(last) {
+        match last.checked_sub(1) {
+            Some(before) => last = before,
+            None => return 0..0,
         }
     }
+    if first > last {
+        return 0..0;
+    }
+    first..last + 1
 }
 
 /// Rec. 601 luma of an RGB triple.
@@ -156,6 +211,42 @@ mod tests {
                 let want = [2.0 * x + 3.0 * y, x + y, y];
                 let got = out[v * 10 + u];
                 assert!((0..3).all(|k| (got[k] - want[k]).abs() < 1e-3), "({u}, {v}): {got:?} vs {want:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_crop_over_the_edge_samples_as_plain_bilinear_does() {
+        let image = RgbImage::from_fn(50, 30, |x, y| image::Rgb([(x * 5) as u8, (y * 8) as u8, ((x * y) % 256) as u8]));
+        // Plain bilinear interpolation, one sample at a time, the border rule applied to every neighbour.
+        let by_hand = |x: f32, y: f32, border: Border| -> [f32; 3] {
+            let (x0, y0) = (x.floor() as i64, y.floor() as i64);
+            let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+            let at = |x: i64, y: i64| match border {
+                Border::Zero if x < 0 || y < 0 || x >= 50 || y >= 30 => [0.0; 3],
+                _ => image.get_pixel(x.clamp(0, 49) as u32, y.clamp(0, 29) as u32).0.map(f32::from),
+            };
+            let (a, b, c, d) = (at(x0, y0), at(x0 + 1, y0), at(x0, y0 + 1), at(x0 + 1, y0 + 1));
+            std::array::from_fn(|k| {
+                let (upper, lower) = (a[k] + (b[k] - a[k]) * fx, c[k] + (d[k] - c[k]) * fx);
+                upper + (lower - upper) * fy
+            })
+        };
+        // Over the left edge, over a corner, and turned so rows cross the edge at a slant.
+        for (center_x, center_y, angle) in [(3.0, 15.0, 0.0), (48.0, 28.0, 0.2), (10.0, 5.0, -0.7)] {
+            let region = CropRegion { center_x, center_y, width: 24.0, height: 20.0, angle };
+            for border in [Border::Zero, Border::Replicate] {
+                let out = resample(&image, &region, 16, 12, border);
+                for v in 0..12 {
+                    for u in 0..16 {
+                        let (x, y) = region.to_image(u as f32 + 0.5, v as f32 + 0.5, 16, 12);
+                        let (got, want) = (out[v * 16 + u], by_hand(x - 0.5, y - 0.5, border));
+                        assert!(
+                            (0..3).all(|k| (got[k] - want[k]).abs() < 0.05),
+                            "({u}, {v}) {border:?}: {got:?} vs {want:?}"
+                        );
+                    }
+                }
             }
         }
     }

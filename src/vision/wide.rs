@@ -1,0 +1,11 @@
+//! Hot loops compiled twice: for the baseline x86-64 the build targets (4 floats an instruction) and for AVX (8),
+//! the AVX copy run only when the processor has it. Each operator keeps its loop in one `#[inline(always)]`
+//! function and wraps it in a `#[target_feature(enable = "avx")]` one.
+
+/// Whether this processor runs AVX.
+pub fn has_avx() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("avx");
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
