@@ -205,19 +205,16 @@ impl DepthwiseConv {
             let channel = plane_index % channels;
             let taps = &weights[channel * kernel_size..][..kernel_size];
             let start = bias.map_or(0.0, |bias| bias[channel]);
+            let row_step = stride_y * phase_width;
+            if let (Ok(taps), Ok(starts)) = (<[f32; 9]>::try_from(taps), <[usize; 9]>::try_from(&tap_starts[..])) {
+                plane_3x3(out_plane, out_width, Taps3x3 { phases: &phases, starts, row_step, taps, start }, wide);
+                continue;
+            }
             for (y, out_row) in out_plane.chunks_exact_mut(out_width).enumerate() {
-                // The values a tap meets along this output row.
-                let row_offset = y * stride_y * phase_width;
-                let along = |tap: usize| &phases[row_offset + tap_starts[tap]..][..out_width];
-                if self.kernel == [3, 3] {
-                    let taps: [f32; 9] = taps.try_into().context("a 3x3 kernel has 9 taps")?;
-                    row_3x3(out_row, [0, 1, 2, 3, 4, 5, 6, 7, 8].map(along), taps, start, wide);
-                } else {
-                    out_row.fill(start);
-                    for (tap_index, &tap) in taps.iter().enumerate() {
-                        let values = along(tap_index);
-                        out_row.iter_mut().zip(values).for_each(|(out, &value)| *out += tap * value);
-                    }
+                out_row.fill(start);
+                for (&tap, &tap_start) in taps.iter().zip(&tap_starts) {
+                    let values = &phases[y * row_step + tap_start..][..out_width];
+                    out_row.iter_mut().zip(values).for_each(|(out, &value)| *out += tap * value);
                 }
             }
         }
@@ -225,36 +222,49 @@ impl DepthwiseConv {
     }
 }
 
-/// One output row of a 3x3 depthwise convolution: `out[x] = start + sum of taps[t] * rows[t][x]`, every row as
-/// long as `out`. With `wide` (the processor has AVX, [`has_avx`]) the same code runs compiled for AVX.
-fn row_3x3(out: &mut [f32], rows: [&[f32]; 9], taps: [f32; 9], start: f32, wide: bool) {
+/// One plane's 3x3 kernel and where its taps read: tap `t` meets, along output row `y`, the `width` values of
+/// `phases` from `y * row_step + starts[t]`.
+struct Taps3x3<'a> {
+    phases: &'a [f32],
+    starts: [usize; 9],
+    row_step: usize,
+    taps: [f32; 9],
+    start: f32,
+}
+
+/// One output plane (rows of `width`) of a 3x3 depthwise convolution: `out = start + sum of taps[t] * values`.
+/// With `wide` (the processor has AVX, [`has_avx`]) the same code runs compiled for AVX.
+fn plane_3x3(out: &mut [f32], width: usize, kernel: Taps3x3<'_>, wide: bool) {
     #[cfg(target_arch = "x86_64")]
     if wide {
         // SAFETY: `wide` is only true when the processor has AVX.
-        return unsafe { row_3x3_avx(out, rows, taps, start) };
+        return unsafe { plane_3x3_avx(out, width, kernel) };
     }
     let _ = wide;
-    row_3x3_portable(out, rows, taps, start)
+    plane_3x3_portable(out, width, kernel)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-fn row_3x3_avx(out: &mut [f32], rows: [&[f32]; 9], taps: [f32; 9], start: f32) {
-    row_3x3_portable(out, rows, taps, start)
+fn plane_3x3_avx(out: &mut [f32], width: usize, kernel: Taps3x3<'_>) {
+    plane_3x3_portable(out, width, kernel)
 }
 
 #[inline(always)]
-fn row_3x3_portable(out: &mut [f32], rows: [&[f32]; 9], taps: [f32; 9], start: f32) {
-    let width = out.len();
-    let [a0, a1, a2, b0, b1, b2, c0, c1, c2] = rows.map(|row| &row[..width]);
-    let [k0, k1, k2, k3, k4, k5, k6, k7, k8] = taps;
-    for x in 0..width {
-        // Summed as a tree, not a chain: nine dependent additions per value bound the loop by their latency
-        // (measured 1.5x slower).
-        let top = (k0 * a0[x] + k1 * a1[x]) + (k2 * a2[x] + start);
-        let middle = (k3 * b0[x] + k4 * b1[x]) + k5 * b2[x];
-        let bottom = (k6 * c0[x] + k7 * c1[x]) + k8 * c2[x];
-        out[x] = top + (middle + bottom);
+fn plane_3x3_portable(out: &mut [f32], width: usize, kernel: Taps3x3<'_>) {
+    let [k0, k1, k2, k3, k4, k5, k6, k7, k8] = kernel.taps;
+    let start = kernel.start;
+    for (y, out_row) in out.chunks_exact_mut(width).enumerate() {
+        let offset = y * kernel.row_step;
+        let [a0, a1, a2, b0, b1, b2, c0, c1, c2] = kernel.starts.map(|tap| &kernel.phases[offset + tap..][..width]);
+        for x in 0..width {
+            // Summed as a tree, not a chain: nine dependent additions per value bound the loop by their latency
+            // (measured 1.5x slower).
+            let top = (k0 * a0[x] + k1 * a1[x]) + (k2 * a2[x] + start);
+            let middle = (k3 * b0[x] + k4 * b1[x]) + k5 * b2[x];
+            let bottom = (k6 * c0[x] + k7 * c1[x]) + k8 * c2[x];
+            out_row[x] = top + (middle + bottom);
+        }
     }
 }
 
