@@ -5,7 +5,7 @@
 //! 2.70 ms, FaceMesh v2 10.59 -> 10.12 ms, MiniFASNet V2 2.77 -> 2.34 ms. Grouped convolutions that are not
 //! depthwise, dilated or automatically padded ones are left to tract.
 
-use super::onnx::TractBuilder;
+use super::onnx::{eval_planes, TractBuilder};
 use super::wide::has_avx;
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
@@ -280,15 +280,11 @@ impl EvalOp for DepthwiseConv {
     op_out_of_plan!();
 
     fn eval(&self, _context: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        let &[batch, channels, height, width] = input.shape() else {
-            bail!("depthwise convolution of a tensor of shape {:?}, expected rank 4", input.shape());
-        };
-        let [out_height, out_width] = self.output_side(height, width).context("kernel larger than the input")?;
-        let mut output = Tensor::zero::<f32>(&[batch, channels, out_height, out_width])?;
-        let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
-        self.apply(values, height, width, output.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?)?;
-        Ok(tvec!(output.into_tvalue()))
+        eval_planes(
+            inputs,
+            |height, width| self.output_side(height, width),
+            |input, height, width, output| self.apply(input, height, width, output),
+        )
     }
 }
 

@@ -3,7 +3,7 @@
 //! took FaceMesh 1.4 ms of its 11 and BlazeFace 0.5 of its 3.3 (`examples/profile_models`); every other MaxPool
 //! is left to tract.
 
-use super::onnx::TractBuilder;
+use super::onnx::{eval_planes, TractBuilder};
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
@@ -119,14 +119,14 @@ impl EvalOp for HalvingMaxPool {
     op_out_of_plan!();
 
     fn eval(&self, _context: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        let &[batch, channels, height, width] = input.shape() else {
-            bail!("MaxPool on a tensor of shape {:?}, expected rank 4", input.shape());
-        };
-        let mut output = Tensor::zero::<f32>(&[batch, channels, height / 2, width / 2])?;
-        let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
-        Self::apply(values, height, width, output.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?);
-        Ok(tvec!(output.into_tvalue()))
+        eval_planes(
+            inputs,
+            |height, width| Some([height / 2, width / 2]),
+            |input, height, width, output| {
+                Self::apply(input, height, width, output);
+                Ok(())
+            },
+        )
     }
 }
 

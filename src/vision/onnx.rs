@@ -72,6 +72,28 @@ impl TractBuilder {
     }
 }
 
+/// Evaluates an operator of ours that maps each (height, width) plane of an (N, C, H, W) float input to a plane of
+/// the size `output_side` gives: `apply(input, height, width, output)` fills the zeroed output.
+pub(super) fn eval_planes(
+    inputs: TVec<TValue>,
+    output_side: impl Fn(usize, usize) -> Option<[usize; 2]>,
+    apply: impl FnOnce(&[f32], usize, usize, &mut [f32]) -> TractResult<()>,
+) -> TractResult<TVec<TValue>> {
+    let [input] = &inputs[..] else {
+        return Err(TractError::msg(format!("{} inputs where one was expected", inputs.len())));
+    };
+    let &[batch, channels, height, width] = input.shape() else {
+        return Err(TractError::msg(format!("an input of shape {:?}, expected rank 4", input.shape())));
+    };
+    let Some([out_height, out_width]) = output_side(height, width) else {
+        return Err(TractError::msg(format!("no output for an input of {height} x {width}")));
+    };
+    let mut output = Tensor::zero::<f32>(&[batch, channels, out_height, out_width])?;
+    let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
+    apply(values, height, width, output.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?)?;
+    Ok(tvec!(output.into_tvalue()))
+}
+
 /// A loaded model with one float input of a fixed shape. Cheap to share: `run` takes `&self`.
 #[derive(Debug, Clone)]
 pub struct OnnxModel {
