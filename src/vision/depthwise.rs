@@ -153,9 +153,15 @@ impl DepthwiseConv {
         ])
     }
 
-    /// Convolves `input` (planes of `height` x `width`) into `output` (planes of `out_height` x `out_width`).
-    fn apply(&self, input: &[f32], height: usize, width: usize, output: &mut [f32]) -> TractResult<()> {
-        let [out_height, out_width] = self.output_side(height, width).context("kernel larger than the input")?;
+    /// Convolves `input` (planes of `height` x `width`) into `output` (planes of `out_height` x `out_width`, as
+    /// [`DepthwiseConv::output_side`] gives, neither side 0).
+    fn apply(
+        &self,
+        input: &[f32],
+        [height, width]: [usize; 2],
+        [out_height, out_width]: [usize; 2],
+        output: &mut [f32],
+    ) -> TractResult<()> {
         let [kernel_height, kernel_width] = self.kernel;
         let [stride_y, stride_x] = self.strides;
         let [top, left, bottom, right] = self.pads;
@@ -283,7 +289,7 @@ impl EvalOp for DepthwiseConv {
         eval_planes(
             inputs,
             |height, width| self.output_side(height, width),
-            |input, height, width, output| self.apply(input, height, width, output),
+            |input, side, out_side, output| self.apply(input, side, out_side, output),
         )
     }
 }

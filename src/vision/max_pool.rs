@@ -87,12 +87,9 @@ impl Expansion for HalvingMaxPoolExpansion {
 pub struct HalvingMaxPool;
 
 impl HalvingMaxPool {
-    /// Pools `input` (planes of `height` x `width`, one after another) into `output` (the halved planes).
-    fn apply(input: &[f32], height: usize, width: usize, output: &mut [f32]) {
-        let (out_height, out_width) = (height / 2, width / 2);
-        if out_width == 0 || out_height == 0 {
-            return;
-        }
+    /// Pools `input` (planes of `height` x `width`, one after another) into `output` (planes of `out_height` x
+    /// `out_width`, the halved sides, neither 0).
+    fn apply(input: &[f32], [height, width]: [usize; 2], [out_height, out_width]: [usize; 2], output: &mut [f32]) {
         let planes = input.chunks_exact(height * width).zip(output.chunks_exact_mut(out_height * out_width));
         for (plane, pooled) in planes {
             for (y, out_row) in pooled.chunks_exact_mut(out_width).enumerate() {
@@ -122,8 +119,8 @@ impl EvalOp for HalvingMaxPool {
         eval_planes(
             inputs,
             |height, width| Some([height / 2, width / 2]),
-            |input, height, width, output| {
-                Self::apply(input, height, width, output);
+            |input, side, out_side, output| {
+                Self::apply(input, side, out_side, output);
                 Ok(())
             },
         )

@@ -73,11 +73,12 @@ impl TractBuilder {
 }
 
 /// Evaluates an operator of ours that maps each (height, width) plane of an (N, C, H, W) float input to a plane of
-/// the size `output_side` gives: `apply(input, height, width, output)` fills the zeroed output.
+/// the size `output_side` gives: `apply(input, [height, width], [out_height, out_width], output)` fills the zeroed
+/// output. An empty input or output plane gives the (empty or zero) output without calling `apply`.
 pub(super) fn eval_planes(
     inputs: TVec<TValue>,
     output_side: impl Fn(usize, usize) -> Option<[usize; 2]>,
-    apply: impl FnOnce(&[f32], usize, usize, &mut [f32]) -> TractResult<()>,
+    apply: impl FnOnce(&[f32], [usize; 2], [usize; 2], &mut [f32]) -> TractResult<()>,
 ) -> TractResult<TVec<TValue>> {
     let [input] = &inputs[..] else {
         return Err(TractError::msg(format!("{} inputs where one was expected", inputs.len())));
@@ -89,8 +90,11 @@ pub(super) fn eval_planes(
         return Err(TractError::msg(format!("no output for an input of {height} x {width}")));
     };
     let mut output = Tensor::zero::<f32>(&[batch, channels, out_height, out_width])?;
-    let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
-    apply(values, height, width, output.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?)?;
+    if height * width > 0 && out_height * out_width > 0 {
+        let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
+        let mut planes = output.try_as_plain_ram_mut()?;
+        apply(values, [height, width], [out_height, out_width], planes.as_slice_mut::<f32>()?)?;
+    }
     Ok(tvec!(output.into_tvalue()))
 }
 
@@ -350,6 +354,12 @@ mod tests {
             let y = model.run(x.clone()).unwrap().remove(0);
             assert_eq!(y, max_pool_by_hand(&x, 6, h, w, 2, 2), "{h}x{w}");
         }
+    }
+
+    #[test]
+    fn a_plane_too_small_to_pool_gives_an_empty_output() {
+        let model = OnnxModel::from_proto(Path::new("pool.onnx"), max_pool_model(2, 2), &[1, 2, 1, 4]).unwrap();
+        assert_eq!(model.run(vec![1.0; 8]).unwrap()[0], Vec::<f32>::new());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Hot loops compiled twice: for the baseline x86-64 the build targets (4 floats an instruction) and for AVX (8),
-//! the AVX copy run only when the processor has it. Each operator keeps its loop in one `#[inline(always)]`
-//! function and wraps it in a `#[target_feature(enable = "avx")]` one.
+//! the AVX copy run only when the processor has it. An operator using it (today the depthwise convolution) keeps
+//! its loop in one `#[inline(always)]` function and wraps it in a `#[target_feature(enable = "avx")]` one.
 
 /// Whether this processor runs AVX.
 pub fn has_avx() -> bool {
