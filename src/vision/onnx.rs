@@ -192,6 +192,27 @@ mod tests {
         }
     }
 
+    /// An ONNX attribute holding a list of integers.
+    fn ints_attribute(name: &str, values: Vec<i64>) -> AttributeProto {
+        AttributeProto {
+            name: name.to_owned(),
+            r#type: attribute_proto::AttributeType::Ints as i32,
+            ints: values,
+            ..AttributeProto::default()
+        }
+    }
+
+    /// A float initializer named `name`.
+    fn float_tensor(name: &str, dims: Vec<i64>, values: Vec<f32>) -> TensorProto {
+        TensorProto {
+            name: name.to_owned(),
+            dims,
+            data_type: DataType::Float as i32,
+            float_data: values,
+            ..TensorProto::default()
+        }
+    }
+
     /// `y = PRelu(x, slopes)`, the slopes of shape `slope_dims`.
     fn prelu_model(slopes: &[f32], slope_dims: &[i64]) -> ModelProto {
         let node = NodeProto {
@@ -199,28 +220,15 @@ mod tests {
             input: vec!["x".to_owned(), "slope".to_owned()],
             ..NodeProto::default()
         };
-        let slope = TensorProto {
-            name: "slope".to_owned(),
-            dims: slope_dims.to_vec(),
-            data_type: DataType::Float as i32,
-            float_data: slopes.to_vec(),
-            ..TensorProto::default()
-        };
-        one_node_model(node, vec![slope])
+        one_node_model(node, vec![float_tensor("slope", slope_dims.to_vec(), slopes.to_vec())])
     }
 
     /// `y = MaxPool(x)` over square windows of `side`, moved `stride` at a time, unpadded.
     fn max_pool_model(side: i64, stride: i64) -> ModelProto {
-        let ints = |name: &str, value: i64| AttributeProto {
-            name: name.to_owned(),
-            r#type: attribute_proto::AttributeType::Ints as i32,
-            ints: vec![value, value],
-            ..AttributeProto::default()
-        };
         let node = NodeProto {
             op_type: "MaxPool".to_owned(),
             input: vec!["x".to_owned()],
-            attribute: vec![ints("kernel_shape", side), ints("strides", stride)],
+            attribute: vec![ints_attribute("kernel_shape", vec![side; 2]), ints_attribute("strides", vec![stride; 2])],
             ..NodeProto::default()
         };
         one_node_model(node, vec![])
@@ -244,12 +252,6 @@ mod tests {
     /// `y = Conv(x, w, b)` over `channels` groups with `kernel` x `kernel` taps, `stride`, `pads` (top, left,
     /// bottom, right); weights and bias made up from their index.
     fn conv_model(channels: usize, groups: usize, kernel: usize, stride: i64, pads: [i64; 4]) -> ModelProto {
-        let ints = |name: &str, values: Vec<i64>| AttributeProto {
-            name: name.to_owned(),
-            r#type: attribute_proto::AttributeType::Ints as i32,
-            ints: values,
-            ..AttributeProto::default()
-        };
         let group = AttributeProto {
             name: "group".to_owned(),
             r#type: attribute_proto::AttributeType::Int as i32,
@@ -260,25 +262,19 @@ mod tests {
             op_type: "Conv".to_owned(),
             input: vec!["x".to_owned(), "w".to_owned(), "b".to_owned()],
             attribute: vec![
-                ints("kernel_shape", vec![kernel as i64; 2]),
-                ints("strides", vec![stride; 2]),
-                ints("pads", pads.to_vec()),
+                ints_attribute("kernel_shape", vec![kernel as i64; 2]),
+                ints_attribute("strides", vec![stride; 2]),
+                ints_attribute("pads", pads.to_vec()),
                 group,
             ],
             ..NodeProto::default()
         };
         let per_group = channels / groups;
         let weights = channels * per_group * kernel * kernel;
-        let tensor = |name: &str, dims: Vec<i64>, values: Vec<f32>| TensorProto {
-            name: name.to_owned(),
-            dims,
-            data_type: DataType::Float as i32,
-            float_data: values,
-            ..TensorProto::default()
-        };
         let (k, c, g) = (kernel as i64, channels as i64, per_group as i64);
-        let w = tensor("w", vec![c, g, k, k], (0..weights).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect());
-        let b = tensor("b", vec![c], (0..channels).map(|i| i as f32 * 0.25 - 0.5).collect());
+        let w =
+            float_tensor("w", vec![c, g, k, k], (0..weights).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect());
+        let b = float_tensor("b", vec![c], (0..channels).map(|i| i as f32 * 0.25 - 0.5).collect());
         one_node_model(node, vec![w, b])
     }
 
