@@ -22,6 +22,7 @@ pub mod model_files;
 pub mod onnx;
 pub mod prelu;
 pub mod reference;
+pub mod resample_avx2;
 pub mod wide;
 
 use std::path::Path;
