@@ -1,7 +1,7 @@
 //! One ONNX model, parsed, given a fixed input shape and optimised once by tract, then run many times.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::InferenceOp;
@@ -104,6 +104,9 @@ pub struct OnnxModel {
     name: String,
     input_shape: Vec<usize>,
     plan: Arc<TypedRunnableModel>,
+    /// Run states between runs, kept so each run reuses one's scratch memory instead of building a new one: as
+    /// many as runs were ever in flight at once (one per core the service analyses on).
+    idle_states: Arc<Mutex<Vec<TypedSimpleState>>>,
 }
 
 impl OnnxModel {
@@ -131,7 +134,7 @@ impl OnnxModel {
             .and_then(|model| model.into_runnable())
             .map_err(load_error)?;
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-        Ok(Self { name, input_shape: input_shape.to_vec(), plan })
+        Ok(Self { name, input_shape: input_shape.to_vec(), plan, idle_states: Arc::default() })
     }
 
     /// Runs the model on `input` (row-major, exactly the input shape's length) and returns every output
@@ -139,11 +142,21 @@ impl OnnxModel {
     pub fn run(&self, input: Vec<f32>) -> Result<Vec<Vec<f32>>, ModelError> {
         let fail = |e: TractError| ModelError::Inference { model: self.name.clone(), message: format!("{e:#}") };
         let tensor = Tensor::from_shape(&self.input_shape, &input).map_err(fail)?;
-        let outputs = self.plan.run(tvec!(tensor.into())).map_err(fail)?;
-        outputs
+        let idle = self.idle_states.lock().ok().and_then(|mut states| states.pop());
+        let mut state = match idle {
+            Some(state) => state,
+            None => self.plan.spawn().map_err(fail)?,
+        };
+        let outputs = state.run(tvec!(tensor.into())).map_err(fail)?;
+        let flat = outputs
             .iter()
             .map(|output| Ok(output.to_plain_array_view::<f32>().map_err(fail)?.iter().copied().collect()))
-            .collect()
+            .collect();
+        // A state whose run failed is dropped above, never reused.
+        if let Ok(mut states) = self.idle_states.lock() {
+            states.push(state);
+        }
+        flat
     }
 
     /// tract's optimised plan, for tools that look inside it (`examples/profile_models.rs`).
