@@ -59,12 +59,22 @@ pub enum Border {
 /// half-integers, as OpenCV and MediaPipe do). Returns row-major RGB values in 0..=255.
 pub fn resample(image: &RgbImage, region: &CropRegion, out_w: usize, out_h: usize, border: Border) -> Vec<[f32; 3]> {
     let mut flat = vec![0.0; out_w * out_h * 3];
-    resample_into(image, region, out_w, out_h, border, 1.0, &mut flat);
+    resample_into(image, region, out_w, out_h, border, 1.0, Layout::Interleaved, &mut flat);
     flat.chunks_exact(3).map(|rgb| [rgb[0], rgb[1], rgb[2]]).collect()
 }
 
-/// [`resample`] written straight into `out` (row-major RGB, `out_w * out_h * 3` values), each value times `scale`:
-/// a model's input without a copy in between.
+/// How a crop's values are laid out in its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// RGB triples, row by row (a channels-last, NHWC model input).
+    Interleaved,
+    /// A red plane, then a green one, then a blue one, each row by row (a channels-first, NCHW model input).
+    Planar,
+}
+
+/// [`resample`] written straight into `out` (`out_w * out_h * 3` values laid out as `layout` says), each value
+/// times `scale`: a model's input without a copy in between.
+#[allow(clippy::too_many_arguments)]
 pub fn resample_into(
     image: &RgbImage,
     region: &CropRegion,
@@ -72,18 +82,61 @@ pub fn resample_into(
     out_h: usize,
     border: Border,
     scale: f32,
+    layout: Layout,
     out: &mut [f32],
 ) {
-    resample_rows(image, region, (out_w, out_h), border, scale, out, true);
+    resample_rows(image, region, (out_w, out_h), border, scale, layout, out, true);
+}
+
+/// One output row of a crop, in its layout.
+pub enum RowOut<'a> {
+    /// The row's RGB triples.
+    Interleaved(&'a mut [f32]),
+    /// The row in each of the three planes.
+    Planar([&'a mut [f32]; 3]),
+}
+
+impl RowOut<'_> {
+    /// Writes sample `u`.
+    #[inline(always)]
+    pub fn put(&mut self, u: usize, rgb: [f32; 3]) {
+        match self {
+            RowOut::Interleaved(row) => row[u * 3..u * 3 + 3].copy_from_slice(&rgb),
+            RowOut::Planar(planes) => {
+                for (plane, value) in planes.iter_mut().zip(rgb) {
+                    plane[u] = value;
+                }
+            }
+        }
+    }
+
+    /// Writes the eight samples from `u` on, given as one run of eight values per channel.
+    #[inline(always)]
+    pub fn put_eight(&mut self, u: usize, channels: &[[f32; 8]; 3]) {
+        match self {
+            RowOut::Interleaved(row) => {
+                for (i, rgb) in row[u * 3..(u + 8) * 3].chunks_exact_mut(3).enumerate() {
+                    rgb.copy_from_slice(&[channels[0][i], channels[1][i], channels[2][i]]);
+                }
+            }
+            RowOut::Planar(planes) => {
+                for (plane, values) in planes.iter_mut().zip(channels) {
+                    plane[u..u + 8].copy_from_slice(values);
+                }
+            }
+        }
+    }
 }
 
 /// [`resample_into`]; with `wide`, the inside runs of rows are sampled eight at a time when the processor has AVX2.
+#[allow(clippy::too_many_arguments)]
 fn resample_rows(
     image: &RgbImage,
     region: &CropRegion,
     (out_w, out_h): (usize, usize),
     border: Border,
     scale: f32,
+    layout: Layout,
     out: &mut [f32],
     wide: bool,
 ) {
@@ -110,53 +163,69 @@ fn resample_rows(
     // Safely inside: the pixel right of and below every sample exists (the margin absorbs rounding along the row).
     let limits = ((width - 1) as f32 - 0.01, (height - 1) as f32 - 0.01);
     let inside = |(x, y): (f32, f32)| x >= 0.0 && y >= 0.0 && x < limits.0 && y < limits.1;
-    for (v, row_out) in out.chunks_exact_mut(out_w * 3).enumerate() {
+    for (v, mut row_out) in rows(out, layout, out_w, out_h).enumerate() {
         let row = (origin.0 + v as f32 * step_v.0, origin.1 + v as f32 * step_v.1);
         let sample = |u: usize| (row.0 + u as f32 * step_u.0, row.1 + u as f32 * step_u.1);
         let span = inside_span(row, step_u, out_w, limits, |u| inside(sample(u)));
         // Inside the image, as nearly every sample is: no border rule to apply, and the four neighbours fetched
         // with two checked slices. Non-negative there, so truncation is the floor (and no libm call on a baseline
         // x86-64 build).
-        let inner = |u: usize, rgb: &mut [f32]| {
+        let inner = |u: usize| {
             let (sx, sy) = sample(u);
             let (x0, y0) = (sx as usize, sy as usize);
             let top = y0 * stride + x0 * 3;
             let (upper, lower) = (&raw[top..top + 6], &raw[top + stride..top + stride + 6]);
             let at = |pair: &[u8], i: usize| [f32::from(pair[i]), f32::from(pair[i + 1]), f32::from(pair[i + 2])];
             let corners = [at(upper, 0), at(upper, 3), at(lower, 0), at(lower, 3)];
-            blend(rgb, corners, sx - x0 as f32, sy - y0 as f32, scale);
+            blend(corners, sx - x0 as f32, sy - y0 as f32, scale)
         };
-        let outer = |u: usize, rgb: &mut [f32]| {
+        let outer = |u: usize| {
             let (sx, sy) = sample(u);
             let (x0, y0) = (sx.floor(), sy.floor());
             let (fx, fy) = (sx - x0, sy - y0);
             let (x0, y0) = (x0 as i64, y0 as i64);
             let corners = [pixel(x0, y0), pixel(x0 + 1, y0), pixel(x0, y0 + 1), pixel(x0 + 1, y0 + 1)];
-            blend(rgb, corners, fx, fy, scale);
+            blend(corners, fx, fy, scale)
         };
-        let (before, rest) = row_out.split_at_mut(span.start * 3);
-        let (within, after) = rest.split_at_mut(span.len() * 3);
-        before.chunks_exact_mut(3).enumerate().for_each(|(u, rgb)| outer(u, rgb));
+        for u in (0..span.start).chain(span.end..out_w) {
+            row_out.put(u, outer(u));
+        }
         let walk = RowWalk { start: row, step: step_u };
-        let wide_done =
-            if wide { resample_avx2::sample_inside(raw, stride, walk, span.start, scale, within) } else { 0 };
-        within[wide_done * 3..]
-            .chunks_exact_mut(3)
-            .enumerate()
-            .for_each(|(u, rgb)| inner(span.start + wide_done + u, rgb));
-        after.chunks_exact_mut(3).enumerate().for_each(|(u, rgb)| outer(span.end + u, rgb));
+        let count = span.len();
+        let wide_done = if wide {
+            resample_avx2::sample_inside(raw, stride, walk, span.start, count, scale, &mut row_out)
+        } else {
+            0
+        };
+        for u in span.start + wide_done..span.end {
+            row_out.put(u, inner(u));
+        }
+    }
+}
+
+/// The rows of a crop's output, in its layout.
+fn rows(out: &mut [f32], layout: Layout, out_w: usize, out_h: usize) -> Box<dyn Iterator<Item = RowOut<'_>> + '_> {
+    match layout {
+        Layout::Interleaved => Box::new(out.chunks_exact_mut(out_w * 3).map(RowOut::Interleaved)),
+        Layout::Planar => {
+            let (red, rest) = out.split_at_mut(out_w * out_h);
+            let (green, blue) = rest.split_at_mut(out_w * out_h);
+            let planes =
+                red.chunks_exact_mut(out_w).zip(green.chunks_exact_mut(out_w)).zip(blue.chunks_exact_mut(out_w));
+            Box::new(planes.map(|((red, green), blue)| RowOut::Planar([red, green, blue])))
+        }
     }
 }
 
 /// Bilinear blend of a sample's four neighbours (top left, top right, bottom left, bottom right) at offsets
-/// `fx`, `fy` from the first, times `scale`, into `rgb`.
+/// `fx`, `fy` from the first, times `scale`.
 #[inline(always)]
-fn blend(rgb: &mut [f32], [a, b, c, d]: [[f32; 3]; 4], fx: f32, fy: f32, scale: f32) {
-    for k in 0..3 {
+fn blend([a, b, c, d]: [[f32; 3]; 4], fx: f32, fy: f32, scale: f32) -> [f32; 3] {
+    std::array::from_fn(|k| {
         let upper = a[k] + (b[k] - a[k]) * fx;
         let lower = c[k] + (d[k] - c[k]) * fx;
-        rgb[k] = (upper + (lower - upper) * fy) * scale;
-    }
+        (upper + (lower - upper) * fy) * scale
+    })
 }
 
 /// The samples `u` (of `count`) of a row that starts at `start` and moves `step` a sample which lie inside
@@ -248,13 +317,31 @@ mod tests {
             [(48.0, 30.0, 40.0, 0.0), (50.0, 31.0, 58.0, 0.31), (90.0, 55.0, 30.0, -0.2), (20.0, 10.0, 90.0, 1.1)]
         {
             let region = CropRegion { center_x, center_y, width: side, height: side * 0.8, angle };
-            for (out_w, out_h) in [(64, 48), (33, 17), (8, 8)] {
+            let sizes = [(64, 48), (33, 17), (8, 8)];
+            let layouts = [Layout::Interleaved, Layout::Planar];
+            for ((out_w, out_h), layout) in sizes.into_iter().flat_map(|size| layouts.map(|layout| (size, layout))) {
                 let mut plain = vec![0.0; out_w * out_h * 3];
                 let mut wide = vec![0.0; out_w * out_h * 3];
-                resample_rows(&image, &region, (out_w, out_h), Border::Replicate, 1.0 / 255.0, &mut plain, false);
-                resample_rows(&image, &region, (out_w, out_h), Border::Replicate, 1.0 / 255.0, &mut wide, true);
+                let crop = |out: &mut [f32], wide| {
+                    resample_rows(&image, &region, (out_w, out_h), Border::Replicate, 1.0 / 255.0, layout, out, wide)
+                };
+                crop(&mut plain, false);
+                crop(&mut wide, true);
                 assert!(plain == wide, "{region:?} at {out_w}x{out_h}");
             }
+        }
+    }
+
+    #[test]
+    fn planar_crops_hold_the_interleaved_values_plane_by_plane() {
+        let image = RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, ((x + y) * 3) as u8]));
+        // Partly over the edge, so both the inside run and the border samples are written.
+        let region = CropRegion { center_x: 35.0, center_y: 12.0, width: 24.0, height: 20.0, angle: 0.4 };
+        let (mut interleaved, mut planar) = (vec![0.0; 12 * 10 * 3], vec![0.0; 12 * 10 * 3]);
+        resample_into(&image, &region, 12, 10, Border::Replicate, 0.5, Layout::Interleaved, &mut interleaved);
+        resample_into(&image, &region, 12, 10, Border::Replicate, 0.5, Layout::Planar, &mut planar);
+        for (i, rgb) in interleaved.chunks_exact(3).enumerate() {
+            assert_eq!([planar[i], planar[120 + i], planar[240 + i]], [rgb[0], rgb[1], rgb[2]], "sample {i}");
         }
     }
 

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use image::RgbImage;
 
-use super::geometry::{resample_into, Border, BoundingBox, CropRegion};
+use super::geometry::{resample_into, Border, BoundingBox, CropRegion, Layout};
 use super::onnx::{ModelError, OnnxModel};
 
 const SIZE: usize = 256;
@@ -57,13 +57,13 @@ pub struct FaceMeshModel {
 impl FaceMeshModel {
     /// Loads `facemesh_v2.onnx`.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        Ok(Self { model: OnnxModel::load(path, &[1, SIZE, SIZE, 3])? })
+        Ok(Self { model: OnnxModel::load_planar(path, [1, SIZE, SIZE, 3])? })
     }
 
     /// Runs the mesh on `region` of the image.
     pub fn run(&self, image: &RgbImage, region: &CropRegion) -> Result<Mesh, ModelError> {
         let mut input = vec![0.0; SIZE * SIZE * 3];
-        resample_into(image, region, SIZE, SIZE, Border::Replicate, 1.0 / 255.0, &mut input);
+        resample_into(image, region, SIZE, SIZE, Border::Replicate, 1.0 / 255.0, Layout::Planar, &mut input);
         let outputs = self.model.run(input)?;
         let z_scale = region.width / SIZE as f32;
         let points = outputs[0]

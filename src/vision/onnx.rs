@@ -98,6 +98,29 @@ pub(super) fn eval_planes(
     Ok(tvec!(output.into_tvalue()))
 }
 
+/// Removes the graph's first step when it is a transpose of its input from NHWC to NCHW read by nothing else, and
+/// hands what read the transpose's output the input itself.
+fn skip_input_transpose(proto: &mut tract_onnx::pb::ModelProto) -> Result<(), String> {
+    let graph = proto.graph.as_mut().ok_or("the model has no graph")?;
+    let input = graph.input.first().ok_or("the model has no input")?.name.clone();
+    let readers: Vec<usize> = (0..graph.node.len()).filter(|&i| graph.node[i].input.contains(&input)).collect();
+    let channels_first = |node: &tract_onnx::pb::NodeProto| {
+        node.op_type == "Transpose" && node.attribute.iter().any(|a| a.name == "perm" && a.ints == [0, 3, 1, 2])
+    };
+    let [transpose] = readers[..] else { return Err(format!("{} nodes read the input, not one", readers.len())) };
+    if !channels_first(&graph.node[transpose]) {
+        return Err("the input is not first transposed from NHWC to NCHW".into());
+    }
+    let moved = graph.node.remove(transpose).output.into_iter().next().ok_or("the transpose has no output")?;
+    if graph.output.iter().any(|output| output.name == moved) {
+        return Err("the transposed input is an output of the model".into());
+    }
+    for name in graph.node.iter_mut().flat_map(|node| node.input.iter_mut()).filter(|name| **name == moved) {
+        *name = input.clone();
+    }
+    Ok(())
+}
+
 /// A loaded model with one float input of a fixed shape. Cheap to share: `run` takes `&self`.
 #[derive(Debug, Clone)]
 pub struct OnnxModel {
@@ -122,6 +145,27 @@ impl OnnxModel {
             .proto_model_for_read(&mut std::io::Cursor::new(bytes))
             .map_err(|e| ModelError::Load { path: path.to_owned(), message: format!("{e:#}") })?;
         Self::from_proto(path, proto, input_shape)
+    }
+
+    /// As [`OnnxModel::load`] for a model that reads an NHWC image (`[n, h, w, c]`) and moves its channels first
+    /// as its first step: loaded without that transpose, so it reads the `[n, c, h, w]` planes its caller writes
+    /// (each run then skips a pass over the input). An error if the model does not start so.
+    pub fn load_planar(path: &Path, [n, h, w, c]: [usize; 4]) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(|_| ModelError::Missing(path.to_owned()))?;
+        let proto = parser()
+            .proto_model_for_read(&mut std::io::Cursor::new(&bytes))
+            .map_err(|e| ModelError::Load { path: path.to_owned(), message: format!("{e:#}") })?;
+        Self::from_proto_planar(path, proto, [n, h, w, c])
+    }
+
+    /// As [`OnnxModel::load_planar`], from the parsed protobuf.
+    fn from_proto_planar(
+        path: &Path,
+        mut proto: tract_onnx::pb::ModelProto,
+        [n, h, w, c]: [usize; 4],
+    ) -> Result<Self, ModelError> {
+        skip_input_transpose(&mut proto).map_err(|message| ModelError::Load { path: path.to_owned(), message })?;
+        Self::from_proto(path, proto, &[n, c, h, w])
     }
 
     /// As [`OnnxModel::load`], from the parsed protobuf; `path` names the model in errors.
@@ -363,6 +407,36 @@ mod tests {
             let y = model.run(x.clone()).unwrap().remove(0);
             assert_eq!(y, max_pool_by_hand(&x, 6, h, w, 2, 2), "{h}x{w}");
         }
+    }
+
+    #[test]
+    fn a_model_loaded_planar_reads_planes_and_gives_what_it_gave_on_the_interleaved_image() {
+        // NHWC input, moved channels first, then pooled: as the detector and mesh models start.
+        let mut proto = max_pool_model(2, 2);
+        let graph = proto.graph.as_mut().unwrap();
+        graph.node[0].input = vec!["moved".to_owned()];
+        let transpose = NodeProto {
+            op_type: "Transpose".to_owned(),
+            input: vec!["x".to_owned()],
+            output: vec!["moved".to_owned()],
+            attribute: vec![ints_attribute("perm", vec![0, 3, 1, 2])],
+            ..NodeProto::default()
+        };
+        graph.node.insert(0, transpose);
+        let (h, w, c) = (4, 6, 3);
+        let interleaved: Vec<f32> = (0..h * w * c).map(|i| ((i * 7919) % 101) as f32).collect();
+        let planes: Vec<f32> = (0..c).flat_map(|k| interleaved.iter().skip(k).step_by(c).copied()).collect();
+        let as_read = OnnxModel::from_proto(Path::new("nhwc.onnx"), proto.clone(), &[1, h, w, c]).unwrap();
+        let planar = OnnxModel::from_proto_planar(Path::new("nhwc.onnx"), proto, [1, h, w, c]).unwrap();
+        assert!(!format!("{:?}", planar.plan().model()).contains("Move"), "no transpose left");
+        assert_eq!(planar.run(planes).unwrap(), as_read.run(interleaved).unwrap());
+    }
+
+    #[test]
+    fn a_model_that_does_not_start_with_the_transpose_is_not_loaded_planar() {
+        let error =
+            OnnxModel::from_proto_planar(Path::new("pool.onnx"), max_pool_model(2, 2), [1, 4, 4, 3]).unwrap_err();
+        assert!(error.to_string().contains("not first transposed"), "{error}");
     }
 
     #[test]

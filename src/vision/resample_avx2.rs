@@ -6,6 +6,8 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+use super::geometry::RowOut;
+
 /// A row of a crop: the image position of its sample `u` is `start + u * step`.
 #[derive(Debug, Clone, Copy)]
 pub struct RowWalk {
@@ -21,16 +23,24 @@ pub fn available() -> bool {
     return false;
 }
 
-/// Samples `first, first + 1, ...` of `row` into `out` (RGB triples, each value times `scale`), eight at a time,
-/// from the RGB image `raw` whose rows are `stride` bytes apart. Every sample must lie inside the image with its
-/// right and lower neighbours (the caller's inside span). Returns how many samples it wrote: a multiple of eight,
-/// fewer than `out` holds when the rest is not a whole eight or would read past the image's last bytes, and none
-/// without AVX2; the caller samples the rest one by one.
-pub fn sample_inside(raw: &[u8], stride: usize, row: RowWalk, first: usize, scale: f32, out: &mut [f32]) -> usize {
+/// Samples `first..first + count` of `row` into `out` (each value times `scale`), eight at a time, from the RGB
+/// image `raw` whose rows are `stride` bytes apart. Every sample must lie inside the image with its right and
+/// lower neighbours (the caller's inside span). Returns how many samples it wrote, from `first` on: a multiple of
+/// eight, fewer than `count` when the rest is not a whole eight or would read past the image's last bytes, and
+/// none without AVX2; the caller samples the rest one by one.
+pub fn sample_inside(
+    raw: &[u8],
+    stride: usize,
+    row: RowWalk,
+    first: usize,
+    count: usize,
+    scale: f32,
+    out: &mut RowOut<'_>,
+) -> usize {
     #[cfg(target_arch = "x86_64")]
     if available() {
         // Safe: the processor has AVX2, and every load is checked against `raw`'s bounds inside.
-        return unsafe { sample_inside_avx2(raw, stride, row, first, scale, out) };
+        return unsafe { sample_inside_avx2(raw, stride, row, first, count, scale, out) };
     }
     0
 }
@@ -42,10 +52,10 @@ unsafe fn sample_inside_avx2(
     stride: usize,
     row: RowWalk,
     first: usize,
+    count: usize,
     scale: f32,
-    out: &mut [f32],
+    out: &mut RowOut<'_>,
 ) -> usize {
-    let count = out.len() / 3;
     // Offsets are 32-bit lanes; the last gather of a sample reads 4 bytes from its lower-right neighbour, one byte
     // past that pixel, so no offset may come closer than `stride + 7` bytes to the end.
     let (Ok(stride_lanes), Ok(len)) = (i32::try_from(stride), i32::try_from(raw.len())) else { return 0 };
@@ -77,16 +87,14 @@ unsafe fn sample_inside_avx2(
         let lower_left = _mm256_i32gather_epi32::<1>(base.add(stride) as *const i32, top);
         let lower_right = _mm256_i32gather_epi32::<1>(base.add(stride + 3) as *const i32, top);
         let (a, b, c, d) = (channels(upper_left), channels(upper_right), channels(lower_left), channels(lower_right));
-        let mut planes = [[0.0f32; 8]; 3];
+        let mut channels = [[0.0f32; 8]; 3];
         for k in 0..3 {
             let upper = _mm256_add_ps(a[k], _mm256_mul_ps(_mm256_sub_ps(b[k], a[k]), fx));
             let lower = _mm256_add_ps(c[k], _mm256_mul_ps(_mm256_sub_ps(d[k], c[k]), fx));
             let value = _mm256_mul_ps(_mm256_add_ps(upper, _mm256_mul_ps(_mm256_sub_ps(lower, upper), fy)), scale);
-            _mm256_storeu_ps(planes[k].as_mut_ptr(), value);
+            _mm256_storeu_ps(channels[k].as_mut_ptr(), value);
         }
-        for (i, rgb) in out[done * 3..(done + 8) * 3].chunks_exact_mut(3).enumerate() {
-            rgb.copy_from_slice(&[planes[0][i], planes[1][i], planes[2][i]]);
-        }
+        out.put_eight(first + done, &channels);
         done += 8;
     }
     done
