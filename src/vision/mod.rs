@@ -7,6 +7,7 @@
 
 pub mod antispoof;
 pub mod blendshapes;
+pub mod broadcast;
 pub mod decode;
 pub mod depthwise;
 pub mod detector;

@@ -23,13 +23,15 @@ pub enum ModelError {
     Inference { model: String, message: String },
 }
 
-/// tract's ONNX parser, with PRelu ([`super::prelu`]), the models' max pooling ([`super::max_pool`]) and depthwise
-/// convolutions ([`super::depthwise`]) as one operator each.
+/// tract's ONNX parser, with PRelu ([`super::prelu`]), the models' max pooling ([`super::max_pool`]), depthwise
+/// convolutions ([`super::depthwise`]) and products and differences of differently shaped inputs
+/// ([`super::broadcast`]) as operators of ours.
 fn parser() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     super::prelu::register(&mut onnx);
     super::depthwise::register(&mut onnx);
     super::max_pool::register(&mut onnx);
+    super::broadcast::register(&mut onnx);
     onnx
 }
 
@@ -437,6 +439,30 @@ mod tests {
         let error =
             OnnxModel::from_proto_planar(Path::new("pool.onnx"), max_pool_model(2, 2), [1, 4, 4, 3]).unwrap_err();
         assert!(error.to_string().contains("not first transposed"), "{error}");
+    }
+
+    #[test]
+    fn differently_shaped_inputs_are_ours_and_alike_ones_are_left_to_tract() {
+        // y = x - m, m repeated along the first axis, as the layer norms subtract each row's mean.
+        let node = |op: &str| NodeProto {
+            op_type: op.to_owned(),
+            input: vec!["x".to_owned(), "m".to_owned()],
+            ..NodeProto::default()
+        };
+        let m: Vec<f32> = (0..5).map(|i| i as f32 * 0.5 - 1.0).collect();
+        let x: Vec<f32> = (0..15).map(|i| ((i * 31) % 17) as f32 - 8.0).collect();
+        for (op, sign) in [("Sub", -1.0), ("Mul", 0.0)] {
+            let proto = one_node_model(node(op), vec![float_tensor("m", vec![1, 5], m.clone())]);
+            let model = OnnxModel::from_proto(Path::new("broadcast.onnx"), proto, &[3, 5]).unwrap();
+            assert!(format!("{:?}", model.plan().model()).contains("BroadcastArithmetic"), "{op}: ours runs it");
+            let want: Vec<f32> =
+                x.iter().enumerate().map(|(i, &v)| if sign < 0.0 { v - m[i % 5] } else { v * m[i % 5] }).collect();
+            assert_eq!(model.run(x.clone()).unwrap()[0], want, "{op}");
+        }
+        let alike = one_node_model(node("Sub"), vec![float_tensor("m", vec![3, 5], vec![1.0; 15])]);
+        let model = OnnxModel::from_proto(Path::new("alike.onnx"), alike, &[3, 5]).unwrap();
+        assert!(!format!("{:?}", model.plan().model()).contains("BroadcastArithmetic"));
+        assert_eq!(model.run(x.clone()).unwrap()[0], x.iter().map(|v| v - 1.0).collect::<Vec<_>>());
     }
 
     #[test]
