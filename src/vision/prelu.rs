@@ -2,6 +2,7 @@
 //! over memory. tract's own expansion of PRelu takes a comparison, a product and a select; the models' PRelu
 //! activations then cost FaceMesh about 30 % of its time and MiniFASNet about a quarter (`examples/profile_models`).
 
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_hir::internal::*;
 
 /// Teaches a tract ONNX parser to read `PRelu` as [`FusedPrelu`].
@@ -54,8 +55,38 @@ impl Expansion for PreluExpansion {
             _ => bail!("{prefix}: PRelu slope of shape {:?} varies along more than one axis", slope.shape()),
         };
         let op = FusedPrelu { slopes: Arc::new(slope.into_owned()), channel_axis };
-        model.wire_node(prefix, op, &[inputs[0]])
+        match summands(model, inputs[0])? {
+            Some(summands) => model.wire_node(prefix, op, &summands),
+            None => model.wire_node(prefix, op, &[inputs[0]]),
+        }
     }
+}
+
+/// The two inputs of the sum `input` is, when it is an addition of two tensors of its own shape read by nothing
+/// else so far: the PRelu then adds them itself, in the same pass (FaceMesh adds each residual block's input back
+/// just before its PRelu, 34 times). The addition, read by nothing else, is then never run; if a later node reads
+/// it after all, it runs for that node and the result is the same.
+fn summands(model: &TypedModel, input: OutletId) -> TractResult<Option<TVec<OutletId>>> {
+    let node = model.node(input.node);
+    let Some(op) = node.op_as::<TypedBinOp>() else { return Ok(None) };
+    let shape = &model.outlet_fact(input)?.shape;
+    let alike = |outlet: &OutletId| -> TractResult<bool> {
+        let fact = model.outlet_fact(*outlet)?;
+        Ok(fact.datum_type == f32::datum_type() && fact.shape == *shape)
+    };
+    let read_elsewhere = !model.outlet_successors(input).is_empty();
+    if op.0.name() != "Add"
+        || read_elsewhere
+        || node.inputs.len() != 2
+        || !alike(&node.inputs[0])?
+        || !alike(&node.inputs[1])?
+    {
+        return Ok(None);
+    }
+    // The first summand is overwritten in place when nothing else reads it: first the one only the addition reads.
+    let [a, b] = [node.inputs[0], node.inputs[1]];
+    let only_added = |outlet: OutletId| model.outlet_successors(outlet).len() == 1;
+    Ok(Some(if !only_added(a) && only_added(b) { tvec![b, a] } else { tvec![a, b] }))
 }
 
 /// PRelu with constant slopes, evaluated in place.
@@ -67,30 +98,48 @@ pub struct FusedPrelu {
 }
 
 impl FusedPrelu {
-    fn apply(&self, values: &mut [f32], shape: &[usize]) -> TractResult<()> {
+    /// PRelu of `values`, or of `values + addend` when there is one, written over `values` in one pass.
+    fn apply(&self, values: &mut [f32], shape: &[usize], addend: Option<&[f32]>) -> TractResult<()> {
         let slopes = self.slopes.try_as_plain_ram()?.as_slice::<f32>()?;
-        let Some(axis) = self.channel_axis else {
-            let slope = slopes[0];
-            values.iter_mut().filter(|v| **v < 0.0).for_each(|v| *v *= slope);
-            return Ok(());
-        };
-        ensure!(
-            shape.get(axis) == Some(&slopes.len()),
-            "PRelu: {} slopes for an input of shape {shape:?}",
-            slopes.len()
-        );
-        let inner: usize = shape[axis + 1..].iter().product();
-        if inner == 1 {
-            // Channels last: each run of `slopes.len()` values is one position's channels.
-            for run in values.chunks_exact_mut(slopes.len()) {
-                for (value, slope) in run.iter_mut().zip(slopes) {
-                    *value = if *value < 0.0 { *value * slope } else { *value };
+        if let Some(addend) = addend {
+            ensure!(addend.len() == values.len(), "PRelu: adding {} values to {}", addend.len(), values.len());
+        }
+        // Runs of values that share a slope (a plane, or everything with one slope), or, channels last, runs of
+        // one position's channels, each with its own slope.
+        let (run, slope_per_value) = match self.channel_axis {
+            None => (values.len(), false),
+            Some(axis) => {
+                ensure!(
+                    shape.get(axis) == Some(&slopes.len()),
+                    "PRelu: {} slopes for an input of shape {shape:?}",
+                    slopes.len()
+                );
+                let inner: usize = shape[axis + 1..].iter().product();
+                if inner == 1 {
+                    (slopes.len(), true)
+                } else {
+                    (inner, false)
                 }
             }
-        } else {
-            for block in values.chunks_exact_mut(inner * slopes.len()) {
-                for (plane, &slope) in block.chunks_exact_mut(inner).zip(slopes) {
-                    plane.iter_mut().for_each(|value| *value = if *value < 0.0 { *value * slope } else { *value });
+        };
+        if run == 0 {
+            return Ok(());
+        }
+        let prelu = |x: f32, slope: f32| if x < 0.0 { x * slope } else { x };
+        for (r, values) in values.chunks_exact_mut(run).enumerate() {
+            let added = addend.map(|addend| &addend[r * run..(r + 1) * run]);
+            match (slope_per_value, added) {
+                (true, None) => values.iter_mut().zip(slopes).for_each(|(v, &s)| *v = prelu(*v, s)),
+                (true, Some(added)) => {
+                    values.iter_mut().zip(added).zip(slopes).for_each(|((v, &a), &s)| *v = prelu(*v + a, s))
+                }
+                (false, None) => {
+                    let slope = slopes[r % slopes.len()];
+                    values.iter_mut().for_each(|v| *v = prelu(*v, slope))
+                }
+                (false, Some(added)) => {
+                    let slope = slopes[r % slopes.len()];
+                    values.iter_mut().zip(added).for_each(|(v, &a)| *v = prelu(*v + a, slope))
                 }
             }
         }
@@ -109,12 +158,15 @@ impl Op for FusedPrelu {
 impl EvalOp for FusedPrelu {
     op_out_of_plan!();
 
-    fn eval(&self, _context: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
+    fn eval(&self, _context: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        ensure!(matches!(inputs.len(), 1 | 2), "PRelu with {} inputs", inputs.len());
+        let addend = if inputs.len() == 2 { inputs.pop() } else { None };
         // In place when this node is the value's only reader; otherwise one copy, still one pass.
-        let mut values = input.into_tensor();
+        let mut values = inputs.remove(0).into_tensor();
         let shape: TVec<usize> = values.shape().into();
-        self.apply(values.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?, &shape)?;
+        let addend_ram = addend.as_ref().map(|addend| addend.try_as_plain_ram()).transpose()?;
+        let addend_values = addend_ram.as_ref().map(|ram| ram.as_slice::<f32>()).transpose()?;
+        self.apply(values.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?, &shape, addend_values)?;
         Ok(tvec!(values.into_tvalue()))
     }
 }
