@@ -306,7 +306,7 @@ mod tests {
 
     #[test]
     fn the_avx2_path_samples_exactly_as_the_plain_one() {
-        if !resample_avx2::available() {
+        if !crate::vision::wide::has_avx2() {
             eprintln!("skipped: this processor has no AVX2");
             return;
         }

@@ -7,20 +7,14 @@
 use std::arch::x86_64::*;
 
 use super::geometry::RowOut;
+#[cfg(target_arch = "x86_64")]
+use super::wide::has_avx2;
 
 /// A row of a crop: the image position of its sample `u` is `start + u * step`.
 #[derive(Debug, Clone, Copy)]
 pub struct RowWalk {
     pub start: (f32, f32),
     pub step: (f32, f32),
-}
-
-/// Whether this processor runs the AVX2 path.
-pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::is_x86_feature_detected!("avx2");
-    #[cfg(not(target_arch = "x86_64"))]
-    return false;
 }
 
 /// Samples `first..first + count` of `row` into `out` (each value times `scale`), eight at a time, from the RGB
@@ -38,7 +32,7 @@ pub fn sample_inside(
     out: &mut RowOut<'_>,
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if available() {
+    if has_avx2() {
         // Safe: the processor has AVX2, and every load is checked against `raw`'s bounds inside.
         return unsafe { sample_inside_avx2(raw, stride, row, first, count, scale, out) };
     }
