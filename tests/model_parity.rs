@@ -77,6 +77,20 @@ fn face_mesh_matches_onnxruntime() {
 }
 
 #[test]
+fn face_mesh_loaded_planar_as_the_service_loads_it_gives_the_same_outputs() {
+    let path = models_dir().join("facemesh_v2.onnx");
+    let interleaved = fixed_input(256 * 256 * 3, 1.0, 0.0);
+    let planes: Vec<f32> = (0..3).flat_map(|c| interleaved.iter().skip(c).step_by(3).copied()).collect();
+    let as_read = OnnxModel::load(&path, &[1, 256, 256, 3]).unwrap().run(interleaved).unwrap();
+    let planar = OnnxModel::load_planar(&path, [1, 256, 256, 3]).unwrap().run(planes).unwrap();
+    for (index, (a, b)) in as_read.iter().zip(&planar).enumerate() {
+        assert_eq!(a.len(), b.len());
+        let worst = a.iter().zip(b).map(|(a, b)| (a - b).abs() / a.abs().max(1.0)).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-5, "output {index}: planar differs by {worst}");
+    }
+}
+
+#[test]
 fn blendshapes_match_onnxruntime() {
     check(
         &models_dir().join("face_blendshapes.onnx"),

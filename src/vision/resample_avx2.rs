@@ -22,6 +22,7 @@ pub struct RowWalk {
 /// lower neighbours (the caller's inside span). Returns how many samples it wrote, from `first` on: a multiple of
 /// eight, fewer than `count` when the rest is not a whole eight or would read past the image's last bytes, and
 /// none without AVX2; the caller samples the rest one by one.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub fn sample_inside(
     raw: &[u8],
     stride: usize,
