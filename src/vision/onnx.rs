@@ -123,6 +123,18 @@ fn skip_input_transpose(proto: &mut tract_onnx::pb::ModelProto) -> Result<(), St
     Ok(())
 }
 
+/// The bytes of the model file at `path`.
+fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
+    std::fs::read(path).map_err(|_| ModelError::Missing(path.to_owned()))
+}
+
+/// The protobuf in `bytes`, read from `path` (which names the model in errors).
+fn parse(path: &Path, bytes: &[u8]) -> Result<tract_onnx::pb::ModelProto, ModelError> {
+    parser()
+        .proto_model_for_read(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| ModelError::Load { path: path.to_owned(), message: format!("{e:#}") })
+}
+
 /// A loaded model with one float input of a fixed shape. Cheap to share: `run` takes `&self`.
 #[derive(Debug, Clone)]
 pub struct OnnxModel {
@@ -137,27 +149,19 @@ pub struct OnnxModel {
 impl OnnxModel {
     /// Reads, types and optimises the model at `path` for an `input_shape` float32 input.
     pub fn load(path: &Path, input_shape: &[usize]) -> Result<Self, ModelError> {
-        let bytes = std::fs::read(path).map_err(|_| ModelError::Missing(path.to_owned()))?;
-        Self::from_bytes(path, &bytes, input_shape)
+        Self::from_bytes(path, &read(path)?, input_shape)
     }
 
     /// As [`OnnxModel::load`], from bytes already read (and checked) by the caller.
     pub fn from_bytes(path: &Path, bytes: &[u8], input_shape: &[usize]) -> Result<Self, ModelError> {
-        let proto = parser()
-            .proto_model_for_read(&mut std::io::Cursor::new(bytes))
-            .map_err(|e| ModelError::Load { path: path.to_owned(), message: format!("{e:#}") })?;
-        Self::from_proto(path, proto, input_shape)
+        Self::from_proto(path, parse(path, bytes)?, input_shape)
     }
 
     /// As [`OnnxModel::load`] for a model that reads an NHWC image (`[n, h, w, c]`) and moves its channels first
     /// as its first step: loaded without that transpose, so it reads the `[n, c, h, w]` planes its caller writes
     /// (each run then skips a pass over the input). An error if the model does not start so.
-    pub fn load_planar(path: &Path, [n, h, w, c]: [usize; 4]) -> Result<Self, ModelError> {
-        let bytes = std::fs::read(path).map_err(|_| ModelError::Missing(path.to_owned()))?;
-        let proto = parser()
-            .proto_model_for_read(&mut std::io::Cursor::new(&bytes))
-            .map_err(|e| ModelError::Load { path: path.to_owned(), message: format!("{e:#}") })?;
-        Self::from_proto_planar(path, proto, [n, h, w, c])
+    pub fn load_planar(path: &Path, nhwc: [usize; 4]) -> Result<Self, ModelError> {
+        Self::from_proto_planar(path, parse(path, &read(path)?)?, nhwc)
     }
 
     /// As [`OnnxModel::load_planar`], from the parsed protobuf.
@@ -451,12 +455,12 @@ mod tests {
         };
         let m: Vec<f32> = (0..5).map(|i| i as f32 * 0.5 - 1.0).collect();
         let x: Vec<f32> = (0..15).map(|i| ((i * 31) % 17) as f32 - 8.0).collect();
-        for (op, sign) in [("Sub", -1.0), ("Mul", 0.0)] {
+        let subtract = |a: f32, b: f32| a - b;
+        for (op, apply) in [("Sub", subtract as fn(f32, f32) -> f32), ("Mul", |a, b| a * b)] {
             let proto = one_node_model(node(op), vec![float_tensor("m", vec![1, 5], m.clone())]);
             let model = OnnxModel::from_proto(Path::new("broadcast.onnx"), proto, &[3, 5]).unwrap();
             assert!(format!("{:?}", model.plan().model()).contains("BroadcastArithmetic"), "{op}: ours runs it");
-            let want: Vec<f32> =
-                x.iter().enumerate().map(|(i, &v)| if sign < 0.0 { v - m[i % 5] } else { v * m[i % 5] }).collect();
+            let want: Vec<f32> = x.iter().enumerate().map(|(i, &v)| apply(v, m[i % 5])).collect();
             assert_eq!(model.run(x.clone()).unwrap()[0], want, "{op}");
         }
         let alike = one_node_model(node("Sub"), vec![float_tensor("m", vec![3, 5], vec![1.0; 15])]);
