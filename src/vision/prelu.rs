@@ -2,6 +2,7 @@
 //! over memory. tract's own expansion of PRelu takes a comparison, a product and a select; the models' PRelu
 //! activations then cost FaceMesh about 30 % of its time and MiniFASNet about a quarter (`examples/profile_models`).
 
+use super::wide::has_avx;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_hir::internal::*;
 
@@ -125,25 +126,53 @@ impl FusedPrelu {
         if run == 0 {
             return Ok(());
         }
-        let prelu = |x: f32, slope: f32| if x < 0.0 { x * slope } else { x };
+        let wide = has_avx();
         for (r, values) in values.chunks_exact_mut(run).enumerate() {
             let added = addend.map(|addend| &addend[r * run..(r + 1) * run]);
-            match (slope_per_value, added) {
-                (true, None) => values.iter_mut().zip(slopes).for_each(|(v, &s)| *v = prelu(*v, s)),
-                (true, Some(added)) => {
-                    values.iter_mut().zip(added).zip(slopes).for_each(|((v, &a), &s)| *v = prelu(*v + a, s))
-                }
-                (false, None) => {
-                    let slope = slopes[r % slopes.len()];
-                    values.iter_mut().for_each(|v| *v = prelu(*v, slope))
-                }
-                (false, Some(added)) => {
-                    let slope = slopes[r % slopes.len()];
-                    values.iter_mut().zip(added).for_each(|(v, &a)| *v = prelu(*v + a, slope))
-                }
-            }
+            let slopes = if slope_per_value { Slopes::PerValue(slopes) } else { Slopes::One(slopes[r % slopes.len()]) };
+            prelu_run(values, added, slopes, wide);
         }
         Ok(())
+    }
+}
+
+/// The slopes of one run of values.
+#[derive(Clone, Copy)]
+enum Slopes<'a> {
+    /// Each value its own.
+    PerValue(&'a [f32]),
+    /// All values the same.
+    One(f32),
+}
+
+/// PRelu of one run of `values` (plus `added`), in place. With `wide` (the processor has AVX, [`has_avx`]) the
+/// same code runs compiled for AVX: 8 values an instruction instead of 4.
+fn prelu_run(values: &mut [f32], added: Option<&[f32]>, slopes: Slopes<'_>, wide: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if wide {
+        // SAFETY: `wide` is only true when the processor has AVX.
+        return unsafe { prelu_run_avx(values, added, slopes) };
+    }
+    let _ = wide;
+    prelu_run_portable(values, added, slopes)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn prelu_run_avx(values: &mut [f32], added: Option<&[f32]>, slopes: Slopes<'_>) {
+    prelu_run_portable(values, added, slopes)
+}
+
+#[inline(always)]
+fn prelu_run_portable(values: &mut [f32], added: Option<&[f32]>, slopes: Slopes<'_>) {
+    let prelu = |x: f32, slope: f32| if x < 0.0 { x * slope } else { x };
+    match (slopes, added) {
+        (Slopes::PerValue(slopes), None) => values.iter_mut().zip(slopes).for_each(|(v, &s)| *v = prelu(*v, s)),
+        (Slopes::PerValue(slopes), Some(added)) => {
+            values.iter_mut().zip(added).zip(slopes).for_each(|((v, &a), &s)| *v = prelu(*v + a, s))
+        }
+        (Slopes::One(slope), None) => values.iter_mut().for_each(|v| *v = prelu(*v, slope)),
+        (Slopes::One(slope), Some(added)) => values.iter_mut().zip(added).for_each(|(v, &a)| *v = prelu(*v + a, slope)),
     }
 }
 
@@ -177,4 +206,30 @@ impl TypedOp for FusedPrelu {
     }
 
     as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every run length from empty to past several vector widths, each value of the run once negative: the AVX
+    /// path and the portable one give PRelu by hand exactly, with and without an addend, one slope or many.
+    #[test]
+    fn both_paths_give_prelu_by_hand_for_every_run_length() {
+        for len in 0..70 {
+            let x: Vec<f32> = (0..len).map(|i| ((i * 37) % 23) as f32 - 11.5).collect();
+            let added: Vec<f32> = (0..len).map(|i| ((i * 11) % 7) as f32 - 3.0).collect();
+            let slopes: Vec<f32> = (0..len).map(|i| [-5.25, 0.25, 19.8125][i % 3]).collect();
+            let prelu = |v: f32, s: f32| if v >= 0.0 { v } else { s * v };
+            for wide in [false, has_avx()] {
+                let mut one = x.clone();
+                prelu_run(&mut one, None, Slopes::One(0.125), wide);
+                assert_eq!(one, x.iter().map(|&v| prelu(v, 0.125)).collect::<Vec<_>>(), "len {len}, wide {wide}");
+                let mut each = x.clone();
+                prelu_run(&mut each, Some(&added), Slopes::PerValue(&slopes), wide);
+                let want: Vec<f32> = (0..len).map(|i| prelu(x[i] + added[i], slopes[i])).collect();
+                assert_eq!(each, want, "len {len}, wide {wide}, with an addend");
+            }
+        }
+    }
 }
