@@ -68,7 +68,9 @@ async fn a_tenant_made_with_the_cli_runs_a_whole_check_and_a_restart_loses_nothi
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0]["tenant_id"], tenant);
     assert_eq!(listed[0]["policy"]["allowed_challenges"], serde_json::json!(["LOOK_DOWN"]));
-    let secret = key.rsplit('_').next().unwrap();
+    // `lk_<key id>_<secret>`: the secret is base64url and may itself hold '_', so it is all after the second one.
+    let secret = key.splitn(3, '_').nth(2).unwrap();
+    assert!(secret.len() >= 43, "{key}");
     assert!(!listed.iter().any(|line| line.to_string().contains(secret)), "list never shows a secret");
     assert!(cli(&data_dir, &["tenants", "create", "Bad", "--policy", "/nonexistent.json"]).is_err());
     assert!(cli(&data_dir, &["tenants", "disable", "t_0000000000000000"]).unwrap_err().contains("tenant_not_found"));
