@@ -384,3 +384,62 @@ fn a_check_that_did_not_pass_says_why_in_plain_words_except_for_attacks() {
         assert!(!lower.contains("spoof") && !lower.contains("attack") && !lower.contains("score"), "{words}");
     }
 }
+
+#[test]
+fn resting_frames_are_scored_one_in_three_each_weighing_three_and_moving_frames_always() {
+    let mut run = Run::new(&[ChallengeType::TurnLeft]);
+    let resting: Vec<bool> = (0..12)
+        .map(|_| {
+            let wanted = run.session.wants_score(&neutral().observation(), run.now + FRAME_MS, &run.rules);
+            let scored = run.send(&neutral().observation()).unwrap().antispoof_real.is_some();
+            assert_eq!(wanted, scored, "a score is added exactly when it was asked for");
+            scored
+        })
+        .collect();
+    // The first three scores always; then the baseline is set and the face rests: every third frame is scored.
+    assert_eq!(resting[..3], [true; 3]);
+    assert_eq!(resting[3..].iter().filter(|&&scored| scored).count(), 3, "{resting:?}");
+    assert_eq!(run.session.passive.count, 12, "the sampled scores stand for every frame");
+    assert_eq!(run.session.passive.resting_frames, 11, "every frame from the one that set the baseline rests");
+
+    // A face moving toward the turn shows an action from a fifth of it on: every such frame is scored.
+    let turning: Vec<bool> = [5.0, 9.0, 13.0, 17.0, 22.0]
+        .iter()
+        .map(|&yaw| run.send(&FakeFace { yaw, ..neutral() }.observation()).unwrap().antispoof_real.is_some())
+        .collect();
+    assert_eq!(turning, [true; 5]);
+    assert_eq!(run.session.state, SessionState::Completed);
+    assert_eq!(run.session.end_reason, Some(EndReason::Live));
+}
+
+#[test]
+fn frames_that_do_not_count_are_never_scored() {
+    let run = Run::new(&[ChallengeType::Smile]);
+    assert!(!run.session.wants_score(&empty_frame(), run.now + FRAME_MS, &run.rules));
+    assert!(!run.session.wants_score(&crowd(&neutral(), 2), run.now + FRAME_MS, &run.rules));
+    assert!(run.session.wants_score(&neutral().observation(), run.now + FRAME_MS, &run.rules));
+}
+
+#[test]
+fn a_resting_spoof_is_still_detected_when_only_some_frames_are_scored() {
+    // A spoof that sways and blinks enough to score as live on its moving frames and reads fake while it rests:
+    // the sampled resting frames weigh what they stand for, so the mean stays the mean over all frames.
+    let mut run = Run::new(&[ChallengeType::Smile]);
+    let resting = FakeFace { antispoof_real: Some(0.2), ..neutral() };
+    let moving = FakeFace { antispoof_real: Some(0.9), yaw: 6.0, ..neutral() };
+    let mut frames = vec![resting; 3];
+    for _ in 0..6 {
+        frames.extend([resting, resting, resting, moving]);
+    }
+    run.send_all(&frames);
+    let mean = run.session.passive.mean().unwrap();
+    // Every frame scored: (3 + 18) resting at 0.2, 6 moving at 0.9 → 0.356.
+    assert!((mean - 0.356).abs() < 0.02, "mean {mean}");
+    run.send_all(
+        &genuine(ChallengeType::Smile)
+            .into_iter()
+            .map(|f| FakeFace { antispoof_real: Some(0.9), ..f })
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(run.session.end_reason, Some(EndReason::SpoofDetected));
+}

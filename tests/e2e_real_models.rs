@@ -11,9 +11,12 @@ use std::sync::{Arc, OnceLock};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
-use liveness::service::{LivenessService, ManualClock, ServiceSettings};
+use liveness::domain::{ChallengeType, SessionState};
+use liveness::service::{Caller, CreateOptions, LivenessService, ManualClock, ServiceSettings};
 use liveness::store::MemoryStore;
+use liveness::vision::{AnalysedFrame, AnalysisError, FaceSearch, FrameAnalyzer, FrameObservation, UnscoredFace};
 use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use support::real_models::{analyzer, testdata, video_jpegs};
 use support::ws_client::{assert_spec_message, without_frame_results, Client, Server};
 use tower::ServiceExt;
@@ -86,6 +89,65 @@ impl Api {
         let request = Request::get(format!("/api/v1/liveness/sessions/{id}")).body(Body::empty()).unwrap();
         self.call(request).await.1
     }
+}
+
+/// The real analyser, counting the faces it scores for passive anti-spoofing after analysis.
+struct CountingScores(AtomicUsize);
+
+impl FrameAnalyzer for CountingScores {
+    fn analyze(&self, bytes: &[u8], search: FaceSearch<'_>) -> Result<FrameObservation, AnalysisError> {
+        analyzer().analyze(bytes, search)
+    }
+    fn analyze_unscored(&self, bytes: &[u8], search: FaceSearch<'_>) -> Result<AnalysedFrame, AnalysisError> {
+        analyzer().analyze_unscored(bytes, search)
+    }
+    fn score(&self, face: &UnscoredFace) -> Result<f32, AnalysisError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        analyzer().score(face)
+    }
+    fn has_antispoof(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn only_the_frames_that_need_it_are_scored_and_the_real_person_still_passes() {
+    let counting = Arc::new(CountingScores(AtomicUsize::new(0)));
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let service =
+        LivenessService::new(Arc::new(MemoryStore::new()), counting.clone(), clock.clone(), ServiceSettings::default());
+    let id = loop {
+        let session = service.create(CreateOptions { num_challenges: Some(1), ..Default::default() }).await.unwrap();
+        if session.challenges[0].kind == ChallengeType::LookDown {
+            break session.id;
+        }
+    };
+    // The teacher rests for a second, as a user reading the instruction would, then looks down.
+    let frames: Vec<Vec<u8>> =
+        std::iter::repeat_n(teacher_frames()[0].clone(), 12).chain(teacher_frames()[..25].to_vec()).collect();
+    let (mut sent, mut shown) = (0, 0);
+    for frame in frames {
+        let result = service.submit_frame(&Caller::Operator, id, frame).await.unwrap();
+        clock.advance_ms(FRAME_MS);
+        sent += 1;
+        shown += usize::from(result.outcome.antispoof_real.is_some());
+        if result.outcome.passed {
+            assert!(result.outcome.antispoof_real.is_some(), "the frame that passes is scored");
+        }
+        if result.session.state.is_terminal() {
+            break;
+        }
+    }
+    let session = service.get(&Caller::Operator, id).await.unwrap();
+    assert_eq!(session.state, SessionState::Completed, "{:?}", session.end_reason);
+    assert_eq!(session.is_live, Some(true));
+    let scored = counting.0.load(Ordering::SeqCst);
+    assert_eq!(scored, shown, "every score computed counts");
+    assert!(scored + 5 <= sent, "resting frames skipped: {scored} scored of {sent}");
+    // Each sampled resting score stands for three frames, so the count ends within two of the frames sent.
+    let stood_for = session.passive.count as usize;
+    assert!(stood_for.abs_diff(sent) <= 2, "the scores stand for every frame: {stood_for} of {sent}");
+    println!("{scored} of {sent} frames scored");
 }
 
 fn repeated(file: &str, times: usize) -> Vec<Vec<u8>> {

@@ -351,6 +351,16 @@ fn without(previous: ChallengeType, a: &Actions) -> Actions {
     a
 }
 
+/// Whether a sample shows the face as in its baseline: no turn, look, smile, mouth opening or eye closure reaching
+/// `min_ramp_progress` of its threshold (the least a frame on the way to an action shows). Such a frame cannot be
+/// part of passing any challenge, nor of a wrong action.
+pub fn at_rest(sample: &FaceSample, base: &Baseline, config: &JudgeConfig) -> bool {
+    let a = actions(sample, base, config);
+    [a.left, a.right, a.up, a.down, a.look_up, a.look_down, a.smile, a.mouth, a.eyes_closed]
+        .iter()
+        .all(|&strength| strength < config.min_ramp_progress)
+}
+
 /// Whether one sample shows a deliberate action other than the one requested. Blinks and smiles never count
 /// as wrong (they are involuntary or natural during other actions); opening the mouth wide does, except when
 /// asked to smile (a broad smile opens the jaw) or to open it.

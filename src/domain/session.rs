@@ -100,6 +100,9 @@ pub struct SessionRules {
     pub max_frames: u32,
     /// Counted samples kept for the current challenge (older ones are dropped).
     pub max_history: usize,
+    /// Passive anti-spoofing of frames whose face rests as in its baseline (see [`Session::wants_score`]): one in
+    /// this many is scored, its score weighing as many frames. 1 scores every frame.
+    pub rest_sampling: u32,
 }
 
 impl Default for SessionRules {
@@ -111,6 +114,7 @@ impl Default for SessionRules {
             passive_early_fail: 0.2,
             max_frames: 300,
             max_history: 64,
+            rest_sampling: 3,
         }
     }
 }
@@ -123,11 +127,15 @@ impl SessionRules {
     }
 }
 
-/// The running sum of passive anti-spoofing scores.
+/// The running sum of passive anti-spoofing scores, each weighted by the frames it stands for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct PassiveScores {
     pub sum: f64,
+    /// Frames the scores stand for (a sampled resting frame's score stands for [`SessionRules::rest_sampling`]).
     pub count: u32,
+    /// Counted frames so far whose face rested as in its baseline, scored or not: which of them to score.
+    #[serde(default)]
+    pub resting_frames: u32,
 }
 
 impl PassiveScores {
@@ -376,12 +384,58 @@ impl Session {
 
     /// Applies one analysed frame received at `now_ms`. A rejected frame changes nothing. The frame goes through
     /// four phases: it is received, its face is counted (or the frame gets feedback), its passive anti-spoofing
-    /// score is added, and then it either counts toward the passive phase or is judged against the challenge.
+    /// score is added if [`Session::wants_score`] asks for it (a score it does not ask for is ignored), and then it
+    /// either counts toward the passive phase or is judged against the challenge.
     pub fn apply_frame(
         &self,
         observation: &FrameObservation,
         now_ms: i64,
         rules: &SessionRules,
+    ) -> Result<(Session, FrameOutcome), FrameRejection> {
+        let (weight, rests) = self.score_weight(observation, now_ms, rules);
+        let (mut session, outcome) = self.apply_weighted(observation, now_ms, rules, weight)?;
+        if rests {
+            session.passive.resting_frames += 1;
+        }
+        Ok((session, outcome))
+    }
+
+    /// Whether this frame's passive anti-spoofing score is needed, asked before the score is computed (it is the
+    /// costliest model but one): every frame that counts is scored while the first `passive_min_frames` scores
+    /// gather, during a passive phase, before the baseline is set, and whenever it shows any action or ends a
+    /// challenge or the session. A frame whose face rests as in its baseline decides nothing, so one such frame in
+    /// [`SessionRules::rest_sampling`] is scored, in turn, and weighs as many in the mean: the mean a session is
+    /// judged by stays an estimate of the mean over all its frames, not one tilted toward its moving frames.
+    pub fn wants_score(&self, observation: &FrameObservation, now_ms: i64, rules: &SessionRules) -> bool {
+        self.score_weight(observation, now_ms, rules).0.is_some()
+    }
+
+    /// How many frames this frame's score stands for, if it is wanted ([`Session::wants_score`]), and whether the
+    /// frame rests.
+    fn score_weight(&self, observation: &FrameObservation, now_ms: i64, rules: &SessionRules) -> (Option<u32>, bool) {
+        let mut unscored = observation.clone();
+        if let Some(face) = &mut unscored.face {
+            face.antispoof_real = None;
+        }
+        let Ok((next, outcome)) = self.apply_weighted(&unscored, now_ms, rules, None) else { return (None, false) };
+        if outcome.feedback.is_some() {
+            return (None, false);
+        }
+        let rests = rests(&next, &outcome, &rules.judge);
+        if !rests || self.passive.count < rules.passive_min_frames {
+            return (Some(1), rests);
+        }
+        let every = rules.rest_sampling.max(1);
+        ((self.passive.resting_frames % every == 0).then_some(every), rests)
+    }
+
+    /// [`Session::apply_frame`] with the frame's score, if any, standing for `weight` frames (`None`: not added).
+    fn apply_weighted(
+        &self,
+        observation: &FrameObservation,
+        now_ms: i64,
+        rules: &SessionRules,
+        weight: Option<u32>,
     ) -> Result<(Session, FrameOutcome), FrameRejection> {
         let mut session = self.at(now_ms);
         session.check_accepts_frame(rules)?;
@@ -403,8 +457,9 @@ impl Session {
                 return Ok((session, outcome));
             }
         };
-        outcome.antispoof_real = sample.antispoof_real;
-        if !session.add_passive_score(&sample, rules) {
+        let weighted = weight.and_then(|weight| Some((sample.antispoof_real?, weight)));
+        outcome.antispoof_real = weighted.map(|(score, _)| score);
+        if !session.add_passive_score(weighted, rules) {
             return Ok((session, outcome));
         }
         if passive_phase {
@@ -444,12 +499,12 @@ impl Session {
         Ok(sample)
     }
 
-    /// Passive scoring: adds the sample's anti-spoofing score; once enough frames are scored, a clearly fake mean
-    /// ends the session. Returns whether the session goes on.
-    fn add_passive_score(&mut self, sample: &FaceSample, rules: &SessionRules) -> bool {
-        let Some(score) = sample.antispoof_real else { return true };
-        self.passive.sum += f64::from(score);
-        self.passive.count += 1;
+    /// Passive scoring: adds a wanted anti-spoofing score standing for `weight` frames; once enough frames are
+    /// scored, a clearly fake mean ends the session. Returns whether the session goes on.
+    fn add_passive_score(&mut self, weighted: Option<(f32, u32)>, rules: &SessionRules) -> bool {
+        let Some((score, weight)) = weighted else { return true };
+        self.passive.sum += f64::from(score) * f64::from(weight);
+        self.passive.count += weight;
         if self.passive.count >= rules.passive_min_frames
             && self.passive.mean().is_some_and(|mean| mean < rules.passive_early_fail)
         {
@@ -531,7 +586,7 @@ impl Session {
         if self.outcomes.len() < self.challenges.len() {
             return;
         }
-        // Every counted frame of a session with the models is scored, so a finished session has several.
+        // The first counted frames and every frame that passes a challenge are scored: a finished session has several.
         match self.passive.mean() {
             Some(mean) if rules.reads_live(mean) => self.end(SessionState::Completed, EndReason::Live),
             Some(_) => self.end(SessionState::Failed, EndReason::SpoofDetected),
@@ -553,4 +608,15 @@ impl Session {
         self.end_reason = Some(reason);
         self.is_live = Some(reason == EndReason::Live);
     }
+}
+
+/// Whether a frame applied unscored (giving `next` and `outcome`) rests: counted, in a challenge, the baseline set,
+/// the face within [`judge::at_rest`] of it, and nothing passed or ended.
+fn rests(next: &Session, outcome: &FrameOutcome, config: &JudgeConfig) -> bool {
+    let (Some(baseline), Some(face)) = (&next.baseline, &next.last_face) else { return false };
+    outcome.feedback.is_none()
+        && outcome.challenge.is_some()
+        && !outcome.passed
+        && !next.state.is_terminal()
+        && judge::at_rest(face, baseline, config)
 }

@@ -21,7 +21,9 @@ use crate::domain::{
 use crate::store::{ImageStore, MemoryStore, SessionStore, StoreError, UsageDay, UsageDelta};
 use crate::verdicts::{self, SigningKeys};
 use crate::vision::reference::reference_jpeg;
-use crate::vision::{AnalysisError, DecodeError, DecodeLimits, FaceSearch, FrameAnalyzer, FrameObservation};
+use crate::vision::{
+    AnalysedFrame, AnalysisError, DecodeError, DecodeLimits, FaceSearch, FrameAnalyzer, FrameObservation,
+};
 
 /// The tenant id usage is metered under while authentication is off (the implicit local tenant).
 pub const LOCAL_TENANT: &str = "local";
@@ -214,6 +216,14 @@ fn prepare_write(before: &Session, after: &mut Session, now_ms: i64) {
 }
 
 /// A store failure on session `id`.
+/// A frame that could not be analysed: the client's image, or the server's fault.
+fn analysis_error(error: AnalysisError) -> ServiceError {
+    match error {
+        AnalysisError::Decode(error) => ServiceError::Image(error),
+        AnalysisError::Model(error) => ServiceError::Internal(error.to_string()),
+    }
+}
+
 fn store_error(id: Uuid) -> impl Fn(StoreError) -> ServiceError {
     move |error| match error {
         StoreError::NotFound => ServiceError::NotFound(id),
@@ -507,23 +517,25 @@ impl LivenessService {
         self
     }
 
-    /// Stores this frame's face as the session's reference image when the owner asked for one and the frame is
-    /// better than the one kept: one frontal face, read live, sharper. Returns what was stored.
+    /// Whether this frame's face could become the session's reference image: the owner asked for one, and it is
+    /// one frontal face, sharper than the one kept. It must also read live ([`Self::keep_reference_image`]).
+    fn reference_candidate(&self, session: &Session, observation: &FrameObservation) -> bool {
+        let Some(face) = observation.face.as_ref().filter(|_| observation.faces == 1) else { return false };
+        let frontal = self.settings.rules.judge.is_frontal(face.pose.yaw, face.pose.pitch);
+        let sharper = session.reference_image.as_ref().is_none_or(|kept| face.quality.sharpness > kept.sharpness);
+        session.owner.keep_reference_image && frontal && sharper
+    }
+
+    /// Stores this frame's face as the session's reference image when it is a candidate
+    /// ([`Self::reference_candidate`]) and reads live. Returns what was stored.
     async fn keep_reference_image(
         &self,
         session: &Session,
         observation: &FrameObservation,
         bytes: Vec<u8>,
     ) -> Option<ReferenceImage> {
-        if !session.owner.keep_reference_image {
-            return None;
-        }
-        let face = observation.face.as_ref().filter(|_| observation.faces == 1)?;
-        let rules = &self.settings.rules;
-        let frontal = rules.judge.is_frontal(face.pose.yaw, face.pose.pitch);
-        let live = face.antispoof_real.is_some_and(|score| rules.reads_live(score));
-        let sharper = session.reference_image.as_ref().is_none_or(|kept| face.quality.sharpness > kept.sharpness);
-        if !(frontal && live && sharper) {
+        let face = observation.face.as_ref().filter(|_| self.reference_candidate(session, observation))?;
+        if !face.antispoof_real.is_some_and(|score| self.settings.rules.reads_live(score)) {
             return None;
         }
         let bbox = face.bbox;
@@ -846,6 +858,16 @@ impl LivenessService {
         Ok(())
     }
 
+    /// Adds the passive anti-spoofing score to a frame analysed without it, on an analysis slot.
+    async fn score(&self, mut analysed: AnalysedFrame) -> Result<AnalysedFrame, ServiceError> {
+        let analyzer = Arc::clone(&self.analyzer);
+        let _slot = self.analysis_slots.acquire().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
+        tokio::task::spawn_blocking(move || analysed.score(analyzer.as_ref()).map(|()| analysed))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("scoring task failed: {e}")))?
+            .map_err(analysis_error)
+    }
+
     /// Analyses one frame and applies it to the session (see [`LivenessService::submit_keyed_frame`]).
     pub async fn submit_frame(&self, caller: &Caller, id: Uuid, bytes: Vec<u8>) -> Result<FrameResult, ServiceError> {
         match self.submit_keyed_frame(caller, id, bytes, None, &|_| String::new()).await? {
@@ -890,23 +912,28 @@ impl LivenessService {
                 Some(region) if count_faces => FaceSearch::TrackAndCount(region),
                 Some(region) => FaceSearch::Track(region),
             };
-            (analyzer.analyze(&bytes, search), bytes)
+            (analyzer.analyze_unscored(&bytes, search), bytes)
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("analysis task failed: {e}")))?;
-        let observation = analysed.map_err(|e| match e {
-            AnalysisError::Decode(error) => ServiceError::Image(error),
-            AnalysisError::Model(error) => ServiceError::Internal(error.to_string()),
-        })?;
-        let reference = self.keep_reference_image(&current, &observation, bytes).await;
         drop(slot);
-        if let Some(face) = &observation.face {
-            tracing::debug!(session = %id, yaw = face.pose.yaw, pitch = face.pose.pitch,
-                antispoof = ?face.antispoof_real, ms = observation.timings_ms.total, "frame analysed");
+        let mut analysed = analysed.map_err(analysis_error)?;
+        if self.reference_candidate(&current, &analysed.observation) {
+            analysed = self.score(analysed).await?;
         }
+        let reference = self.keep_reference_image(&current, &analysed.observation, bytes).await;
 
         for _ in 0..self.settings.max_write_attempts {
-            let (mut next, outcome) = current.apply_frame(&observation, now, &self.settings.rules)?;
+            // Asked again after a conflict: the session another frame left may want this one scored.
+            if analysed.unscored.is_some() && current.wants_score(&analysed.observation, now, &self.settings.rules) {
+                analysed = self.score(analysed).await?;
+            }
+            let observation = &analysed.observation;
+            if let Some(face) = &observation.face {
+                tracing::debug!(session = %id, yaw = face.pose.yaw, pitch = face.pose.pitch,
+                    antispoof = ?face.antispoof_real, ms = observation.timings_ms.total, "frame analysed");
+            }
+            let (mut next, outcome) = current.apply_frame(observation, now, &self.settings.rules)?;
             prepare_write(&current, &mut next, now);
             if let Some(kept) = &reference {
                 if next.reference_image.as_ref().is_none_or(|old| kept.sharpness > old.sharpness) {

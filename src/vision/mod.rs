@@ -71,10 +71,55 @@ pub enum FaceSearch<'a> {
     TrackAndCount(&'a TrackingHint),
 }
 
+/// A frame analysed but for passive anti-spoofing, which can be added when it turns out to be needed.
+pub struct AnalysedFrame {
+    /// The observation; its face's `antispoof_real` is `None` while `unscored` holds the face.
+    pub observation: FrameObservation,
+    /// What scoring the face needs, when it has a face and the analyser has the models.
+    pub unscored: Option<UnscoredFace>,
+}
+
+/// The decoded frame and where its face is, kept to score the face later ([`FrameAnalyzer::score`]).
+pub struct UnscoredFace {
+    image: DecodedFrame,
+    bbox: BoundingBox,
+}
+
+impl AnalysedFrame {
+    /// Scores the face with `analyzer` if it is still unscored, and writes the score into the observation.
+    pub fn score(&mut self, analyzer: &dyn FrameAnalyzer) -> Result<(), AnalysisError> {
+        let Some(unscored) = self.unscored.take() else { return Ok(()) };
+        let clock = Instant::now();
+        let score = analyzer.score(&unscored)?;
+        if let Some(face) = &mut self.observation.face {
+            face.antispoof_real = Some(score);
+        }
+        let timings = &mut self.observation.timings_ms;
+        timings.antispoof = ms(clock);
+        timings.total += timings.antispoof;
+        Ok(())
+    }
+}
+
 /// Frame analysis as the rest of the service sees it: real models in production, fakes in tests.
 pub trait FrameAnalyzer: Send + Sync {
-    /// Analyses one encoded frame, finding its face as `search` says.
+    /// Analyses one encoded frame, finding its face as `search` says, passive anti-spoofing included.
     fn analyze(&self, bytes: &[u8], search: FaceSearch<'_>) -> Result<FrameObservation, AnalysisError>;
+
+    /// As [`FrameAnalyzer::analyze`], leaving the passive anti-spoofing score to [`AnalysedFrame::score`], for a
+    /// caller that scores only the frames that need it. An analyser that cannot defer it scores at once.
+    fn analyze_unscored(&self, bytes: &[u8], search: FaceSearch<'_>) -> Result<AnalysedFrame, AnalysisError> {
+        Ok(AnalysedFrame { observation: self.analyze(bytes, search)?, unscored: None })
+    }
+
+    /// The passive anti-spoofing score of a face [`FrameAnalyzer::analyze_unscored`] left unscored.
+    fn score(&self, face: &UnscoredFace) -> Result<f32, AnalysisError> {
+        let _ = face;
+        Err(AnalysisError::Model(ModelError::Inference {
+            model: "antispoof".into(),
+            message: "this analyser leaves no face unscored".into(),
+        }))
+    }
 
     /// Whether passive anti-spoofing scores are produced.
     fn has_antispoof(&self) -> bool;
@@ -127,12 +172,24 @@ impl Analyzer {
         })
     }
 
-    /// Analyses an already decoded image; `timings.decode` is left for the caller.
+    /// Analyses an already decoded image, passive anti-spoofing included; `timings.decode` is left for the caller.
     pub fn analyze_image(
         &self,
         image: &image::RgbImage,
         search: FaceSearch<'_>,
     ) -> Result<FrameObservation, ModelError> {
+        let mut observation = self.observe(image, search)?;
+        if let (Some(face), Some(models)) = (&mut observation.face, &self.antispoof) {
+            let clock = Instant::now();
+            face.antispoof_real = Some(models.real_score_for_mesh(image, &face.bbox)?);
+            observation.timings_ms.antispoof = ms(clock);
+            observation.timings_ms.total += observation.timings_ms.antispoof;
+        }
+        Ok(observation)
+    }
+
+    /// Analyses an already decoded image but for passive anti-spoofing.
+    fn observe(&self, image: &image::RgbImage, search: FaceSearch<'_>) -> Result<FrameObservation, ModelError> {
         let started = Instant::now();
         let mut timings = StageTimings::default();
         let mut observation = FrameObservation {
@@ -224,12 +281,6 @@ impl Analyzer {
         let expressions = self.blendshapes.run(&mesh)?;
         timings.expressions = ms(clock);
         let bbox = mesh.extent();
-        let clock = Instant::now();
-        let antispoof_real = match &self.antispoof {
-            Some(models) => Some(models.real_score_for_mesh(image, &bbox)?),
-            None => None,
-        };
-        timings.antispoof = ms(clock);
         Ok(FaceObservation {
             bbox,
             presence: mesh.presence,
@@ -239,7 +290,7 @@ impl Analyzer {
             mouth_open: expressions.jaw_open,
             gaze: expressions.gaze,
             quality: face_metrics::face_quality(image, &mesh),
-            antispoof_real,
+            antispoof_real: None,
             next_region: mesh.next_region().into(),
             landmarks: if self.options.keep_landmarks { mesh.points } else { Vec::new() },
         })
@@ -255,6 +306,26 @@ impl FrameAnalyzer for Analyzer {
         observation.timings_ms.decode = decode_ms;
         observation.timings_ms.total += decode_ms;
         Ok(observation)
+    }
+
+    fn analyze_unscored(&self, bytes: &[u8], search: FaceSearch<'_>) -> Result<AnalysedFrame, AnalysisError> {
+        let clock = Instant::now();
+        let image = decode_frame(bytes, &self.options.decode)?;
+        let decode_ms = ms(clock);
+        let mut observation = self.observe(&image, search)?;
+        observation.timings_ms.decode = decode_ms;
+        observation.timings_ms.total += decode_ms;
+        let bbox = observation.face.as_ref().map(|face| face.bbox);
+        let unscored = bbox.filter(|_| self.antispoof.is_some()).map(|bbox| UnscoredFace { image, bbox });
+        Ok(AnalysedFrame { observation, unscored })
+    }
+
+    fn score(&self, face: &UnscoredFace) -> Result<f32, AnalysisError> {
+        let models = self.antispoof.as_ref().ok_or_else(|| ModelError::Inference {
+            model: "antispoof".into(),
+            message: "the anti-spoofing models are not installed".into(),
+        })?;
+        Ok(models.real_score_for_mesh(&face.image, &face.bbox)?)
     }
 
     fn has_antispoof(&self) -> bool {
