@@ -172,22 +172,6 @@ impl Analyzer {
         })
     }
 
-    /// Analyses an already decoded image, passive anti-spoofing included; `timings.decode` is left for the caller.
-    pub fn analyze_image(
-        &self,
-        image: &image::RgbImage,
-        search: FaceSearch<'_>,
-    ) -> Result<FrameObservation, ModelError> {
-        let mut observation = self.observe(image, search)?;
-        if let (Some(face), Some(models)) = (&mut observation.face, &self.antispoof) {
-            let clock = Instant::now();
-            face.antispoof_real = Some(models.real_score_for_mesh(image, &face.bbox)?);
-            observation.timings_ms.antispoof = ms(clock);
-            observation.timings_ms.total += observation.timings_ms.antispoof;
-        }
-        Ok(observation)
-    }
-
     /// Analyses an already decoded image but for passive anti-spoofing.
     fn observe(&self, image: &image::RgbImage, search: FaceSearch<'_>) -> Result<FrameObservation, ModelError> {
         let started = Instant::now();
@@ -299,13 +283,9 @@ impl Analyzer {
 
 impl FrameAnalyzer for Analyzer {
     fn analyze(&self, bytes: &[u8], search: FaceSearch<'_>) -> Result<FrameObservation, AnalysisError> {
-        let clock = Instant::now();
-        let image = decode_frame(bytes, &self.options.decode)?;
-        let decode_ms = ms(clock);
-        let mut observation = self.analyze_image(&image, search)?;
-        observation.timings_ms.decode = decode_ms;
-        observation.timings_ms.total += decode_ms;
-        Ok(observation)
+        let mut analysed = self.analyze_unscored(bytes, search)?;
+        analysed.score(self)?;
+        Ok(analysed.observation)
     }
 
     fn analyze_unscored(&self, bytes: &[u8], search: FaceSearch<'_>) -> Result<AnalysedFrame, AnalysisError> {
