@@ -31,7 +31,7 @@ fn concat(parts: &[Vec<RgbImage>]) -> Vec<RgbImage> {
 }
 
 fn case(name: &str, genuine: bool, sequences: Vec<Sequence>) -> Case {
-    Case { name: name.to_owned(), genuine, not_stopped: false, sequences }
+    Case { name: name.to_owned(), genuine, sequences }
 }
 
 /// Stills of one real person (frames of the genuine clips at the times given), before and during an expression:
@@ -42,25 +42,22 @@ fn expression_stills(clip: &str, rest_s: f32, expression_s: f32) -> Vec<RgbImage
 }
 
 /// The expression-still attacks of issue #16: eyes open then closed for BLINK (men C and F), a neutral then a
-/// smiling still for SMILE (men G and D). A session of the expression alone passes them: no measurement of the
-/// clips told such stills from a person holding still (docs/accuracy.md); a session that also asks for a head
-/// movement, as the default policy does, stops them.
+/// smiling still for SMILE (men G and D). Every session the service draws holds a head movement (a policy cannot
+/// turn that off), because no measurement of the clips told such stills from a person holding still
+/// (docs/accuracy.md); so each runs as the attacker would want it, the expression first, then one of the four head
+/// movements, which the stills cannot ramp through.
 fn expression_still_cases() -> Vec<Case> {
     let stills = [
-        (ChallengeType::Blink, expression_stills("KwaiVGI_d9.mp4", 12.0, 12.125)),
-        (ChallengeType::Blink, expression_stills("Fellway_me.mp4", 14.5, 15.75)),
-        (ChallengeType::Smile, expression_stills("Fellway_face_smile.mp4", 0.3, 3.05)),
-        (ChallengeType::Smile, expression_stills("KwaiVGI_d13.mp4", 5.575, 7.2)),
+        (ChallengeType::Blink, ChallengeType::TurnLeft, expression_stills("KwaiVGI_d9.mp4", 12.0, 12.125)),
+        (ChallengeType::Blink, ChallengeType::LookUp, expression_stills("Fellway_me.mp4", 14.5, 15.75)),
+        (ChallengeType::Smile, ChallengeType::TurnRight, expression_stills("Fellway_face_smile.mp4", 0.3, 3.05)),
+        (ChallengeType::Smile, ChallengeType::LookDown, expression_stills("KwaiVGI_d13.mp4", 5.575, 7.2)),
     ];
-    let with_head_movement = stills
+    let sequences = stills
         .iter()
-        .map(|(kind, images)| Sequence { challenges: vec![*kind, ChallengeType::TurnLeft], frames: as_camera(images) })
+        .map(|(kind, movement, images)| Sequence { challenges: vec![*kind, *movement], frames: as_camera(images) })
         .collect();
-    let alone = stills.iter().map(|(kind, images)| one(*kind, images)).collect();
-    vec![
-        case("expression stills of one person, with a head movement", false, with_head_movement),
-        Case { not_stopped: true, ..case("expression stills of one person, the expression alone", false, alone) },
-    ]
+    vec![case("expression stills of one person, then a head movement", false, sequences)]
 }
 
 /// A print tilted from flat to 35 degrees and back, one way or the other.
@@ -169,7 +166,7 @@ async fn every_attack_is_rejected_and_every_genuine_sequence_passes() {
     let mut wrong = Vec::new();
     for (case, outcomes) in cases.iter().zip(&results) {
         for (n, outcome) in outcomes.iter().enumerate() {
-            if outcome.live != (case.genuine || case.not_stopped) {
+            if outcome.live != case.genuine {
                 wrong.push(format!("{} #{n}: live={} ({})", case.name, outcome.live, outcome.rule));
             }
         }

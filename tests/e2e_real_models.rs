@@ -50,10 +50,14 @@ impl Api {
         (status, serde_json::from_slice(&bytes).unwrap())
     }
 
-    /// A one-challenge session asking for `kind` (sessions are drawn at random until one does).
+    /// A session asking first for `kind`, drawn at random until one does: alone if `kind` is a head movement, else
+    /// followed by one.
     async fn session_asking(&self, kind: &str) -> String {
+        // Every session holds a head movement, so an expression can only come first of two.
+        let count = if kind.starts_with("TURN_") || kind.starts_with("LOOK_") { 1 } else { 2 };
         for _ in 0..200 {
-            let request = Request::post("/api/v1/liveness/sessions?num_challenges=1").body(Body::empty()).unwrap();
+            let path = format!("/api/v1/liveness/sessions?num_challenges={count}");
+            let request = Request::post(path).body(Body::empty()).unwrap();
             let (status, body) = self.call(request).await;
             assert_eq!(status, StatusCode::CREATED);
             if body["challenges"][0]["type"] == kind {

@@ -121,6 +121,29 @@ async fn create_returns_the_spec_shape() {
     assert!(body["is_live"].is_null());
 }
 
+/// Two stills of one person pass a session of expressions alone, so even the local server without a policy never
+/// draws one: every session, of any length, holds a turn or a look.
+#[tokio::test]
+async fn every_session_drawn_holds_a_head_movement() {
+    let api = Api::new();
+    let head_movements = ["TURN_LEFT", "TURN_RIGHT", "LOOK_UP", "LOOK_DOWN"];
+    let mut first_kinds = std::collections::BTreeSet::new();
+    for count in [1, 2, 3] {
+        for _ in 0..60 {
+            let (status, body) = api.create(&format!("?num_challenges={count}")).await;
+            assert_eq!(status, StatusCode::CREATED);
+            let kinds: Vec<&str> =
+                body["challenges"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+            assert!(kinds.iter().any(|k| head_movements.contains(k)), "{kinds:?}");
+            first_kinds.insert(kinds[0].to_owned());
+        }
+    }
+    assert!(
+        first_kinds.contains("BLINK") || first_kinds.contains("SMILE"),
+        "expressions are still asked: {first_kinds:?}"
+    );
+}
+
 #[tokio::test]
 async fn create_defaults_and_bounds() {
     let api = Api::new();

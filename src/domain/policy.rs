@@ -43,7 +43,8 @@ pub struct Policy {
     pub challenges_max: u32,
     pub allowed_challenges: Vec<ChallengeType>,
     /// At least one challenge is a head movement (a turn or a look): those need gradual motion, which stills
-    /// cannot give.
+    /// cannot give. Always true: a policy file may state it, but not turn it off, since two stills of one person
+    /// (eyes open then closed, neutral then smiling) pass a session of expressions alone (docs/accuracy.md).
     pub require_head_movement: bool,
     pub timeout_seconds_min: f64,
     pub timeout_seconds_max: f64,
@@ -89,7 +90,6 @@ impl Policy {
         Policy {
             challenges_min: 1,
             challenges_max: ChallengeType::ALL.len() as u32,
-            require_head_movement: false,
             timeout_seconds_min: 1.0,
             timeout_seconds_max: 60.0,
             passive_frames_min: 0,
@@ -109,7 +109,13 @@ impl Policy {
         if self.allowed_challenges.is_empty() {
             return bad("allowed_challenges", "must name at least one challenge type");
         }
-        if self.require_head_movement && !self.allowed_challenges.iter().any(|c| c.is_head_movement()) {
+        if !self.require_head_movement {
+            return bad(
+                "require_head_movement",
+                "cannot be turned off: stills of one person pass sessions of expressions alone",
+            );
+        }
+        if !self.allowed_challenges.iter().any(|c| c.is_head_movement()) {
             return bad("require_head_movement", "needs a head movement among allowed_challenges");
         }
         let timeouts_ok = self.timeout_seconds_min.is_finite()
@@ -211,5 +217,8 @@ mod tests {
         assert_eq!(inverted.validate().unwrap_err().parameter, "challenges_min");
         let no_movement = Policy { allowed_challenges: vec![ChallengeType::Blink], ..Policy::default() };
         assert_eq!(no_movement.validate().unwrap_err().parameter, "require_head_movement");
+        let turned_off: Policy = serde_json::from_str(r#"{"require_head_movement": false}"#).unwrap();
+        assert_eq!(turned_off.validate().unwrap_err().parameter, "require_head_movement");
+        assert!(Policy::permissive().require_head_movement, "even the local server's sessions have a head movement");
     }
 }

@@ -15,8 +15,8 @@ pub use tenants::{AuthMode, Caller, Tenants};
 
 use crate::credentials;
 use crate::domain::{
-    draw_challenges, draw_challenges_with_head_movement, ChallengeType, FrameOutcome, FrameReceipt, FrameRejection,
-    Owner, Policy, PolicyViolation, ReferenceImage, Session, SessionRules, SessionState,
+    draw_challenges_with_head_movement, ChallengeType, FrameOutcome, FrameReceipt, FrameRejection, Owner, Policy,
+    PolicyViolation, ReferenceImage, Session, SessionRules, SessionState,
 };
 use crate::store::{ImageStore, MemoryStore, SessionStore, StoreError, UsageDay, UsageDelta};
 use crate::verdicts::{self, SigningKeys};
@@ -719,11 +719,8 @@ impl LivenessService {
         }
         policy.check_timeout(timeout)?;
         let mut secure = rand::TryRngCore::unwrap_err(rand::rngs::OsRng);
-        let challenges = if policy.require_head_movement {
-            draw_challenges_with_head_movement(&mut secure, &pool, count as usize, timeout)
-        } else {
-            draw_challenges(&mut secure, &pool, count as usize, timeout)
-        };
+        // Always a head movement, whatever a stored policy says: expression stills pass expressions alone.
+        let challenges = draw_challenges_with_head_movement(&mut secure, &pool, count as usize, timeout);
         match tenant {
             Some(tenant) => {
                 if let Some(reference) = &options.reference {
