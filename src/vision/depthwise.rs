@@ -2,131 +2,12 @@
 //! once with its zero border, and a 3x3 kernel's nine taps are applied along whole output rows in one pass, code
 //! the compiler vectorises (with AVX when the processor has it). tract's depthwise kernel walks patch zones value
 //! by value. `examples/profile_models -- 100` pinned, interleaved with tract's own (2026-11-30): BlazeFace 2.85 ->
-//! 2.70 ms, FaceMesh v2 10.59 -> 10.12 ms, MiniFASNet V2 2.77 -> 2.34 ms. Grouped convolutions that are not
-//! depthwise, dilated or automatically padded ones are left to tract.
+//! 2.70 ms, FaceMesh v2 10.59 -> 10.12 ms, MiniFASNet V2 2.77 -> 2.34 ms. [`super::conv`] picks the nodes.
 
-use super::onnx::{eval_planes, TractBuilder};
+use super::conv::{ConvAttributes, ConvOperands};
+use super::onnx::eval_planes;
 use super::wide::has_avx;
-use tract_onnx::model::ParsingContext;
-use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
-use tract_onnx::tract_hir::ops::cnn::{Conv, PaddingSpec};
-
-/// tract's own Conv builder, for the nodes [`DepthwiseConv`] does not cover.
-static TRACT_CONV: TractBuilder = TractBuilder::new("Conv");
-
-/// Teaches a tract ONNX parser to read a depthwise `Conv` (as many groups as channels, constant weights) as
-/// [`DepthwiseConv`].
-pub fn register(onnx: &mut tract_onnx::Onnx) {
-    TRACT_CONV.keep(onnx);
-    onnx.op_register.insert("Conv", build);
-}
-
-fn build(context: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    if let Some(expansion) = DepthwiseExpansion::for_node(node)? {
-        return Ok((expand(expansion), vec![]));
-    }
-    TRACT_CONV.build(context, node)
-}
-
-/// A grouped 2-D `Conv` node that may turn out depthwise once its weights' shape is known (at wiring); tract's
-/// own convolution, built from the same attributes, wires it otherwise.
-#[derive(Debug, Clone)]
-struct DepthwiseExpansion {
-    groups: usize,
-    kernel: [usize; 2],
-    strides: [usize; 2],
-    /// Top, left, bottom, right.
-    pads: [usize; 4],
-    tract_conv: Conv,
-}
-
-impl DepthwiseExpansion {
-    /// The expansion for a grouped, undilated 2-D convolution with explicit (or no) padding; `None` for the rest.
-    fn for_node(node: &NodeProto) -> TractResult<Option<Self>> {
-        let ints = |name: &str| node.get_attr_opt_tvec::<usize>(name);
-        let groups = node.get_attr_opt::<i64>("group")?.unwrap_or(1);
-        let auto_pad = node.get_attr_opt::<&str>("auto_pad")?.unwrap_or("NOTSET");
-        let (Some(kernel), strides, pads, dilations) =
-            (ints("kernel_shape")?, ints("strides")?, ints("pads")?, ints("dilations")?)
-        else {
-            return Ok(None);
-        };
-        let strides = strides.unwrap_or_else(|| tvec![1, 1]);
-        let pads = pads.unwrap_or_else(|| tvec![0; 4]);
-        let plain = groups > 1
-            && auto_pad == "NOTSET"
-            && kernel.len() == 2
-            && strides.len() == 2
-            && pads.len() == 4
-            && dilations.is_none_or(|d| d.iter().all(|&d| d == 1))
-            && matches!(node.input.len(), 2 | 3);
-        if !plain {
-            return Ok(None);
-        }
-        let mut tract_conv = Conv::default()
-            .padding(PaddingSpec::Explicit(pads[..2].into(), pads[2..].into()))
-            .kernel_shape(kernel.clone())
-            .group(groups as usize)
-            .strides(strides.clone());
-        if node.input.len() == 3 {
-            tract_conv = tract_conv.bias_input(2);
-        }
-        Ok(Some(Self {
-            groups: groups as usize,
-            kernel: [kernel[0], kernel[1]],
-            strides: [strides[0], strides[1]],
-            pads: [pads[0], pads[1], pads[2], pads[3]],
-            tract_conv,
-        }))
-    }
-
-    /// Our operator when the input is a float (N, C, H, W) with C groups and the weights (C, 1, kh, kw) and bias
-    /// (C) are constants.
-    fn depthwise(&self, model: &TypedModel, inputs: &[OutletId]) -> TractResult<Option<DepthwiseConv>> {
-        let input = model.outlet_fact(inputs[0])?;
-        let channels = input.shape.as_concrete().filter(|s| s.len() == 4).map(|s| s[1]);
-        if input.datum_type != f32::datum_type() || channels != Some(self.groups) {
-            return Ok(None);
-        }
-        let Some(weights) = model.outlet_fact(inputs[1])?.konst.clone() else { return Ok(None) };
-        if weights.datum_type() != f32::datum_type()
-            || weights.shape() != [self.groups, 1, self.kernel[0], self.kernel[1]]
-        {
-            return Ok(None);
-        }
-        let bias = match inputs.get(2) {
-            None => None,
-            Some(&bias) => match model.outlet_fact(bias)?.konst.clone() {
-                Some(bias) if bias.datum_type() == f32::datum_type() && bias.len() == self.groups => Some(bias),
-                _ => return Ok(None),
-            },
-        };
-        Ok(Some(DepthwiseConv { weights, bias, kernel: self.kernel, strides: self.strides, pads: self.pads }))
-    }
-}
-
-impl Expansion for DepthwiseExpansion {
-    fn name(&self) -> StaticName {
-        "Conv".into()
-    }
-
-    fn rules<'r, 'p: 'r, 's: 'r>(
-        &'s self,
-        s: &mut Solver<'r>,
-        inputs: &'p [TensorProxy],
-        outputs: &'p [TensorProxy],
-    ) -> InferenceResult {
-        self.tract_conv.rules(s, inputs, outputs)
-    }
-
-    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
-        match self.depthwise(model, inputs)? {
-            Some(op) => model.wire_node(prefix, op, &[inputs[0]]),
-            None => self.tract_conv.wire(prefix, model, inputs),
-        }
-    }
-}
 
 /// A depthwise 2-D convolution of an (N, C, H, W) float tensor with constant weights (C, 1, kh, kw), an optional
 /// constant bias (C), strides and explicit zero padding, undilated.
@@ -141,6 +22,21 @@ pub struct DepthwiseConv {
 }
 
 impl DepthwiseConv {
+    /// Our operator for a convolution with as many groups as input channels, weights (C, 1, kh, kw).
+    pub(super) fn for_conv(attributes: &ConvAttributes, operands: &ConvOperands) -> Option<Self> {
+        let &ConvAttributes { groups, kernel, strides, pads } = attributes;
+        let depthwise = groups > 1
+            && operands.input_channels == groups
+            && operands.weights.shape() == [groups, 1, kernel[0], kernel[1]];
+        depthwise.then(|| DepthwiseConv {
+            weights: operands.weights.clone(),
+            bias: operands.bias.clone(),
+            kernel,
+            strides,
+            pads,
+        })
+    }
+
     /// The output's height and width for an input of `height` x `width`.
     fn output_side(&self, height: usize, width: usize) -> Option<[usize; 2]> {
         let side = |input: usize, before: usize, after: usize, kernel: usize, stride: usize| {

@@ -8,6 +8,7 @@
 pub mod antispoof;
 pub mod blendshapes;
 pub mod broadcast;
+pub mod conv;
 pub mod decode;
 pub mod depthwise;
 pub mod detector;
@@ -21,6 +22,7 @@ pub mod memory;
 pub mod mesh;
 pub mod model_files;
 pub mod onnx;
+pub mod pointwise;
 pub mod prelu;
 pub mod reference;
 pub mod resample_avx2;

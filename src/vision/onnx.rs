@@ -24,12 +24,12 @@ pub enum ModelError {
 }
 
 /// tract's ONNX parser, with PRelu ([`super::prelu`]), the models' max pooling ([`super::max_pool`]), depthwise
-/// convolutions ([`super::depthwise`]) and products and differences of differently shaped inputs
+/// and pointwise convolutions ([`super::conv`]) and products and differences of differently shaped inputs
 /// ([`super::broadcast`]) as operators of ours.
 fn parser() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     super::prelu::register(&mut onnx);
-    super::depthwise::register(&mut onnx);
+    super::conv::register(&mut onnx);
     super::max_pool::register(&mut onnx);
     super::broadcast::register(&mut onnx);
     onnx
@@ -392,6 +392,31 @@ mod tests {
                 assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{got} vs {want}");
             }
         }
+    }
+
+    #[test]
+    fn a_pointwise_convolution_is_ours_and_gives_the_convolution() {
+        let (channels, h, w) = (6, 5, 7);
+        let proto = conv_model(channels, 1, 1, 1, [0; 4]);
+        let model = OnnxModel::from_proto(Path::new("pw.onnx"), proto, &[2, channels, h, w]).unwrap();
+        assert!(format!("{:?}", model.plan().model()).contains("PointwiseConv"), "our operator runs it");
+        let x: Vec<f32> = (0..2 * channels * h * w).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0).collect();
+        let y = model.run(x.clone()).unwrap().remove(0);
+        let weight = |o: usize, i: usize| (((o * channels + i) * 37) % 23) as f32 / 11.0 - 1.0;
+        let pixels = h * w;
+        let want: Vec<f32> = (0..2 * channels * pixels)
+            .map(|at| {
+                let (image, o, p) = (at / (channels * pixels), at / pixels % channels, at % pixels);
+                let input = |i: usize| x[(image * channels + i) * pixels + p];
+                o as f32 * 0.25 - 0.5 + (0..channels).map(|i| weight(o, i) * input(i)).sum::<f32>()
+            })
+            .collect();
+        for (got, want) in y.iter().zip(&want) {
+            assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{got} vs {want}");
+        }
+        // Strided or padded 1x1 convolutions are tract's.
+        let strided = OnnxModel::from_proto(Path::new("s.onnx"), conv_model(4, 1, 1, 2, [0; 4]), &[1, 4, 6, 6]);
+        assert!(!format!("{:?}", strided.unwrap().plan().model()).contains("PointwiseConv"));
     }
 
     #[test]

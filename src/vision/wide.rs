@@ -18,3 +18,11 @@ pub fn has_avx2() -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     return false;
 }
+
+/// Whether this processor runs AVX2 and fused multiply-adds (FMA).
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}

@@ -1,0 +1,142 @@
+//! ONNX `Conv` nodes read by an operator of ours where one fits: depthwise convolutions ([`super::depthwise`]) and
+//! pointwise (1x1) ones ([`super::pointwise`]). tract's own convolution, built from the same attributes, takes
+//! the rest: grouped convolutions that are not depthwise, dilated or automatically padded ones, other kernels.
+
+use super::depthwise::DepthwiseConv;
+use super::onnx::TractBuilder;
+use super::pointwise::PointwiseConv;
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb::NodeProto;
+use tract_onnx::tract_hir::internal::*;
+use tract_onnx::tract_hir::ops::cnn::{Conv, PaddingSpec};
+
+/// tract's own Conv builder, for the nodes none of ours covers.
+static TRACT_CONV: TractBuilder = TractBuilder::new("Conv");
+
+/// Teaches a tract ONNX parser to read a `Conv` it can as one of our operators.
+pub fn register(onnx: &mut tract_onnx::Onnx) {
+    TRACT_CONV.keep(onnx);
+    onnx.op_register.insert("Conv", build);
+}
+
+fn build(context: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    if let Some(expansion) = ConvExpansion::for_node(node)? {
+        return Ok((expand(expansion), vec![]));
+    }
+    TRACT_CONV.build(context, node)
+}
+
+/// An undilated 2-D convolution's attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ConvAttributes {
+    pub groups: usize,
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    /// Top, left, bottom, right.
+    pub pads: [usize; 4],
+}
+
+/// A convolution's operands once wired: a float (N, C, H, W) input of concrete shape, constant float weights and,
+/// if given, a constant float bias of one value an output channel.
+pub(super) struct ConvOperands {
+    pub input_channels: usize,
+    pub weights: Arc<Tensor>,
+    pub bias: Option<Arc<Tensor>>,
+}
+
+impl ConvOperands {
+    /// The operands of the convolution reading `inputs`, or `None` when one is not as described.
+    fn of(model: &TypedModel, inputs: &[OutletId]) -> TractResult<Option<Self>> {
+        let input = model.outlet_fact(inputs[0])?;
+        let channels = input.shape.as_concrete().filter(|s| s.len() == 4).map(|s| s[1]);
+        let (Some(input_channels), true) = (channels, input.datum_type == f32::datum_type()) else { return Ok(None) };
+        let Some(weights) = model.outlet_fact(inputs[1])?.konst.clone() else { return Ok(None) };
+        if weights.datum_type() != f32::datum_type() || weights.rank() != 4 {
+            return Ok(None);
+        }
+        let bias = match inputs.get(2) {
+            None => None,
+            Some(&bias) => match model.outlet_fact(bias)?.konst.clone() {
+                Some(bias) if bias.datum_type() == f32::datum_type() && bias.len() == weights.shape()[0] => Some(bias),
+                _ => return Ok(None),
+            },
+        };
+        Ok(Some(Self { input_channels, weights, bias }))
+    }
+}
+
+/// A 2-D `Conv` node with explicit (or no) padding, undilated, wired as ours when its operands fit one of our
+/// operators, as tract's own otherwise.
+#[derive(Debug, Clone)]
+struct ConvExpansion {
+    attributes: ConvAttributes,
+    tract_conv: Conv,
+}
+
+impl ConvExpansion {
+    /// The expansion for an undilated 2-D convolution with explicit (or no) padding; `None` for the rest.
+    fn for_node(node: &NodeProto) -> TractResult<Option<Self>> {
+        let ints = |name: &str| node.get_attr_opt_tvec::<usize>(name);
+        let groups = node.get_attr_opt::<i64>("group")?.unwrap_or(1);
+        let auto_pad = node.get_attr_opt::<&str>("auto_pad")?.unwrap_or("NOTSET");
+        let (Some(kernel), strides, pads, dilations) =
+            (ints("kernel_shape")?, ints("strides")?, ints("pads")?, ints("dilations")?)
+        else {
+            return Ok(None);
+        };
+        let strides = strides.unwrap_or_else(|| tvec![1, 1]);
+        let pads = pads.unwrap_or_else(|| tvec![0; 4]);
+        let plain = groups >= 1
+            && auto_pad == "NOTSET"
+            && kernel.len() == 2
+            && strides.len() == 2
+            && pads.len() == 4
+            && dilations.is_none_or(|d| d.iter().all(|&d| d == 1))
+            && matches!(node.input.len(), 2 | 3);
+        if !plain {
+            return Ok(None);
+        }
+        let mut tract_conv = Conv::default()
+            .padding(PaddingSpec::Explicit(pads[..2].into(), pads[2..].into()))
+            .kernel_shape(kernel.clone())
+            .group(groups as usize)
+            .strides(strides.clone());
+        if node.input.len() == 3 {
+            tract_conv = tract_conv.bias_input(2);
+        }
+        let attributes = ConvAttributes {
+            groups: groups as usize,
+            kernel: [kernel[0], kernel[1]],
+            strides: [strides[0], strides[1]],
+            pads: [pads[0], pads[1], pads[2], pads[3]],
+        };
+        Ok(Some(Self { attributes, tract_conv }))
+    }
+}
+
+impl Expansion for ConvExpansion {
+    fn name(&self) -> StaticName {
+        "Conv".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        self.tract_conv.rules(s, inputs, outputs)
+    }
+
+    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
+        if let Some(operands) = ConvOperands::of(model, inputs)? {
+            if let Some(op) = DepthwiseConv::for_conv(&self.attributes, &operands) {
+                return model.wire_node(prefix, op, &[inputs[0]]);
+            }
+            if let Some(op) = PointwiseConv::for_conv(&self.attributes, &operands) {
+                return model.wire_node(prefix, op, &[inputs[0]]);
+            }
+        }
+        self.tract_conv.wire(prefix, model, inputs)
+    }
+}

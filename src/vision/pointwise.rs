@@ -1,0 +1,227 @@
+//! Pointwise (1x1, stride 1, unpadded, ungrouped) convolutions as one tract operator, reading and writing planes
+//! (channels first) directly. tract reshapes each one into a matrix product, packs the input into panels first
+//! (another pass over memory) and then multiplies; FaceMesh's 1x1 convolutions over 128x128 planes of 8 to 16
+//! channels spent more time moving memory than multiplying (`examples/profile_models`). Here each tile of 16
+//! pixels is read once, from every input plane, and four output channels at a time are accumulated in registers.
+//! [`super::conv`] picks the nodes.
+
+use super::conv::{ConvAttributes, ConvOperands};
+use super::wide::has_avx2_fma;
+use tract_onnx::tract_hir::internal::*;
+
+/// Pixels of one tile: two AVX registers of accumulators an output channel.
+const TILE: usize = 16;
+/// Output channels accumulated together: with [`TILE`], eight AVX registers.
+const BLOCK: usize = 4;
+
+/// A pointwise convolution of an (N, Cin, H, W) float tensor with constant weights (Cout, Cin, 1, 1) and an
+/// optional constant bias (Cout).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointwiseConv {
+    input_channels: usize,
+    output_channels: usize,
+    /// The weights in blocks of [`BLOCK`] output channels, each block input channel by input channel, the block's
+    /// [`BLOCK`] weights of one input channel together; a last, partial block padded with zeros.
+    packed: Vec<f32>,
+    /// One value an output channel, padded with zeros as `packed`.
+    bias: Vec<f32>,
+    /// The weights input channel by input channel (Cin, Cout), for pixels left over from the tiles.
+    by_input: Vec<f32>,
+}
+
+impl Eq for PointwiseConv {}
+
+impl PointwiseConv {
+    /// Our operator for an ungrouped 1x1 convolution with stride 1 and no padding.
+    pub(super) fn for_conv(attributes: &ConvAttributes, operands: &ConvOperands) -> Option<Self> {
+        let pointwise = *attributes == ConvAttributes { groups: 1, kernel: [1, 1], strides: [1, 1], pads: [0; 4] };
+        let &[output_channels, input_channels, 1, 1] = operands.weights.shape() else { return None };
+        if !pointwise || input_channels != operands.input_channels {
+            return None;
+        }
+        let weights = operands.weights.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?;
+        let bias = match &operands.bias {
+            Some(bias) => Some(bias.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?),
+            None => None,
+        };
+        Some(Self::new(weights, bias, input_channels, output_channels))
+    }
+
+    /// From weights laid out (Cout, Cin) and a bias of Cout values.
+    fn new(weights: &[f32], bias: Option<&[f32]>, input_channels: usize, output_channels: usize) -> Self {
+        let blocks = output_channels.div_ceil(BLOCK);
+        let mut packed = vec![0.0; blocks * input_channels * BLOCK];
+        for (output, row) in weights.chunks_exact(input_channels).enumerate() {
+            let (block, lane) = (output / BLOCK, output % BLOCK);
+            for (input, &weight) in row.iter().enumerate() {
+                packed[(block * input_channels + input) * BLOCK + lane] = weight;
+            }
+        }
+        let mut padded_bias = vec![0.0; blocks * BLOCK];
+        if let Some(bias) = bias {
+            padded_bias[..output_channels].copy_from_slice(bias);
+        }
+        let by_input = (0..input_channels)
+            .flat_map(|input| (0..output_channels).map(move |output| (input, output)))
+            .map(|(input, output)| weights[output * input_channels + input])
+            .collect();
+        Self { input_channels, output_channels, packed, bias: padded_bias, by_input }
+    }
+
+    /// Convolves one image's planes `input` (Cin planes of `pixels`) into `output` (Cout planes).
+    fn apply(&self, input: &[f32], pixels: usize, output: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the processor has AVX2 and FMA.
+            return unsafe { self.apply_avx2_fma(input, pixels, output) };
+        }
+        // FMA is part of the baseline on aarch64 (the Lambda functions' architecture), not on x86-64.
+        self.apply_portable::<{ cfg!(target_arch = "aarch64") }>(input, pixels, output)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn apply_avx2_fma(&self, input: &[f32], pixels: usize, output: &mut [f32]) {
+        self.apply_portable::<true>(input, pixels, output)
+    }
+
+    /// With `FUSED`, each product and sum is one fused multiply-add (only where the processor has the
+    /// instruction: elsewhere it is a slow library call).
+    #[inline(always)]
+    fn apply_portable<const FUSED: bool>(&self, input: &[f32], pixels: usize, output: &mut [f32]) {
+        let multiply_add = |a: f32, b: f32, c: f32| if FUSED { a.mul_add(b, c) } else { a * b + c };
+        let inputs = self.input_channels;
+        let tiled = pixels - pixels % TILE;
+        for start in (0..tiled).step_by(TILE) {
+            let blocks = self.packed.chunks_exact(inputs * BLOCK).zip(self.bias.chunks_exact(BLOCK));
+            for (block, (weights, bias)) in blocks.enumerate() {
+                let mut sums = [[0.0f32; TILE]; BLOCK];
+                for (lane, sum) in sums.iter_mut().enumerate() {
+                    *sum = [bias[lane]; TILE];
+                }
+                for (channel, weights) in weights.chunks_exact(BLOCK).enumerate() {
+                    let values = &input[channel * pixels + start..][..TILE];
+                    for (sum, &weight) in sums.iter_mut().zip(weights) {
+                        for (sum, &value) in sum.iter_mut().zip(values) {
+                            *sum = multiply_add(weight, value, *sum);
+                        }
+                    }
+                }
+                for (lane, sum) in sums.iter().enumerate() {
+                    let channel = block * BLOCK + lane;
+                    if channel < self.output_channels {
+                        output[channel * pixels + start..][..TILE].copy_from_slice(sum);
+                    }
+                }
+            }
+        }
+        // The pixels left over (planes of fewer than 16 pixels, or of a number not a multiple of 16): one pixel at
+        // a time, all output channels together.
+        let mut sums = vec![0.0f32; self.output_channels];
+        for pixel in tiled..pixels {
+            sums.copy_from_slice(&self.bias[..self.output_channels]);
+            for (channel, weights) in self.by_input.chunks_exact(self.output_channels).enumerate() {
+                let value = input[channel * pixels + pixel];
+                for (sum, &weight) in sums.iter_mut().zip(weights) {
+                    *sum = multiply_add(weight, value, *sum);
+                }
+            }
+            for (channel, &sum) in sums.iter().enumerate() {
+                output[channel * pixels + pixel] = sum;
+            }
+        }
+    }
+}
+
+impl Op for PointwiseConv {
+    fn name(&self) -> StaticName {
+        "PointwiseConv".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for PointwiseConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _context: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let [input] = &inputs[..] else { bail!("{} inputs where one was expected", inputs.len()) };
+        let &[batch, channels, height, width] = input.shape() else {
+            bail!("an input of shape {:?}, expected rank 4", input.shape());
+        };
+        ensure!(channels == self.input_channels, "{channels} input channels, expected {}", self.input_channels);
+        let pixels = height * width;
+        let mut output = Tensor::zero::<f32>(&[batch, self.output_channels, height, width])?;
+        if pixels > 0 {
+            let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
+            let mut planes = output.try_as_plain_ram_mut()?;
+            let images = values.chunks_exact(channels * pixels);
+            for (image, out) in
+                images.zip(planes.as_slice_mut::<f32>()?.chunks_exact_mut(self.output_channels * pixels))
+            {
+                self.apply(image, pixels, out);
+            }
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for PointwiseConv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let shape = inputs[0].shape.as_concrete().context("pointwise convolution of a symbolic shape")?;
+        let &[batch, _, height, width] = shape else {
+            bail!("pointwise convolution of a tensor of shape {shape:?}, expected rank 4");
+        };
+        Ok(tvec!(f32::fact([batch, self.output_channels, height, width])))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The convolution computed the plain way: `output[o][p] = bias[o] + sum over i of weights[o][i] * input[i][p]`.
+    fn by_hand(weights: &[f32], bias: &[f32], input: &[f32], inputs: usize, pixels: usize) -> Vec<f32> {
+        let outputs = bias.len();
+        (0..outputs * pixels)
+            .map(|at| {
+                let (output, pixel) = (at / pixels, at % pixels);
+                let products = (0..inputs).map(|i| f64::from(weights[output * inputs + i] * input[i * pixels + pixel]));
+                (f64::from(bias[output]) + products.sum::<f64>()) as f32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_path_gives_the_convolution_by_hand() {
+        // Whole tiles only, tiles and leftover pixels, leftover pixels only (the models' 2x2 planes); output
+        // channels a multiple of the block or not.
+        for (inputs, outputs, pixels) in [(16, 8, 64), (8, 16, 35), (3, 5, 20), (128, 64, 4), (5, 3, 1)] {
+            let weights: Vec<f32> = (0..inputs * outputs).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect();
+            let bias: Vec<f32> = (0..outputs).map(|o| o as f32 * 0.25 - 0.5).collect();
+            let input: Vec<f32> = (0..inputs * pixels).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0).collect();
+            let want = by_hand(&weights, &bias, &input, inputs, pixels);
+            let op = PointwiseConv::new(&weights, Some(&bias), inputs, outputs);
+            let mut runs = vec![("dispatched", vec![0.0; outputs * pixels]), ("plain", vec![0.0; outputs * pixels])];
+            op.apply(&input, pixels, &mut runs[0].1);
+            op.apply_portable::<false>(&input, pixels, &mut runs[1].1);
+            for (path, got) in &runs {
+                for (at, (got, want)) in got.iter().zip(&want).enumerate() {
+                    let close = (got - want).abs() <= 1e-4 * want.abs().max(1.0);
+                    assert!(close, "{path} {inputs}->{outputs} x {pixels}: value {at} is {got}, want {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_bias_is_a_bias_of_zeros() {
+        let weights = [1.0, 2.0, -1.0, 0.5];
+        let op = PointwiseConv::new(&weights, None, 2, 2);
+        let mut output = [0.0; 2];
+        op.apply(&[3.0, 4.0], 1, &mut output);
+        assert_eq!(output, [11.0, -1.0]);
+    }
+}
