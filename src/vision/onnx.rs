@@ -419,6 +419,69 @@ mod tests {
         assert!(!format!("{:?}", strided.unwrap().plan().model()).contains("PointwiseConv"));
     }
 
+    /// `y = PRelu(Conv1x1(x) [+ x])` over `channels` (weights and bias as [`conv_model`]), the convolution's
+    /// output also a model output when `conv_out`.
+    fn pointwise_prelu_model(channels: usize, slopes: &[f32], residual: bool, conv_out: bool) -> ModelProto {
+        let mut proto = conv_model(channels, 1, 1, 1, [0; 4]);
+        let graph = proto.graph.as_mut().unwrap();
+        graph.node[0].output = vec!["c".to_owned()];
+        let node = |op: &str, input: [&str; 2], output: &str| NodeProto {
+            name: output.to_owned(),
+            op_type: op.to_owned(),
+            input: input.map(str::to_owned).to_vec(),
+            output: vec![output.to_owned()],
+            ..NodeProto::default()
+        };
+        if residual {
+            graph.node.push(node("Add", ["c", "x"], "s"));
+        }
+        graph.node.push(node("PRelu", [if residual { "s" } else { "c" }, "slope"], "y"));
+        graph.initializer.push(float_tensor("slope", vec![slopes.len() as i64, 1, 1], slopes.to_vec()));
+        if conv_out {
+            let output = ValueInfoProto { name: "c".to_owned(), ..graph.output[0].clone() };
+            graph.output.push(output);
+        }
+        proto
+    }
+
+    #[test]
+    fn a_prelu_and_a_residual_addition_after_a_pointwise_convolution_are_done_inside_it() {
+        let (channels, h, w) = (5, 4, 9);
+        let pixels = h * w;
+        let slopes = [0.5, -2.0, 3.0, 0.25, 19.8125];
+        let x: Vec<f32> = (0..channels * pixels).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0).collect();
+        let weight = |o: usize, i: usize| (((o * channels + i) * 37) % 23) as f32 / 11.0 - 1.0;
+        let conv: Vec<f32> = (0..channels * pixels)
+            .map(|at| {
+                let (o, p) = (at / pixels, at % pixels);
+                o as f32 * 0.25 - 0.5 + (0..channels).map(|i| weight(o, i) * x[i * pixels + p]).sum::<f32>()
+            })
+            .collect();
+        for (residual, conv_out) in [(false, false), (true, false), (true, true)] {
+            let proto = pointwise_prelu_model(channels, &slopes, residual, conv_out);
+            let model = OnnxModel::from_proto(Path::new("pwp.onnx"), proto, &[1, channels, h, w]).unwrap();
+            let plan = model.plan();
+            let ran: Vec<String> =
+                plan.order_without_consts().iter().map(|&n| plan.model().node(n).op().name().to_string()).collect();
+            let case = format!("residual {residual}, convolution read elsewhere {conv_out}: {ran:?}");
+            // Read elsewhere too, the convolution also runs on its own for that reader; the result is the same.
+            let alone = |op: &String| op.contains("Prelu") || op.contains("Add");
+            assert!(conv_out || !ran.iter().any(alone), "neither PRelu nor addition on its own: {case}");
+            let outputs = model.run(x.clone()).unwrap();
+            for (at, &got) in outputs[0].iter().enumerate() {
+                let sum = conv[at] + if residual { x[at] } else { 0.0 };
+                let want = if sum < 0.0 { sum * slopes[at / pixels] } else { sum };
+                assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{case}: {got} vs {want}");
+            }
+            if conv_out {
+                assert!(outputs[1]
+                    .iter()
+                    .zip(&conv)
+                    .all(|(got, want)| (got - want).abs() <= 1e-4 * want.abs().max(1.0)));
+            }
+        }
+    }
+
     #[test]
     fn other_grouped_convolutions_are_left_to_tract() {
         // Two channels a group: grouped, not depthwise.

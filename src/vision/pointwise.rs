@@ -27,6 +27,12 @@ pub struct PointwiseConv {
     bias: Vec<f32>,
     /// The weights input channel by input channel (Cin, Cout), for pixels left over from the tiles.
     by_input: Vec<f32>,
+    /// A PRelu applied to each output value as it is written, one slope an output channel; padded as `packed`.
+    /// `None` when no PRelu follows: the plain convolution.
+    slopes: Option<Vec<f32>>,
+    /// Whether a second input, of the output's shape, is added to each output value before the PRelu (a residual
+    /// connection).
+    adds_residual: bool,
 }
 
 impl Eq for PointwiseConv {}
@@ -65,31 +71,64 @@ impl PointwiseConv {
             .flat_map(|input| (0..output_channels).map(move |output| (input, output)))
             .map(|(input, output)| weights[output * input_channels + input])
             .collect();
-        Self { input_channels, output_channels, packed, bias: padded_bias, by_input }
+        Self {
+            input_channels,
+            output_channels,
+            packed,
+            bias: padded_bias,
+            by_input,
+            slopes: None,
+            adds_residual: false,
+        }
     }
 
-    /// Convolves one image's planes `input` (Cin planes of `pixels`) into `output` (Cout planes).
-    fn apply(&self, input: &[f32], pixels: usize, output: &mut [f32]) {
+    /// This convolution followed by a PRelu of `slopes` (one an output channel), and first, if `adds_residual`, the
+    /// addition of a second input; `None` if it is already followed by one.
+    fn with_prelu(&self, slopes: &[f32], adds_residual: bool) -> Option<Self> {
+        if self.slopes.is_some() || slopes.len() != self.output_channels {
+            return None;
+        }
+        let mut padded = vec![1.0; self.bias.len()];
+        padded[..slopes.len()].copy_from_slice(slopes);
+        Some(Self { slopes: Some(padded), adds_residual, ..self.clone() })
+    }
+
+    /// Convolves one image's planes `input` (Cin planes of `pixels`) into `output` (Cout planes), adding
+    /// `residual` (Cout planes) if given, then the PRelu if there is one.
+    fn apply(&self, input: &[f32], pixels: usize, residual: Option<&[f32]>, output: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the processor has AVX2 and FMA.
-            return unsafe { self.apply_avx2_fma(input, pixels, output) };
+            return unsafe { self.apply_avx2_fma(input, pixels, residual, output) };
         }
         // FMA is part of the baseline on aarch64 (the Lambda functions' architecture), not on x86-64.
-        self.apply_portable::<{ cfg!(target_arch = "aarch64") }>(input, pixels, output)
+        self.apply_portable::<{ cfg!(target_arch = "aarch64") }>(input, pixels, residual, output)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn apply_avx2_fma(&self, input: &[f32], pixels: usize, output: &mut [f32]) {
-        self.apply_portable::<true>(input, pixels, output)
+    fn apply_avx2_fma(&self, input: &[f32], pixels: usize, residual: Option<&[f32]>, output: &mut [f32]) {
+        self.apply_portable::<true>(input, pixels, residual, output)
+    }
+
+    /// The slope of output `channel`'s PRelu; 1 (no change) without one.
+    #[inline(always)]
+    fn slope(&self, channel: usize) -> f32 {
+        self.slopes.as_ref().map_or(1.0, |slopes| slopes[channel])
     }
 
     /// With `FUSED`, each product and sum is one fused multiply-add (only where the processor has the
     /// instruction: elsewhere it is a slow library call).
     #[inline(always)]
-    fn apply_portable<const FUSED: bool>(&self, input: &[f32], pixels: usize, output: &mut [f32]) {
+    fn apply_portable<const FUSED: bool>(
+        &self,
+        input: &[f32],
+        pixels: usize,
+        residual: Option<&[f32]>,
+        output: &mut [f32],
+    ) {
         let multiply_add = |a: f32, b: f32, c: f32| if FUSED { a.mul_add(b, c) } else { a * b + c };
+        let prelu = |value: f32, slope: f32| if value < 0.0 { value * slope } else { value };
         let inputs = self.input_channels;
         let tiled = pixels - pixels % TILE;
         for start in (0..tiled).step_by(TILE) {
@@ -109,8 +148,19 @@ impl PointwiseConv {
                 }
                 for (lane, sum) in sums.iter().enumerate() {
                     let channel = block * BLOCK + lane;
-                    if channel < self.output_channels {
-                        output[channel * pixels + start..][..TILE].copy_from_slice(sum);
+                    if channel >= self.output_channels {
+                        break;
+                    }
+                    let out = &mut output[channel * pixels + start..][..TILE];
+                    let slope = self.slope(channel);
+                    match residual {
+                        Some(residual) => {
+                            let added = &residual[channel * pixels + start..][..TILE];
+                            for ((out, &sum), &added) in out.iter_mut().zip(sum).zip(added) {
+                                *out = prelu(sum + added, slope);
+                            }
+                        }
+                        None => out.iter_mut().zip(sum).for_each(|(out, &sum)| *out = prelu(sum, slope)),
                     }
                 }
             }
@@ -127,9 +177,47 @@ impl PointwiseConv {
                 }
             }
             for (channel, &sum) in sums.iter().enumerate() {
-                output[channel * pixels + pixel] = sum;
+                let added = residual.map_or(0.0, |residual| residual[channel * pixels + pixel]);
+                output[channel * pixels + pixel] = prelu(sum + added, self.slope(channel));
             }
         }
+    }
+}
+
+/// The pointwise convolution the PRelu reading `input` can be done inside, with that PRelu (slopes `slopes` along
+/// `channel_axis`, or one slope) taken in, and the inputs to wire it with. `input` is either the output of a
+/// pointwise convolution that nothing else reads, or, when `summands` are given, a sum, read by nothing else, of
+/// such an output read only by the addition and another tensor (a residual connection), which the convolution then
+/// adds itself. `None` when neither holds.
+pub(super) fn with_prelu_of(
+    model: &TypedModel,
+    input: OutletId,
+    summands: Option<&[OutletId]>,
+    slopes: &[f32],
+    channel_axis: Option<usize>,
+) -> Option<(PointwiseConv, TVec<OutletId>)> {
+    // The convolution writing `outlet`, and its input, when exactly `readers` nodes read it.
+    let convolution = |outlet: OutletId, readers: usize| {
+        let node = model.node(outlet.node);
+        let conv = node.op_as::<PointwiseConv>()?;
+        let alone = model.outlet_successors(outlet).len() == readers && !model.outputs.contains(&outlet);
+        alone.then_some((conv, node.inputs[0]))
+    };
+    let per_channel = |conv: &PointwiseConv| match (channel_axis, slopes) {
+        (Some(1), _) => Some(slopes.to_vec()),
+        (None, &[slope]) => Some(vec![slope; conv.output_channels]),
+        _ => None,
+    };
+    match summands {
+        None => {
+            let (conv, from) = convolution(input, 0)?;
+            Some((conv.with_prelu(&per_channel(conv)?, false)?, tvec![from]))
+        }
+        Some(&[a, b]) => [(a, b), (b, a)].into_iter().find_map(|(summand, other)| {
+            let (conv, from) = convolution(summand, 1)?;
+            Some((conv.with_prelu(&per_channel(conv)?, true)?, tvec![from, other]))
+        }),
+        Some(_) => None,
     }
 }
 
@@ -145,7 +233,11 @@ impl EvalOp for PointwiseConv {
     op_out_of_plan!();
 
     fn eval(&self, _context: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let [input] = &inputs[..] else { bail!("{} inputs where one was expected", inputs.len()) };
+        let (input, residual) = match &inputs[..] {
+            [input] if !self.adds_residual => (input, None),
+            [input, residual] if self.adds_residual => (input, Some(residual)),
+            _ => bail!("{} inputs to a pointwise convolution (residual: {})", inputs.len(), self.adds_residual),
+        };
         let &[batch, channels, height, width] = input.shape() else {
             bail!("an input of shape {:?}, expected rank 4", input.shape());
         };
@@ -154,12 +246,21 @@ impl EvalOp for PointwiseConv {
         let mut output = Tensor::zero::<f32>(&[batch, self.output_channels, height, width])?;
         if pixels > 0 {
             let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
+            let residual_ram = residual.map(|residual| residual.try_as_plain_ram()).transpose()?;
+            let residual = residual_ram.as_ref().map(|ram| ram.as_slice::<f32>()).transpose()?;
+            let out_size = self.output_channels * pixels;
+            if let Some(residual) = residual {
+                ensure!(
+                    residual.len() == batch * out_size,
+                    "a residual of {} values, not {}",
+                    residual.len(),
+                    batch * out_size
+                );
+            }
             let mut planes = output.try_as_plain_ram_mut()?;
-            let images = values.chunks_exact(channels * pixels);
-            for (image, out) in
-                images.zip(planes.as_slice_mut::<f32>()?.chunks_exact_mut(self.output_channels * pixels))
-            {
-                self.apply(image, pixels, out);
+            let outputs = planes.as_slice_mut::<f32>()?.chunks_exact_mut(out_size);
+            for (index, (image, out)) in values.chunks_exact(channels * pixels).zip(outputs).enumerate() {
+                self.apply(image, pixels, residual.map(|residual| &residual[index * out_size..][..out_size]), out);
             }
         }
         Ok(tvec!(output.into_tvalue()))
@@ -205,8 +306,8 @@ mod tests {
             let want = by_hand(&weights, &bias, &input, inputs, pixels);
             let op = PointwiseConv::new(&weights, Some(&bias), inputs, outputs);
             let mut runs = vec![("dispatched", vec![0.0; outputs * pixels]), ("plain", vec![0.0; outputs * pixels])];
-            op.apply(&input, pixels, &mut runs[0].1);
-            op.apply_portable::<false>(&input, pixels, &mut runs[1].1);
+            op.apply(&input, pixels, None, &mut runs[0].1);
+            op.apply_portable::<false>(&input, pixels, None, &mut runs[1].1);
             for (path, got) in &runs {
                 for (at, (got, want)) in got.iter().zip(&want).enumerate() {
                     let close = (got - want).abs() <= 1e-4 * want.abs().max(1.0);
@@ -217,11 +318,45 @@ mod tests {
     }
 
     #[test]
+    fn the_prelu_and_residual_inside_give_them_by_hand_on_every_path() {
+        for (inputs, outputs, pixels) in [(8, 16, 35), (3, 5, 4)] {
+            let weights: Vec<f32> = (0..inputs * outputs).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect();
+            let bias: Vec<f32> = (0..outputs).map(|o| o as f32 * 0.25 - 0.5).collect();
+            let slopes: Vec<f32> = (0..outputs).map(|o| [-5.25, 0.25, 19.8125][o % 3]).collect();
+            let input: Vec<f32> = (0..inputs * pixels).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0).collect();
+            let residual: Vec<f32> = (0..outputs * pixels).map(|i| ((i * 11) % 7) as f32 - 3.0).collect();
+            let want: Vec<f32> = by_hand(&weights, &bias, &input, inputs, pixels)
+                .iter()
+                .zip(&residual)
+                .enumerate()
+                .map(|(at, (conv, added))| {
+                    let sum = conv + added;
+                    if sum < 0.0 {
+                        sum * slopes[at / pixels]
+                    } else {
+                        sum
+                    }
+                })
+                .collect();
+            let op = PointwiseConv::new(&weights, Some(&bias), inputs, outputs).with_prelu(&slopes, true).unwrap();
+            assert!(op.with_prelu(&slopes, false).is_none(), "one PRelu only");
+            let (mut dispatched, mut plain) = (vec![0.0; outputs * pixels], vec![0.0; outputs * pixels]);
+            op.apply(&input, pixels, Some(&residual), &mut dispatched);
+            op.apply_portable::<false>(&input, pixels, Some(&residual), &mut plain);
+            for got in [dispatched, plain] {
+                for (got, want) in got.iter().zip(&want) {
+                    assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{inputs}->{outputs}: {got} vs {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn no_bias_is_a_bias_of_zeros() {
         let weights = [1.0, 2.0, -1.0, 0.5];
         let op = PointwiseConv::new(&weights, None, 2, 2);
         let mut output = [0.0; 2];
-        op.apply(&[3.0, 4.0], 1, &mut output);
+        op.apply(&[3.0, 4.0], 1, None, &mut output);
         assert_eq!(output, [11.0, -1.0]);
     }
 }

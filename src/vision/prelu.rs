@@ -2,6 +2,7 @@
 //! over memory. tract's own expansion of PRelu takes a comparison, a product and a select; the models' PRelu
 //! activations then cost FaceMesh about 30 % of its time and MiniFASNet about a quarter (`examples/profile_models`).
 
+use super::pointwise::with_prelu_of;
 use super::wide::has_avx;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_hir::internal::*;
@@ -55,8 +56,13 @@ impl Expansion for PreluExpansion {
             [axis] => Some(*axis),
             _ => bail!("{prefix}: PRelu slope of shape {:?} varies along more than one axis", slope.shape()),
         };
+        let summands = summands(model, inputs[0])?;
+        let slopes = slope.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+        if let Some((conv, conv_inputs)) = with_prelu_of(model, inputs[0], summands.as_deref(), &slopes, channel_axis) {
+            return model.wire_node(prefix, conv, &conv_inputs);
+        }
         let op = FusedPrelu { slopes: Arc::new(slope.into_owned()), channel_axis };
-        match summands(model, inputs[0])? {
+        match summands {
             Some(summands) => model.wire_node(prefix, op, &summands),
             None => model.wire_node(prefix, op, &[inputs[0]]),
         }
