@@ -95,7 +95,7 @@ impl PointwiseConv {
 
     /// Convolves one image's planes `input` (Cin planes of `pixels`) into `output` (Cout planes), adding
     /// `residual` (Cout planes) if given, then the PRelu if there is one.
-    fn apply(&self, input: &[f32], pixels: usize, residual: Option<&[f32]>, output: &mut [f32]) {
+    pub(super) fn apply(&self, input: Planes<'_>, pixels: usize, residual: Option<Planes<'_>>, output: PlanesMut<'_>) {
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the processor has AVX2 and FMA.
@@ -107,7 +107,7 @@ impl PointwiseConv {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn apply_avx2_fma(&self, input: &[f32], pixels: usize, residual: Option<&[f32]>, output: &mut [f32]) {
+    fn apply_avx2_fma(&self, input: Planes<'_>, pixels: usize, residual: Option<Planes<'_>>, output: PlanesMut<'_>) {
         self.apply_portable::<true>(input, pixels, residual, output)
     }
 
@@ -122,11 +122,13 @@ impl PointwiseConv {
     #[inline(always)]
     fn apply_portable<const FUSED: bool>(
         &self,
-        input: &[f32],
+        input: Planes<'_>,
         pixels: usize,
-        residual: Option<&[f32]>,
-        output: &mut [f32],
+        residual: Option<Planes<'_>>,
+        output: PlanesMut<'_>,
     ) {
+        let (Planes { values: input, stride: input_stride }, PlanesMut { values: output, stride: output_stride }) =
+            (input, output);
         let multiply_add = |a: f32, b: f32, c: f32| if FUSED { a.mul_add(b, c) } else { a * b + c };
         let prelu = |value: f32, slope: f32| if value < 0.0 { value * slope } else { value };
         let inputs = self.input_channels;
@@ -139,7 +141,7 @@ impl PointwiseConv {
                     *sum = [bias[lane]; TILE];
                 }
                 for (channel, weights) in weights.chunks_exact(BLOCK).enumerate() {
-                    let values = &input[channel * pixels + start..][..TILE];
+                    let values = &input[channel * input_stride + start..][..TILE];
                     for (sum, &weight) in sums.iter_mut().zip(weights) {
                         for (sum, &value) in sum.iter_mut().zip(values) {
                             *sum = multiply_add(weight, value, *sum);
@@ -151,11 +153,11 @@ impl PointwiseConv {
                     if channel >= self.output_channels {
                         break;
                     }
-                    let out = &mut output[channel * pixels + start..][..TILE];
+                    let out = &mut output[channel * output_stride + start..][..TILE];
                     let slope = self.slope(channel);
                     match residual {
                         Some(residual) => {
-                            let added = &residual[channel * pixels + start..][..TILE];
+                            let added = residual.at(channel, start, TILE);
                             for ((out, &sum), &added) in out.iter_mut().zip(sum).zip(added) {
                                 *out = prelu(sum + added, slope);
                             }
@@ -171,17 +173,38 @@ impl PointwiseConv {
         for pixel in tiled..pixels {
             sums.copy_from_slice(&self.bias[..self.output_channels]);
             for (channel, weights) in self.by_input.chunks_exact(self.output_channels).enumerate() {
-                let value = input[channel * pixels + pixel];
+                let value = input[channel * input_stride + pixel];
                 for (sum, &weight) in sums.iter_mut().zip(weights) {
                     *sum = multiply_add(weight, value, *sum);
                 }
             }
             for (channel, &sum) in sums.iter().enumerate() {
-                let added = residual.map_or(0.0, |residual| residual[channel * pixels + pixel]);
-                output[channel * pixels + pixel] = prelu(sum + added, self.slope(channel));
+                let added = residual.map_or(0.0, |residual| residual.at(channel, pixel, 1)[0]);
+                output[channel * output_stride + pixel] = prelu(sum + added, self.slope(channel));
             }
         }
     }
+}
+
+/// Planes of values, the plane `c` starting at `c * stride` (a plane's values may be followed by others).
+#[derive(Clone, Copy)]
+pub(super) struct Planes<'a> {
+    pub values: &'a [f32],
+    pub stride: usize,
+}
+
+impl<'a> Planes<'a> {
+    /// `len` values of plane `plane` from `at`.
+    #[inline(always)]
+    fn at(&self, plane: usize, at: usize, len: usize) -> &'a [f32] {
+        &self.values[plane * self.stride + at..][..len]
+    }
+}
+
+/// Planes to write, laid out as [`Planes`].
+pub(super) struct PlanesMut<'a> {
+    pub values: &'a mut [f32],
+    pub stride: usize,
 }
 
 /// The pointwise convolution the PRelu reading `input` can be done inside, with that PRelu (slopes `slopes` along
@@ -260,7 +283,14 @@ impl EvalOp for PointwiseConv {
             let mut planes = output.try_as_plain_ram_mut()?;
             let outputs = planes.as_slice_mut::<f32>()?.chunks_exact_mut(out_size);
             for (index, (image, out)) in values.chunks_exact(channels * pixels).zip(outputs).enumerate() {
-                self.apply(image, pixels, residual.map(|residual| &residual[index * out_size..][..out_size]), out);
+                let residual =
+                    residual.map(|residual| Planes { values: &residual[index * out_size..], stride: pixels });
+                self.apply(
+                    Planes { values: image, stride: pixels },
+                    pixels,
+                    residual,
+                    PlanesMut { values: out, stride: pixels },
+                );
             }
         }
         Ok(tvec!(output.into_tvalue()))
@@ -306,8 +336,18 @@ mod tests {
             let want = by_hand(&weights, &bias, &input, inputs, pixels);
             let op = PointwiseConv::new(&weights, Some(&bias), inputs, outputs);
             let mut runs = vec![("dispatched", vec![0.0; outputs * pixels]), ("plain", vec![0.0; outputs * pixels])];
-            op.apply(&input, pixels, None, &mut runs[0].1);
-            op.apply_portable::<false>(&input, pixels, None, &mut runs[1].1);
+            op.apply(
+                Planes { values: &input, stride: pixels },
+                pixels,
+                None,
+                PlanesMut { values: &mut runs[0].1, stride: pixels },
+            );
+            op.apply_portable::<false>(
+                Planes { values: &input, stride: pixels },
+                pixels,
+                None,
+                PlanesMut { values: &mut runs[1].1, stride: pixels },
+            );
             for (path, got) in &runs {
                 for (at, (got, want)) in got.iter().zip(&want).enumerate() {
                     let close = (got - want).abs() <= 1e-4 * want.abs().max(1.0);
@@ -341,8 +381,10 @@ mod tests {
             let op = PointwiseConv::new(&weights, Some(&bias), inputs, outputs).with_prelu(&slopes, true).unwrap();
             assert!(op.with_prelu(&slopes, false).is_none(), "one PRelu only");
             let (mut dispatched, mut plain) = (vec![0.0; outputs * pixels], vec![0.0; outputs * pixels]);
-            op.apply(&input, pixels, Some(&residual), &mut dispatched);
-            op.apply_portable::<false>(&input, pixels, Some(&residual), &mut plain);
+            let (input, residual) =
+                (Planes { values: &input, stride: pixels }, Planes { values: &residual, stride: pixels });
+            op.apply(input, pixels, Some(residual), PlanesMut { values: &mut dispatched, stride: pixels });
+            op.apply_portable::<false>(input, pixels, Some(residual), PlanesMut { values: &mut plain, stride: pixels });
             for got in [dispatched, plain] {
                 for (got, want) in got.iter().zip(&want) {
                     assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{inputs}->{outputs}: {got} vs {want}");
@@ -356,7 +398,7 @@ mod tests {
         let weights = [1.0, 2.0, -1.0, 0.5];
         let op = PointwiseConv::new(&weights, None, 2, 2);
         let mut output = [0.0; 2];
-        op.apply(&[3.0, 4.0], 1, None, &mut output);
+        op.apply(Planes { values: &[3.0, 4.0], stride: 1 }, 1, None, PlanesMut { values: &mut output, stride: 1 });
         assert_eq!(output, [11.0, -1.0]);
     }
 }
