@@ -95,7 +95,7 @@ impl PointwiseConv {
 
     /// Convolves one image's planes `input` (Cin planes of `pixels`) into `output` (Cout planes), adding
     /// `residual` (Cout planes) if given, then the PRelu if there is one.
-    pub(super) fn apply(&self, input: Planes<'_>, pixels: usize, residual: Option<Planes<'_>>, output: PlanesMut<'_>) {
+    fn apply(&self, input: Planes<'_>, pixels: usize, residual: Option<Planes<'_>>, output: PlanesMut<'_>) {
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the processor has AVX2 and FMA.
@@ -108,7 +108,12 @@ impl PointwiseConv {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn apply_avx2_fma(&self, input: Planes<'_>, pixels: usize, residual: Option<Planes<'_>>, output: PlanesMut<'_>) {
-        self.apply_portable::<true>(input, pixels, residual, output)
+        // The closure shares this function's AVX2 and FMA, so it may call the AVX2 twin.
+        let tile =
+            |weights: &[f32], bias: &[f32], values: Planes<'_>, start| tile_sums_avx2_fma(weights, bias, values, start);
+        let finish =
+            |out: &mut [f32], sums: &[f32; TILE], added: Option<&[f32]>, slope| finish_avx2(out, sums, added, slope);
+        self.run::<true>(input, pixels, residual, output, tile, finish)
     }
 
     /// The slope of output `channel`'s PRelu; 1 (no change) without one.
@@ -127,6 +132,22 @@ impl PointwiseConv {
         residual: Option<Planes<'_>>,
         output: PlanesMut<'_>,
     ) {
+        self.run::<FUSED>(input, pixels, residual, output, tile_sums::<FUSED>, finish)
+    }
+
+    /// The convolution with `tile` computing each tile's sums ([`tile_sums`] or its AVX2 twin); `FUSED` as for
+    /// [`PointwiseConv::apply_portable`], for the pixels left over.
+    #[inline(always)]
+    fn run<const FUSED: bool>(
+        &self,
+        input: Planes<'_>,
+        pixels: usize,
+        residual: Option<Planes<'_>>,
+        output: PlanesMut<'_>,
+        tile: impl Fn(&[f32], &[f32], Planes<'_>, usize) -> [[f32; TILE]; BLOCK],
+        finish: impl Fn(&mut [f32], &[f32; TILE], Option<&[f32]>, f32),
+    ) {
+        let planes = input;
         let (Planes { values: input, stride: input_stride }, PlanesMut { values: output, stride: output_stride }) =
             (input, output);
         let multiply_add = |a: f32, b: f32, c: f32| if FUSED { a.mul_add(b, c) } else { a * b + c };
@@ -136,34 +157,14 @@ impl PointwiseConv {
         for start in (0..tiled).step_by(TILE) {
             let blocks = self.packed.chunks_exact(inputs * BLOCK).zip(self.bias.chunks_exact(BLOCK));
             for (block, (weights, bias)) in blocks.enumerate() {
-                let mut sums = [[0.0f32; TILE]; BLOCK];
-                for (lane, sum) in sums.iter_mut().enumerate() {
-                    *sum = [bias[lane]; TILE];
-                }
-                for (channel, weights) in weights.chunks_exact(BLOCK).enumerate() {
-                    let values = &input[channel * input_stride + start..][..TILE];
-                    for (sum, &weight) in sums.iter_mut().zip(weights) {
-                        for (sum, &value) in sum.iter_mut().zip(values) {
-                            *sum = multiply_add(weight, value, *sum);
-                        }
-                    }
-                }
+                let sums = tile(weights, bias, planes, start);
                 for (lane, sum) in sums.iter().enumerate() {
                     let channel = block * BLOCK + lane;
                     if channel >= self.output_channels {
                         break;
                     }
                     let out = &mut output[channel * output_stride + start..][..TILE];
-                    let slope = self.slope(channel);
-                    match residual {
-                        Some(residual) => {
-                            let added = residual.at(channel, start, TILE);
-                            for ((out, &sum), &added) in out.iter_mut().zip(sum).zip(added) {
-                                *out = prelu(sum + added, slope);
-                            }
-                        }
-                        None => out.iter_mut().zip(sum).for_each(|(out, &sum)| *out = prelu(sum, slope)),
-                    }
+                    finish(out, sum, residual.map(|residual| residual.at(channel, start, TILE)), self.slope(channel));
                 }
             }
         }
@@ -242,6 +243,91 @@ pub(super) fn with_prelu_of(
         }),
         Some(_) => None,
     }
+}
+
+/// The sums of one tile: for each of a block's output channels (`bias`, and `weights` input channel by input
+/// channel, [`BLOCK`] each), its bias plus the weighted values of the [`TILE`] pixels from `start` of every input
+/// plane. `FUSED` as for [`PointwiseConv::apply_portable`].
+#[inline(always)]
+fn tile_sums<const FUSED: bool>(
+    weights: &[f32],
+    bias: &[f32],
+    input: Planes<'_>,
+    start: usize,
+) -> [[f32; TILE]; BLOCK] {
+    let mut sums = [[0.0f32; TILE]; BLOCK];
+    for (sum, &bias) in sums.iter_mut().zip(bias) {
+        *sum = [bias; TILE];
+    }
+    for (channel, weights) in weights.chunks_exact(BLOCK).enumerate() {
+        let values = input.at(channel, start, TILE);
+        for (sum, &weight) in sums.iter_mut().zip(weights) {
+            for (sum, &value) in sum.iter_mut().zip(values) {
+                *sum = if FUSED { weight.mul_add(value, *sum) } else { weight * value + *sum };
+            }
+        }
+    }
+    sums
+}
+
+/// Writes a tile's `sums` of one output channel to `out`, plus `added` if given, through the PRelu of `slope`.
+#[inline(always)]
+fn finish(out: &mut [f32], sums: &[f32; TILE], added: Option<&[f32]>, slope: f32) {
+    let prelu = |value: f32| if value < 0.0 { value * slope } else { value };
+    match added {
+        Some(added) => out.iter_mut().zip(sums).zip(added).for_each(|((out, &sum), &added)| *out = prelu(sum + added)),
+        None => out.iter_mut().zip(sums).for_each(|(out, &sum)| *out = prelu(sum)),
+    }
+}
+
+/// [`finish`] written with AVX instructions, for the reason [`tile_sums_avx2_fma`] gives.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn finish_avx2(out: &mut [f32], sums: &[f32; TILE], added: Option<&[f32]>, slope: f32) {
+    use std::arch::x86_64::*;
+    let (out, slope, zero) = (&mut out[..TILE], _mm256_set1_ps(slope), _mm256_setzero_ps());
+    for half in [0, 8] {
+        // SAFETY: `sums`, `out` and `added` (when given) hold 16 floats: loads and stores of eight at 0 and 8.
+        unsafe {
+            let mut value = _mm256_loadu_ps(sums.as_ptr().add(half));
+            if let Some(added) = added {
+                value = _mm256_add_ps(value, _mm256_loadu_ps(added[..TILE].as_ptr().add(half)));
+            }
+            let negative = _mm256_cmp_ps::<_CMP_LT_OQ>(value, zero);
+            let result = _mm256_blendv_ps(value, _mm256_mul_ps(value, slope), negative);
+            _mm256_storeu_ps(out.as_mut_ptr().add(half), result);
+        }
+    }
+}
+
+/// [`tile_sums`] written with AVX2 and FMA instructions: the compiler's own vectorisation of it came and went with
+/// unrelated changes around it (once 17 times slower), so the hot loop does not depend on it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn tile_sums_avx2_fma(weights: &[f32], bias: &[f32], input: Planes<'_>, start: usize) -> [[f32; TILE]; BLOCK] {
+    use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps};
+    const _: () = assert!(TILE == 16 && BLOCK == 4, "two registers of eight a channel, four channels");
+    let mut low = [_mm256_set1_ps(bias[0]), _mm256_set1_ps(bias[1]), _mm256_set1_ps(bias[2]), _mm256_set1_ps(bias[3])];
+    let mut high = low;
+    for (channel, weights) in weights.chunks_exact(BLOCK).enumerate() {
+        let values = input.at(channel, start, TILE);
+        // SAFETY: `values` holds 16 floats: two loads of eight.
+        let (first, second) = unsafe { (_mm256_loadu_ps(values.as_ptr()), _mm256_loadu_ps(values.as_ptr().add(8))) };
+        for lane in 0..BLOCK {
+            let weight = _mm256_set1_ps(weights[lane]);
+            low[lane] = _mm256_fmadd_ps(weight, first, low[lane]);
+            high[lane] = _mm256_fmadd_ps(weight, second, high[lane]);
+        }
+    }
+    let mut sums = [[0.0f32; TILE]; BLOCK];
+    for (sum, (low, high)) in sums.iter_mut().zip(low.into_iter().zip(high)) {
+        // SAFETY: each row of `sums` holds 16 floats: two stores of eight.
+        unsafe {
+            _mm256_storeu_ps(sum.as_mut_ptr(), low);
+            _mm256_storeu_ps(sum.as_mut_ptr().add(8), high);
+        }
+    }
+    sums
 }
 
 impl Op for PointwiseConv {
