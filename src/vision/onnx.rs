@@ -419,6 +419,12 @@ mod tests {
         assert!(!format!("{:?}", strided.unwrap().plan().model()).contains("PointwiseConv"));
     }
 
+    /// The names of the operators `model`'s plan runs, in order, constants left out.
+    fn operators_run(model: &OnnxModel) -> Vec<String> {
+        let plan = model.plan();
+        plan.order_without_consts().iter().map(|&n| plan.model().node(n).op().name().to_string()).collect()
+    }
+
     /// `y = PRelu(Conv1x1(x) [+ x])` over `channels` (weights and bias as [`conv_model`]), the convolution's
     /// output also a model output when `conv_out`.
     fn pointwise_prelu_model(channels: usize, slopes: &[f32], residual: bool, conv_out: bool) -> ModelProto {
@@ -460,9 +466,7 @@ mod tests {
         for (residual, conv_out) in [(false, false), (true, false), (true, true)] {
             let proto = pointwise_prelu_model(channels, &slopes, residual, conv_out);
             let model = OnnxModel::from_proto(Path::new("pwp.onnx"), proto, &[1, channels, h, w]).unwrap();
-            let plan = model.plan();
-            let ran: Vec<String> =
-                plan.order_without_consts().iter().map(|&n| plan.model().node(n).op().name().to_string()).collect();
+            let ran = operators_run(&model);
             let case = format!("residual {residual}, convolution read elsewhere {conv_out}: {ran:?}");
             // Read elsewhere too, the convolution also runs on its own for that reader; the result is the same.
             let alone = |op: &String| op.contains("Prelu") || op.contains("Add");
@@ -640,9 +644,7 @@ mod tests {
             .collect();
         let model = OnnxModel::from_proto(Path::new("add.onnx"), add_prelu_model(&slopes, &c, false), &[1, 3, 2, 2]);
         let model = model.unwrap();
-        let plan = model.plan();
-        let ran: Vec<String> =
-            plan.order_without_consts().iter().map(|&n| plan.model().node(n).op().name().to_string()).collect();
+        let ran = operators_run(&model);
         assert!(!ran.iter().any(|name| name.contains("Add")), "the addition is not run on its own: {ran:?}");
         assert_eq!(model.run(x.clone()).unwrap()[0], want);
         // The sum read elsewhere too (here, an output of the model): still right.
