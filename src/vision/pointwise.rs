@@ -6,6 +6,7 @@
 //! [`super::conv`] picks the nodes.
 
 use super::conv::{ConvAttributes, ConvOperands};
+use super::prelu::prelu;
 use super::wide::has_avx2_fma;
 use tract_onnx::tract_hir::internal::*;
 
@@ -95,7 +96,7 @@ impl PointwiseConv {
 
     /// Convolves one image's planes `input` (Cin planes of `pixels`) into `output` (Cout planes), adding
     /// `residual` (Cout planes) if given, then the PRelu if there is one.
-    fn apply(&self, input: Planes<'_>, pixels: usize, residual: Option<Planes<'_>>, output: PlanesMut<'_>) {
+    fn apply(&self, input: &[f32], pixels: usize, residual: Option<&[f32]>, output: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the processor has AVX2 and FMA.
@@ -107,10 +108,11 @@ impl PointwiseConv {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn apply_avx2_fma(&self, input: Planes<'_>, pixels: usize, residual: Option<Planes<'_>>, output: PlanesMut<'_>) {
-        // The closure shares this function's AVX2 and FMA, so it may call the AVX2 twin.
-        let tile =
-            |weights: &[f32], bias: &[f32], values: Planes<'_>, start| tile_sums_avx2_fma(weights, bias, values, start);
+    fn apply_avx2_fma(&self, input: &[f32], pixels: usize, residual: Option<&[f32]>, output: &mut [f32]) {
+        // The closures share this function's AVX2 and FMA, so they may call the AVX2 twins.
+        let tile = |weights: &[f32], bias: &[f32], values: &[f32], pixels, start| {
+            tile_sums_avx2_fma(weights, bias, values, pixels, start)
+        };
         let finish =
             |out: &mut [f32], sums: &[f32; TILE], added: Option<&[f32]>, slope| finish_avx2(out, sums, added, slope);
         self.run::<true>(input, pixels, residual, output, tile, finish)
@@ -127,10 +129,10 @@ impl PointwiseConv {
     #[inline(always)]
     fn apply_portable<const FUSED: bool>(
         &self,
-        input: Planes<'_>,
+        input: &[f32],
         pixels: usize,
-        residual: Option<Planes<'_>>,
-        output: PlanesMut<'_>,
+        residual: Option<&[f32]>,
+        output: &mut [f32],
     ) {
         self.run::<FUSED>(input, pixels, residual, output, tile_sums::<FUSED>, finish)
     }
@@ -140,31 +142,28 @@ impl PointwiseConv {
     #[inline(always)]
     fn run<const FUSED: bool>(
         &self,
-        input: Planes<'_>,
+        input: &[f32],
         pixels: usize,
-        residual: Option<Planes<'_>>,
-        output: PlanesMut<'_>,
-        tile: impl Fn(&[f32], &[f32], Planes<'_>, usize) -> [[f32; TILE]; BLOCK],
+        residual: Option<&[f32]>,
+        output: &mut [f32],
+        tile: impl Fn(&[f32], &[f32], &[f32], usize, usize) -> [[f32; TILE]; BLOCK],
         finish: impl Fn(&mut [f32], &[f32; TILE], Option<&[f32]>, f32),
     ) {
-        let planes = input;
-        let (Planes { values: input, stride: input_stride }, PlanesMut { values: output, stride: output_stride }) =
-            (input, output);
         let multiply_add = |a: f32, b: f32, c: f32| if FUSED { a.mul_add(b, c) } else { a * b + c };
-        let prelu = |value: f32, slope: f32| if value < 0.0 { value * slope } else { value };
         let inputs = self.input_channels;
         let tiled = pixels - pixels % TILE;
         for start in (0..tiled).step_by(TILE) {
             let blocks = self.packed.chunks_exact(inputs * BLOCK).zip(self.bias.chunks_exact(BLOCK));
             for (block, (weights, bias)) in blocks.enumerate() {
-                let sums = tile(weights, bias, planes, start);
+                let sums = tile(weights, bias, input, pixels, start);
                 for (lane, sum) in sums.iter().enumerate() {
                     let channel = block * BLOCK + lane;
                     if channel >= self.output_channels {
                         break;
                     }
-                    let out = &mut output[channel * output_stride + start..][..TILE];
-                    finish(out, sum, residual.map(|residual| residual.at(channel, start, TILE)), self.slope(channel));
+                    let at = channel * pixels + start;
+                    let added = residual.map(|residual| &residual[at..][..TILE]);
+                    finish(&mut output[at..][..TILE], sum, added, self.slope(channel));
                 }
             }
         }
@@ -174,38 +173,18 @@ impl PointwiseConv {
         for pixel in tiled..pixels {
             sums.copy_from_slice(&self.bias[..self.output_channels]);
             for (channel, weights) in self.by_input.chunks_exact(self.output_channels).enumerate() {
-                let value = input[channel * input_stride + pixel];
+                let value = input[channel * pixels + pixel];
                 for (sum, &weight) in sums.iter_mut().zip(weights) {
                     *sum = multiply_add(weight, value, *sum);
                 }
             }
             for (channel, &sum) in sums.iter().enumerate() {
-                let added = residual.map_or(0.0, |residual| residual.at(channel, pixel, 1)[0]);
-                output[channel * output_stride + pixel] = prelu(sum + added, self.slope(channel));
+                let at = channel * pixels + pixel;
+                let added = residual.map_or(0.0, |residual| residual[at]);
+                output[at] = prelu(sum + added, self.slope(channel));
             }
         }
     }
-}
-
-/// Planes of values, the plane `c` starting at `c * stride` (a plane's values may be followed by others).
-#[derive(Clone, Copy)]
-pub(super) struct Planes<'a> {
-    pub values: &'a [f32],
-    pub stride: usize,
-}
-
-impl<'a> Planes<'a> {
-    /// `len` values of plane `plane` from `at`.
-    #[inline(always)]
-    fn at(&self, plane: usize, at: usize, len: usize) -> &'a [f32] {
-        &self.values[plane * self.stride + at..][..len]
-    }
-}
-
-/// Planes to write, laid out as [`Planes`].
-pub(super) struct PlanesMut<'a> {
-    pub values: &'a mut [f32],
-    pub stride: usize,
 }
 
 /// The pointwise convolution the PRelu reading `input` can be done inside, with that PRelu (slopes `slopes` along
@@ -247,12 +226,13 @@ pub(super) fn with_prelu_of(
 
 /// The sums of one tile: for each of a block's output channels (`bias`, and `weights` input channel by input
 /// channel, [`BLOCK`] each), its bias plus the weighted values of the [`TILE`] pixels from `start` of every input
-/// plane. `FUSED` as for [`PointwiseConv::apply_portable`].
+/// plane (planes of `pixels`). `FUSED` as for [`PointwiseConv::apply_portable`].
 #[inline(always)]
 fn tile_sums<const FUSED: bool>(
     weights: &[f32],
     bias: &[f32],
-    input: Planes<'_>,
+    input: &[f32],
+    pixels: usize,
     start: usize,
 ) -> [[f32; TILE]; BLOCK] {
     let mut sums = [[0.0f32; TILE]; BLOCK];
@@ -260,7 +240,7 @@ fn tile_sums<const FUSED: bool>(
         *sum = [bias; TILE];
     }
     for (channel, weights) in weights.chunks_exact(BLOCK).enumerate() {
-        let values = input.at(channel, start, TILE);
+        let values = &input[channel * pixels + start..][..TILE];
         for (sum, &weight) in sums.iter_mut().zip(weights) {
             for (sum, &value) in sum.iter_mut().zip(values) {
                 *sum = if FUSED { weight.mul_add(value, *sum) } else { weight * value + *sum };
@@ -273,10 +253,11 @@ fn tile_sums<const FUSED: bool>(
 /// Writes a tile's `sums` of one output channel to `out`, plus `added` if given, through the PRelu of `slope`.
 #[inline(always)]
 fn finish(out: &mut [f32], sums: &[f32; TILE], added: Option<&[f32]>, slope: f32) {
-    let prelu = |value: f32| if value < 0.0 { value * slope } else { value };
     match added {
-        Some(added) => out.iter_mut().zip(sums).zip(added).for_each(|((out, &sum), &added)| *out = prelu(sum + added)),
-        None => out.iter_mut().zip(sums).for_each(|(out, &sum)| *out = prelu(sum)),
+        Some(added) => {
+            out.iter_mut().zip(sums).zip(added).for_each(|((out, &sum), &added)| *out = prelu(sum + added, slope))
+        }
+        None => out.iter_mut().zip(sums).for_each(|(out, &sum)| *out = prelu(sum, slope)),
     }
 }
 
@@ -304,13 +285,19 @@ fn finish_avx2(out: &mut [f32], sums: &[f32; TILE], added: Option<&[f32]>, slope
 /// unrelated changes around it (once 17 times slower), so the hot loop does not depend on it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn tile_sums_avx2_fma(weights: &[f32], bias: &[f32], input: Planes<'_>, start: usize) -> [[f32; TILE]; BLOCK] {
+fn tile_sums_avx2_fma(
+    weights: &[f32],
+    bias: &[f32],
+    input: &[f32],
+    pixels: usize,
+    start: usize,
+) -> [[f32; TILE]; BLOCK] {
     use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps};
     const _: () = assert!(TILE == 16 && BLOCK == 4, "two registers of eight a channel, four channels");
     let mut low = [_mm256_set1_ps(bias[0]), _mm256_set1_ps(bias[1]), _mm256_set1_ps(bias[2]), _mm256_set1_ps(bias[3])];
     let mut high = low;
     for (channel, weights) in weights.chunks_exact(BLOCK).enumerate() {
-        let values = input.at(channel, start, TILE);
+        let values = &input[channel * pixels + start..][..TILE];
         // SAFETY: `values` holds 16 floats: two loads of eight.
         let (first, second) = unsafe { (_mm256_loadu_ps(values.as_ptr()), _mm256_loadu_ps(values.as_ptr().add(8))) };
         for lane in 0..BLOCK {
@@ -369,14 +356,8 @@ impl EvalOp for PointwiseConv {
             let mut planes = output.try_as_plain_ram_mut()?;
             let outputs = planes.as_slice_mut::<f32>()?.chunks_exact_mut(out_size);
             for (index, (image, out)) in values.chunks_exact(channels * pixels).zip(outputs).enumerate() {
-                let residual =
-                    residual.map(|residual| Planes { values: &residual[index * out_size..], stride: pixels });
-                self.apply(
-                    Planes { values: image, stride: pixels },
-                    pixels,
-                    residual,
-                    PlanesMut { values: out, stride: pixels },
-                );
+                let residual = residual.map(|residual| &residual[index * out_size..][..out_size]);
+                self.apply(image, pixels, residual, out);
             }
         }
         Ok(tvec!(output.into_tvalue()))
@@ -422,18 +403,8 @@ mod tests {
             let want = by_hand(&weights, &bias, &input, inputs, pixels);
             let op = PointwiseConv::new(&weights, Some(&bias), inputs, outputs);
             let mut runs = vec![("dispatched", vec![0.0; outputs * pixels]), ("plain", vec![0.0; outputs * pixels])];
-            op.apply(
-                Planes { values: &input, stride: pixels },
-                pixels,
-                None,
-                PlanesMut { values: &mut runs[0].1, stride: pixels },
-            );
-            op.apply_portable::<false>(
-                Planes { values: &input, stride: pixels },
-                pixels,
-                None,
-                PlanesMut { values: &mut runs[1].1, stride: pixels },
-            );
+            op.apply(&input, pixels, None, &mut runs[0].1);
+            op.apply_portable::<false>(&input, pixels, None, &mut runs[1].1);
             for (path, got) in &runs {
                 for (at, (got, want)) in got.iter().zip(&want).enumerate() {
                     let close = (got - want).abs() <= 1e-4 * want.abs().max(1.0);
@@ -467,10 +438,8 @@ mod tests {
             let op = PointwiseConv::new(&weights, Some(&bias), inputs, outputs).with_prelu(&slopes, true).unwrap();
             assert!(op.with_prelu(&slopes, false).is_none(), "one PRelu only");
             let (mut dispatched, mut plain) = (vec![0.0; outputs * pixels], vec![0.0; outputs * pixels]);
-            let (input, residual) =
-                (Planes { values: &input, stride: pixels }, Planes { values: &residual, stride: pixels });
-            op.apply(input, pixels, Some(residual), PlanesMut { values: &mut dispatched, stride: pixels });
-            op.apply_portable::<false>(input, pixels, Some(residual), PlanesMut { values: &mut plain, stride: pixels });
+            op.apply(&input, pixels, Some(&residual), &mut dispatched);
+            op.apply_portable::<false>(&input, pixels, Some(&residual), &mut plain);
             for got in [dispatched, plain] {
                 for (got, want) in got.iter().zip(&want) {
                     assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{inputs}->{outputs}: {got} vs {want}");
@@ -484,7 +453,7 @@ mod tests {
         let weights = [1.0, 2.0, -1.0, 0.5];
         let op = PointwiseConv::new(&weights, None, 2, 2);
         let mut output = [0.0; 2];
-        op.apply(Planes { values: &[3.0, 4.0], stride: 1 }, 1, None, PlanesMut { values: &mut output, stride: 1 });
+        op.apply(&[3.0, 4.0], 1, None, &mut output);
         assert_eq!(output, [11.0, -1.0]);
     }
 }

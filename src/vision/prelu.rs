@@ -169,9 +169,18 @@ fn prelu_run_avx(values: &mut [f32], added: Option<&[f32]>, slopes: Slopes<'_>) 
     prelu_run_portable(values, added, slopes)
 }
 
+/// PRelu of one value: itself when not negative, `slope` times it otherwise.
+#[inline(always)]
+pub(super) fn prelu(value: f32, slope: f32) -> f32 {
+    if value < 0.0 {
+        value * slope
+    } else {
+        value
+    }
+}
+
 #[inline(always)]
 fn prelu_run_portable(values: &mut [f32], added: Option<&[f32]>, slopes: Slopes<'_>) {
-    let prelu = |x: f32, slope: f32| if x < 0.0 { x * slope } else { x };
     match (slopes, added) {
         (Slopes::PerValue(slopes), None) => values.iter_mut().zip(slopes).for_each(|(v, &s)| *v = prelu(*v, s)),
         (Slopes::PerValue(slopes), Some(added)) => {
