@@ -113,8 +113,9 @@ pub struct Challenge {
 }
 
 /// Draws `count` distinct challenge types from `pool` in random order from a cryptographically secure generator
-/// (the caller passes the OS generator in production, a seeded one in tests).
-pub fn draw_challenges(
+/// (the caller passes the OS generator in production, a seeded one in tests). Private: sessions are drawn through
+/// [`draw_challenges_with_head_movement`] only, since stills pass a session of expressions alone.
+fn draw_challenges(
     rng: &mut dyn RngCore,
     pool: &[ChallengeType],
     count: usize,

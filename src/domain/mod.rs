@@ -8,7 +8,7 @@ pub mod policy;
 pub mod receipt;
 pub mod session;
 
-pub use challenge::{draw_challenges, draw_challenges_with_head_movement, Challenge, ChallengeType};
+pub use challenge::{draw_challenges_with_head_movement, Challenge, ChallengeType};
 pub use judge::{Feedback, JudgeConfig};
 pub use observation::{
     BoundingBox, FaceObservation, FaceQuality, FrameObservation, Gaze, HeadPose, StageTimings, TrackingHint,

@@ -426,7 +426,7 @@ impl Session {
             return (Some(1), rests);
         }
         let every = rules.rest_sampling.max(1);
-        ((self.passive.resting_frames % every == 0).then_some(every), rests)
+        (self.passive.resting_frames.is_multiple_of(every).then_some(every), rests)
     }
 
     /// [`Session::apply_frame`] with the frame's score, if any, standing for `weight` frames (`None`: not added).
