@@ -1,7 +1,7 @@
 //! Where tract spends its time in each model: the share of every operator kind over many runs on one thread.
 //!
-//! `cargo run --release --example profile_models [-- RUNS]` (models from `models/`, anti-spoofing ones if
-//! installed). It answers "which operators make tract slower than onnxruntime here" without the tract CLI.
+//! `cargo run --release --example profile_models [-- RUNS [NODES]]` (models from `models/`, anti-spoofing ones if
+//! installed); with NODES, also the NODES slowest nodes of each model, with their output shapes. It answers "which operators make tract slower than onnxruntime here" without the tract CLI.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,7 +19,7 @@ enum Load {
     Planar,
 }
 
-fn profile(path: &Path, shape: &[usize], load: Load, runs: usize) -> TractResult<()> {
+fn profile(path: &Path, shape: &[usize], load: Load, runs: usize, nodes: usize) -> TractResult<()> {
     // Loaded as the service loads it, rewrites included.
     let model = match load {
         Load::AsRead => OnnxModel::load(path, shape)?,
@@ -33,6 +33,7 @@ fn profile(path: &Path, shape: &[usize], load: Load, runs: usize) -> TractResult
     let input: Tensor = tract_ndarray::ArrayD::<f32>::from_elem(&*run_shape, 0.5).into();
     let as_read_input: Tensor = tract_ndarray::ArrayD::<f32>::from_elem(shape, 0.5).into();
     let mut by_op: HashMap<String, (Duration, usize)> = HashMap::new();
+    let mut by_node: HashMap<usize, Duration> = HashMap::new();
     let mut total = Duration::ZERO;
     for run in 0..=runs {
         let mut state = SimpleState::new(plan)?;
@@ -41,13 +42,14 @@ fn profile(path: &Path, shape: &[usize], load: Load, runs: usize) -> TractResult
         state.run_plan_with_eval(tvec!(input.clone().into()), |context, op_state, node, inputs| {
             let op_started = Instant::now();
             let outputs = eval(context, op_state, node, inputs);
-            timings.push((node.op().name().to_string(), op_started.elapsed()));
+            timings.push((node.id, node.op().name().to_string(), op_started.elapsed()));
             outputs
         })?;
         // The first run warms caches and is not counted.
         if run > 0 {
             total += started.elapsed();
-            for (name, time) in timings {
+            for (id, name, time) in timings {
+                *by_node.entry(id).or_default() += time;
                 let entry = by_op.entry(name).or_default();
                 entry.0 += time;
                 entry.1 += 1;
@@ -77,7 +79,7 @@ fn profile(path: &Path, shape: &[usize], load: Load, runs: usize) -> TractResult
         plain(&as_read, &as_read_input)?
     );
     let mut rows: Vec<_> = by_op.into_iter().collect();
-    rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.1 .0));
     let per_run = |d: Duration| d.as_secs_f64() * 1000.0 / runs as f64;
     println!("timed node by node: {:.2} ms a run ({} nodes)", per_run(total), plan.model().nodes.len());
     for (name, (time, count)) in rows.iter().take(12) {
@@ -88,11 +90,26 @@ fn profile(path: &Path, shape: &[usize], load: Load, runs: usize) -> TractResult
             count / runs
         );
     }
+    let mut slowest: Vec<_> = by_node.into_iter().collect();
+    slowest.sort_by_key(|node| std::cmp::Reverse(node.1));
+    for (id, time) in slowest.into_iter().take(nodes) {
+        let node = &plan.model().nodes[id];
+        let shape = plan
+            .model()
+            .outlet_fact(OutletId::new(id, 0))?
+            .shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x");
+        println!("  node {id:>4} {:<24} {:>7.3} ms  out {shape}  {}", node.op().name(), per_run(time), node.name);
+    }
     Ok(())
 }
 
 fn main() -> TractResult<()> {
     let runs = std::env::args().nth(1).and_then(|r| r.parse().ok()).unwrap_or(50);
+    let nodes = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(0);
     let models = default_models_dir();
     let antispoof = models.join(model_files::ANTISPOOF_DIR);
     let all = [
@@ -103,7 +120,7 @@ fn main() -> TractResult<()> {
     ];
     for (path, shape, load) in all {
         if path.exists() {
-            profile(&path, &shape, load, runs)?;
+            profile(&path, &shape, load, runs, nodes)?;
         } else {
             println!("\n{}: not installed, skipped", path.display());
         }

@@ -1,6 +1,7 @@
-//! ONNX `Conv` nodes read by an operator of ours where one fits: depthwise convolutions ([`super::depthwise`]) and
-//! pointwise (1x1) ones ([`super::pointwise`]). tract's own convolution, built from the same attributes, takes
-//! the rest: grouped convolutions that are not depthwise, dilated or automatically padded ones, other kernels.
+//! ONNX `Conv` nodes read by an operator of ours where one fits: depthwise convolutions ([`super::depthwise`]),
+//! pointwise (1x1) ones and those over an image's few colour planes ([`super::pointwise`]). tract's own
+//! convolution, built from the same attributes, takes the rest: grouped convolutions that are not depthwise,
+//! dilated or automatically padded ones, other kernels over more planes.
 
 use super::depthwise::DepthwiseConv;
 use super::onnx::TractBuilder;
@@ -138,5 +139,24 @@ impl Expansion for ConvExpansion {
             }
         }
         self.tract_conv.wire(prefix, model, inputs)
+    }
+}
+
+/// Deals a padded row out to `stride` phases: value `stride * i + p` goes to `phases[p * phase_len + i]`, for
+/// `i` below `phase_width`.
+pub(super) fn deal_out(padded_row: &[f32], stride: usize, phases: &mut [f32], phase_len: usize, phase_width: usize) {
+    if stride == 2 {
+        // The models' only stride: written so the compiler vectorises it (a strided walk did not).
+        let (even, odd) = phases.split_at_mut(phase_len);
+        let pairs = padded_row.chunks_exact(2).zip(&mut even[..phase_width]).zip(&mut odd[..phase_width]);
+        for ((pair, even), odd) in pairs {
+            (*even, *odd) = (pair[0], pair[1]);
+        }
+        return;
+    }
+    for (i, group) in padded_row.chunks_exact(stride).enumerate() {
+        for (phase, &value) in group.iter().enumerate() {
+            phases[phase * phase_len + i] = value;
+        }
     }
 }

@@ -1,10 +1,11 @@
-//! Depthwise convolutions (one kernel per channel, channels first) as one tract operator: each plane is copied
-//! once with its zero border, and a 3x3 kernel's nine taps are applied along whole output rows in one pass, code
-//! the compiler vectorises (with AVX when the processor has it). tract's depthwise kernel walks patch zones value
+//! Depthwise convolutions (one kernel per channel, channels first) as one tract operator: a 3x3 kernel's nine taps
+//! are applied along whole output rows in one pass, code the compiler vectorises (with AVX when the processor has
+//! it), read straight from the input for stride 1 and padding 1, from a copy of each plane with its zero border,
+//! split into the stride's column phases, otherwise. tract's depthwise kernel walks patch zones value
 //! by value. `examples/profile_models -- 100` pinned, interleaved with tract's own (2026-11-30): BlazeFace 2.85 ->
 //! 2.70 ms, FaceMesh v2 10.59 -> 10.12 ms, MiniFASNet V2 2.77 -> 2.34 ms. [`super::conv`] picks the nodes.
 
-use super::conv::{ConvAttributes, ConvOperands};
+use super::conv::{deal_out, ConvAttributes, ConvOperands};
 use super::onnx::eval_planes;
 use super::wide::has_avx;
 use tract_onnx::tract_hir::internal::*;
@@ -73,15 +74,10 @@ impl DepthwiseConv {
         // columns p, p + stride, ...): every tap then reads a contiguous run of `out_width` values.
         let padded_height = height + top + bottom;
         let phase_width = (width + left + right).div_ceil(stride_x);
-        let mut phases = vec![0.0f32; stride_x * padded_height * phase_width];
-        // Per phase: the first column of an input row that lands in it, and where in the phase's row it lands.
-        // Divisions are kept out of the loops: by a stride known only at run time, each costs tens of cycles.
-        let phase_starts: Vec<(usize, usize)> = (0..stride_x)
-            .map(|phase| {
-                let first = (phase + stride_x - left % stride_x) % stride_x;
-                (first, phase * padded_height * phase_width + (first + left) / stride_x)
-            })
-            .collect();
+        let phase_len = padded_height * phase_width;
+        let mut phases = vec![0.0f32; stride_x * phase_len];
+        // With a stride, each row goes through one padded row first, then is dealt out to the phases.
+        let mut padded_row = vec![0.0f32; stride_x * phase_width];
         // Per tap (dy, dx): where the values it meets along output row 0 start.
         let tap_starts: Vec<usize> = (0..kernel_size)
             .map(|tap| {
@@ -90,6 +86,17 @@ impl DepthwiseConv {
             })
             .collect();
         let planes = input.chunks_exact(height * width).zip(output.chunks_exact_mut(out_height * out_width));
+        if self.kernel == [3, 3] && self.strides == [1, 1] && self.pads == [1; 4] {
+            // The models' commonest shape is read where it lies: a padded copy of each plane costs as much again.
+            let zeros = vec![0.0f32; width];
+            for (plane_index, (plane, out_plane)) in planes.enumerate() {
+                let channel = plane_index % channels;
+                let taps = <[f32; 9]>::try_from(&weights[channel * 9..][..9])?;
+                let start = bias.map_or(0.0, |bias| bias[channel]);
+                plane_3x3_same(plane, out_plane, width, Taps { taps, start }, &zeros, wide);
+            }
+            return Ok(());
+        }
         for (plane_index, (plane, out_plane)) in planes.enumerate() {
             for (y, row) in plane.chunks_exact(width).enumerate() {
                 let row_start = (y + top) * phase_width;
@@ -97,19 +104,16 @@ impl DepthwiseConv {
                     phases[row_start + left..][..width].copy_from_slice(row);
                     continue;
                 }
-                for &(first, offset) in &phase_starts {
-                    let destination = &mut phases[row_start + offset..];
-                    for (slot, &value) in destination.iter_mut().zip(row[first.min(width)..].iter().step_by(stride_x)) {
-                        *slot = value;
-                    }
-                }
+                padded_row[left..][..width].copy_from_slice(row);
+                deal_out(&padded_row, stride_x, &mut phases[row_start..], phase_len, phase_width);
             }
             let channel = plane_index % channels;
             let taps = &weights[channel * kernel_size..][..kernel_size];
             let start = bias.map_or(0.0, |bias| bias[channel]);
             let row_step = stride_y * phase_width;
             if let (Ok(taps), Ok(starts)) = (<[f32; 9]>::try_from(taps), <[usize; 9]>::try_from(&tap_starts[..])) {
-                plane_3x3(out_plane, out_width, Taps3x3 { phases: &phases, starts, row_step, taps, start }, wide);
+                let kernel = Taps { taps, start };
+                plane_3x3(out_plane, out_width, Taps3x3 { phases: &phases, starts, row_step, kernel }, wide);
                 continue;
             }
             for (y, out_row) in out_plane.chunks_exact_mut(out_width).enumerate() {
@@ -124,17 +128,23 @@ impl DepthwiseConv {
     }
 }
 
+/// One channel's 3x3 kernel (row by row) and its bias.
+#[derive(Clone, Copy)]
+struct Taps {
+    taps: [f32; 9],
+    start: f32,
+}
+
 /// One plane's 3x3 kernel and where its taps read: tap `t` meets, along output row `y`, the `width` values of
 /// `phases` from `y * row_step + starts[t]`.
 struct Taps3x3<'a> {
     phases: &'a [f32],
     starts: [usize; 9],
     row_step: usize,
-    taps: [f32; 9],
-    start: f32,
+    kernel: Taps,
 }
 
-/// One output plane (rows of `width`) of a 3x3 depthwise convolution: `out = start + sum of taps[t] * values`.
+/// One output plane (rows of `width`) of a 3x3 depthwise convolution over phases (see [`Taps3x3`]).
 /// With `wide` (the processor has AVX, [`has_avx`]) the same code runs compiled for AVX.
 fn plane_3x3(out: &mut [f32], width: usize, kernel: Taps3x3<'_>, wide: bool) {
     #[cfg(target_arch = "x86_64")]
@@ -154,19 +164,68 @@ fn plane_3x3_avx(out: &mut [f32], width: usize, kernel: Taps3x3<'_>) {
 
 #[inline(always)]
 fn plane_3x3_portable(out: &mut [f32], width: usize, kernel: Taps3x3<'_>) {
-    let [k0, k1, k2, k3, k4, k5, k6, k7, k8] = kernel.taps;
-    let start = kernel.start;
     for (y, out_row) in out.chunks_exact_mut(width).enumerate() {
         let offset = y * kernel.row_step;
-        let [a0, a1, a2, b0, b1, b2, c0, c1, c2] = kernel.starts.map(|tap| &kernel.phases[offset + tap..][..width]);
-        for x in 0..width {
-            // Summed as a tree, not a chain: nine dependent additions per value bound the loop by their latency
-            // (measured 1.5x slower).
-            let top = (k0 * a0[x] + k1 * a1[x]) + (k2 * a2[x] + start);
-            let middle = (k3 * b0[x] + k4 * b1[x]) + k5 * b2[x];
-            let bottom = (k6 * c0[x] + k7 * c1[x]) + k8 * c2[x];
-            out_row[x] = top + (middle + bottom);
+        row_3x3(out_row, kernel.starts.map(|tap| &kernel.phases[offset + tap..][..width]), kernel.kernel);
+    }
+}
+
+/// One output plane of a 3x3 convolution with stride 1 and padding 1 on every side, read straight from its input
+/// plane (rows of `width`); `zeros` is a row of zeros, the padding above and below.
+fn plane_3x3_same(input: &[f32], out: &mut [f32], width: usize, kernel: Taps, zeros: &[f32], wide: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if wide {
+        // SAFETY: `wide` is only true when the processor has AVX.
+        return unsafe { plane_3x3_same_avx(input, out, width, kernel, zeros) };
+    }
+    let _ = wide;
+    plane_3x3_same_portable(input, out, width, kernel, zeros)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn plane_3x3_same_avx(input: &[f32], out: &mut [f32], width: usize, kernel: Taps, zeros: &[f32]) {
+    plane_3x3_same_portable(input, out, width, kernel, zeros)
+}
+
+#[inline(always)]
+fn plane_3x3_same_portable(input: &[f32], out: &mut [f32], width: usize, kernel: Taps, zeros: &[f32]) {
+    let row = |y: usize| input.get(y * width..(y + 1) * width).unwrap_or(zeros);
+    for (y, out_row) in out.chunks_exact_mut(width).enumerate() {
+        let rows = [y.checked_sub(1).map_or(zeros, row), row(y), row(y + 1)];
+        // Inside: output x reads columns x - 1, x, x + 1 of each row.
+        let inner = width.saturating_sub(2);
+        if inner > 0 {
+            let slices = std::array::from_fn(|tap| &rows[tap / 3][tap % 3..][..inner]);
+            row_3x3(&mut out_row[1..][..inner], slices, kernel);
         }
+        // The first and last columns meet the padding.
+        for x in [0, width - 1] {
+            let mut sum = kernel.start;
+            for (tap, &weight) in kernel.taps.iter().enumerate() {
+                if let Some(column) = (x + tap % 3).checked_sub(1).filter(|&column| column < width) {
+                    sum += weight * rows[tap / 3][column];
+                }
+            }
+            out_row[x] = sum;
+        }
+    }
+}
+
+/// One output row: `out = start + sum of taps[t] * values[t]`, the nine value runs as long as `out`.
+#[inline(always)]
+fn row_3x3(out: &mut [f32], values: [&[f32]; 9], kernel: Taps) {
+    let [k0, k1, k2, k3, k4, k5, k6, k7, k8] = kernel.taps;
+    let start = kernel.start;
+    let width = out.len();
+    let [a0, a1, a2, b0, b1, b2, c0, c1, c2] = values.map(|run| &run[..width]);
+    for x in 0..width {
+        // Summed as a tree, not a chain: nine dependent additions per value bound the loop by their latency
+        // (measured 1.5x slower).
+        let top = (k0 * a0[x] + k1 * a1[x]) + (k2 * a2[x] + start);
+        let middle = (k3 * b0[x] + k4 * b1[x]) + k5 * b2[x];
+        let bottom = (k6 * c0[x] + k7 * c1[x]) + k8 * c2[x];
+        out[x] = top + (middle + bottom);
     }
 }
 

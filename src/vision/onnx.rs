@@ -376,9 +376,16 @@ mod tests {
 
     #[test]
     fn the_depthwise_convolution_gives_depthwise_convolution() {
-        // The models' shapes: 3x3 with stride 1 or 2 and even or uneven padding, and 5x5 over the whole input.
-        let cases =
-            [(3, 1, [1, 1, 1, 1], 8, 8), (3, 2, [0, 0, 1, 1], 8, 8), (3, 2, [1, 1, 1, 1], 7, 9), (5, 1, [0; 4], 5, 5)];
+        // The models' shapes: 3x3 with stride 1 or 2 and even or uneven padding, and 5x5 over the whole input;
+        // and a stride of 3, which no model has, for the general way of splitting rows into phases.
+        let cases = [
+            (3, 1, [1, 1, 1, 1], 8, 8),
+            (3, 1, [1, 1, 1, 1], 5, 2),
+            (3, 2, [0, 0, 1, 1], 8, 8),
+            (3, 2, [1, 1, 1, 1], 7, 9),
+            (5, 1, [0; 4], 5, 5),
+            (3, 3, [1, 2, 1, 0], 8, 10),
+        ];
         for (kernel, stride, pads, h, w) in cases {
             let channels = 4;
             let proto = conv_model(channels, channels, kernel, stride, pads.map(|p| p as i64));
@@ -414,9 +421,41 @@ mod tests {
         for (got, want) in y.iter().zip(&want) {
             assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{got} vs {want}");
         }
-        // Strided or padded 1x1 convolutions are tract's.
-        let strided = OnnxModel::from_proto(Path::new("s.onnx"), conv_model(4, 1, 1, 2, [0; 4]), &[1, 4, 6, 6]);
+        // Strided or padded 1x1 convolutions over more planes than an image's are tract's.
+        let strided = OnnxModel::from_proto(Path::new("s.onnx"), conv_model(8, 1, 1, 2, [0; 4]), &[1, 8, 6, 6]);
         assert!(!format!("{:?}", strided.unwrap().plan().model()).contains("PointwiseConv"));
+    }
+
+    #[test]
+    fn a_convolution_over_an_image_is_ours_as_patches() {
+        let (channels, h, w, k, s) = (3, 9, 20, 3, 2);
+        let model =
+            OnnxModel::from_proto(Path::new("p.onnx"), conv_model(channels, 1, k, 2, [0, 0, 1, 1]), &[1, 3, h, w]);
+        let model = model.unwrap();
+        assert_eq!(operators_run(&model), ["Source", "PatchConv"]);
+        let x: Vec<f32> = (0..channels * h * w).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0).collect();
+        let y = model.run(x.clone()).unwrap().remove(0);
+        let (out_h, out_w) = ((h + 1 - k) / s + 1, (w + 1 - k) / s + 1);
+        let weight = |o: usize, i: usize, dy: usize, dx: usize| {
+            ((((o * channels + i) * k + dy) * k + dx) * 37 % 23) as f32 / 11.0 - 1.0
+        };
+        let mut want = Vec::new();
+        for o in 0..channels {
+            for (oy, ox) in (0..out_h).flat_map(|oy| (0..out_w).map(move |ox| (oy, ox))) {
+                let mut sum = o as f32 * 0.25 - 0.5;
+                for (i, dy, dx) in (0..channels * k * k).map(|t| (t / (k * k), t / k % k, t % k)) {
+                    let (iy, ix) = (oy * s + dy, ox * s + dx);
+                    if iy < h && ix < w {
+                        sum += weight(o, i, dy, dx) * x[(i * h + iy) * w + ix];
+                    }
+                }
+                want.push(sum);
+            }
+        }
+        assert_eq!(y.len(), want.len());
+        for (got, want) in y.iter().zip(&want) {
+            assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{got} vs {want}");
+        }
     }
 
     /// The names of the operators `model`'s plan runs, in order, constants left out.

@@ -4,8 +4,13 @@
 //! channels spent more time moving memory than multiplying (`examples/profile_models`). Here each tile of 16
 //! pixels is read once, from every input plane, and four output channels at a time are accumulated in registers.
 //! [`super::conv`] picks the nodes.
+//!
+//! The same operator takes a convolution over an image's few colour planes (a model's first layer): each output
+//! pixel's patch of every plane counts as that many input channels, read from the planes split into their stride's
+//! phases, so every tap reads a contiguous run. tract's direct convolution and its PRelu after it were FaceMesh's
+//! costliest single nodes.
 
-use super::conv::{ConvAttributes, ConvOperands};
+use super::conv::{deal_out, ConvAttributes, ConvOperands};
 use super::prelu::prelu;
 use super::wide::has_avx2_fma;
 use tract_onnx::tract_hir::internal::*;
@@ -14,6 +19,64 @@ use tract_onnx::tract_hir::internal::*;
 const TILE: usize = 16;
 /// Output channels accumulated together: with [`TILE`], eight AVX registers.
 const BLOCK: usize = 4;
+/// Convolutions over at most this many input planes (an image's colours) are taken as patches ([`Patches`]).
+const IMAGE_PLANES: usize = 4;
+
+/// A convolution over an image's few planes, read as patches: kernel, strides and padding, undilated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Patches {
+    planes: usize,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    /// Top, left, bottom, right.
+    pads: [usize; 4],
+}
+
+impl Patches {
+    /// The padded input's sides for an input of `height` x `width`.
+    fn padded(&self, [height, width]: [usize; 2]) -> [usize; 2] {
+        let [top, left, bottom, right] = self.pads;
+        [height + top + bottom, width + left + right]
+    }
+
+    /// The output's height and width, `None` when the kernel does not fit.
+    fn output_side(&self, side: [usize; 2]) -> Option<[usize; 2]> {
+        let [height, width] = self.padded(side);
+        let out =
+            |padded: usize, kernel: usize, stride: usize| padded.checked_sub(kernel).map(|span| span / stride + 1);
+        Some([out(height, self.kernel[0], self.strides[0])?, out(width, self.kernel[1], self.strides[1])?])
+    }
+
+    /// Each plane of `input` (planes of `side`) padded with zeros and split into its strides' phases (phase
+    /// (py, px) of a plane holds the padded rows py, py + stride, ... and of them the columns px, px + stride, ...),
+    /// with, per tap (plane, dy, dx) in the weights' order, where the values it meets along output row 0 start, and
+    /// how far apart output rows lie.
+    fn phases(&self, input: &[f32], side: [usize; 2]) -> (Vec<f32>, Vec<usize>, usize) {
+        let [[height, width], [padded_height, padded_width]] = [side, self.padded(side)];
+        let ([stride_y, stride_x], [top, left, ..]) = (self.strides, self.pads);
+        let [phase_height, phase_width] = [padded_height.div_ceil(stride_y), padded_width.div_ceil(stride_x)];
+        let phase_len = phase_height * phase_width;
+        let mut phases = vec![0.0f32; self.planes * stride_y * stride_x * phase_len];
+        let mut padded_row = vec![0.0f32; stride_x * phase_width];
+        for (plane_index, plane) in input.chunks_exact(height * width).enumerate() {
+            for (y, row) in plane.chunks_exact(width).enumerate() {
+                let padded_y = y + top;
+                let (phase_y, phase_row) = (padded_y % stride_y, padded_y / stride_y);
+                padded_row[left..][..width].copy_from_slice(row);
+                let at = (plane_index * stride_y + phase_y) * stride_x * phase_len + phase_row * phase_width;
+                deal_out(&padded_row, stride_x, &mut phases[at..], phase_len, phase_width);
+            }
+        }
+        let [kernel_height, kernel_width] = self.kernel;
+        let taps = (0..self.planes * kernel_height * kernel_width).map(|tap| {
+            let (plane, dy, dx) =
+                (tap / (kernel_height * kernel_width), tap / kernel_width % kernel_height, tap % kernel_width);
+            let phase = (plane * stride_y + dy % stride_y) * stride_x + dx % stride_x;
+            phase * phase_len + dy / stride_y * phase_width + dx / stride_x
+        });
+        (phases, taps.collect(), phase_width)
+    }
+}
 
 /// A pointwise convolution of an (N, Cin, H, W) float tensor with constant weights (Cout, Cin, 1, 1) and an
 /// optional constant bias (Cout).
@@ -34,24 +97,34 @@ pub struct PointwiseConv {
     /// Whether a second input, of the output's shape, is added to each output value before the PRelu (a residual
     /// connection).
     adds_residual: bool,
+    /// For a convolution over an image's planes, how its patches are read; its `input_channels` are then the
+    /// patch's values (planes x kernel). `None`: a 1x1 convolution.
+    patches: Option<Patches>,
 }
 
 impl Eq for PointwiseConv {}
 
 impl PointwiseConv {
-    /// Our operator for an ungrouped 1x1 convolution with stride 1 and no padding.
+    /// Our operator for an ungrouped 1x1 convolution with stride 1 and no padding, or an ungrouped convolution
+    /// over at most [`IMAGE_PLANES`] planes.
     pub(super) fn for_conv(attributes: &ConvAttributes, operands: &ConvOperands) -> Option<Self> {
+        let &ConvAttributes { groups, kernel, strides, pads } = attributes;
         let pointwise = *attributes == ConvAttributes { groups: 1, kernel: [1, 1], strides: [1, 1], pads: [0; 4] };
-        let &[output_channels, input_channels, 1, 1] = operands.weights.shape() else { return None };
-        if !pointwise || input_channels != operands.input_channels {
-            return None;
-        }
+        let &[output_channels, planes, kernel_height, kernel_width] = operands.weights.shape() else { return None };
+        let fits = planes == operands.input_channels && [kernel_height, kernel_width] == kernel && groups == 1;
+        let patches = match (pointwise, planes <= IMAGE_PLANES && strides.iter().all(|&s| s > 0)) {
+            _ if !fits => return None,
+            (true, _) => None,
+            (false, true) => Some(Patches { planes, kernel, strides, pads }),
+            (false, false) => return None,
+        };
+        let input_channels = planes * kernel_height * kernel_width;
         let weights = operands.weights.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?;
         let bias = match &operands.bias {
             Some(bias) => Some(bias.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?),
             None => None,
         };
-        Some(Self::new(weights, bias, input_channels, output_channels))
+        Some(Self { patches, ..Self::new(weights, bias, input_channels, output_channels) })
     }
 
     /// From weights laid out (Cout, Cin) and a bias of Cout values.
@@ -80,6 +153,7 @@ impl PointwiseConv {
             by_input,
             slopes: None,
             adds_residual: false,
+            patches: None,
         }
     }
 
@@ -94,28 +168,50 @@ impl PointwiseConv {
         Some(Self { slopes: Some(padded), adds_residual, ..self.clone() })
     }
 
-    /// Convolves one image's planes `input` (Cin planes of `pixels`) into `output` (Cout planes), adding
-    /// `residual` (Cout planes) if given, then the PRelu if there is one.
-    fn apply(&self, input: &[f32], pixels: usize, residual: Option<&[f32]>, output: &mut [f32]) {
+    /// The output's height and width for an input of `side`.
+    fn output_side(&self, side: [usize; 2]) -> Option<[usize; 2]> {
+        self.patches.map_or(Some(side), |patches| patches.output_side(side))
+    }
+
+    /// Convolves one image's planes `input` (Cin planes of `side`) into `output` (Cout planes of
+    /// [`PointwiseConv::output_side`]), adding `residual` (as `output`) if given, then the PRelu if there is one.
+    fn apply(&self, input: &[f32], side: [usize; 2], residual: Option<&[f32]>, output: &mut [f32]) {
+        self.apply_on(input, side, residual, output, has_avx2_fma())
+    }
+
+    /// [`PointwiseConv::apply`], with AVX2 and FMA if `wide` (only when the processor has them, [`has_avx2_fma`]).
+    fn apply_on(&self, input: &[f32], side: [usize; 2], residual: Option<&[f32]>, output: &mut [f32], wide: bool) {
+        let plane_at = |channel: usize| channel * side[0] * side[1];
+        let (values, taps, row_step) = match &self.patches {
+            Some(patches) => patches.phases(input, side),
+            None => (Vec::new(), (0..self.input_channels).map(plane_at).collect(), 0),
+        };
+        let values = if self.patches.is_some() { &values[..] } else { input };
+        // A 1x1 convolution's plane is one row, every tap a plane.
+        let rows = match self.output_side(side) {
+            Some([height, width]) if self.patches.is_some() => Rows { count: height, len: width, step: row_step },
+            _ => Rows { count: 1, len: side[0] * side[1], step: 0 },
+        };
         #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
-            // SAFETY: the processor has AVX2 and FMA.
-            return unsafe { self.apply_avx2_fma(input, pixels, residual, output) };
+        if wide {
+            // SAFETY: `wide` is only true when the processor has AVX2 and FMA.
+            return unsafe { self.apply_avx2_fma(values, &taps, rows, residual, output) };
         }
+        let _ = wide;
         // FMA is part of the baseline on aarch64 (the Lambda functions' architecture), not on x86-64.
-        self.apply_portable::<{ cfg!(target_arch = "aarch64") }>(input, pixels, residual, output)
+        self.apply_portable::<{ cfg!(target_arch = "aarch64") }>(values, &taps, rows, residual, output)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn apply_avx2_fma(&self, input: &[f32], pixels: usize, residual: Option<&[f32]>, output: &mut [f32]) {
+    fn apply_avx2_fma(&self, values: &[f32], taps: &[usize], rows: Rows, residual: Option<&[f32]>, output: &mut [f32]) {
         // The closures share this function's AVX2 and FMA, so they may call the AVX2 twins.
-        let tile = |weights: &[f32], bias: &[f32], values: &[f32], pixels, start| {
-            tile_sums_avx2_fma(weights, bias, values, pixels, start)
+        let tile = |weights: &[f32], bias: &[f32], values: &[f32], taps: &[usize], start| {
+            tile_sums_avx2_fma(weights, bias, values, taps, start)
         };
         let finish =
             |out: &mut [f32], sums: &[f32; TILE], added: Option<&[f32]>, slope| finish_avx2(out, sums, added, slope);
-        self.run::<true>(input, pixels, residual, output, tile, finish)
+        self.run::<true>(values, taps, rows, residual, output, tile, finish)
     }
 
     /// The slope of output `channel`'s PRelu; 1 (no change) without one.
@@ -129,62 +225,83 @@ impl PointwiseConv {
     #[inline(always)]
     fn apply_portable<const FUSED: bool>(
         &self,
-        input: &[f32],
-        pixels: usize,
+        values: &[f32],
+        taps: &[usize],
+        rows: Rows,
         residual: Option<&[f32]>,
         output: &mut [f32],
     ) {
-        self.run::<FUSED>(input, pixels, residual, output, tile_sums::<FUSED>, finish)
+        self.run::<FUSED>(values, taps, rows, residual, output, tile_sums::<FUSED>, finish)
     }
 
     /// The convolution with `tile` computing each tile's sums ([`tile_sums`] or its AVX2 twin); `FUSED` as for
-    /// [`PointwiseConv::apply_portable`], for the pixels left over.
+    /// [`PointwiseConv::apply_portable`], for the pixels left over. Input channel `c` of output row `y` is the
+    /// run of `values` from `taps[c] + y * rows.step`.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn run<const FUSED: bool>(
         &self,
-        input: &[f32],
-        pixels: usize,
+        values: &[f32],
+        taps: &[usize],
+        rows: Rows,
         residual: Option<&[f32]>,
         output: &mut [f32],
-        tile: impl Fn(&[f32], &[f32], &[f32], usize, usize) -> [[f32; TILE]; BLOCK],
+        tile: impl Fn(&[f32], &[f32], &[f32], &[usize], usize) -> [[f32; TILE]; BLOCK],
         finish: impl Fn(&mut [f32], &[f32; TILE], Option<&[f32]>, f32),
     ) {
         let multiply_add = |a: f32, b: f32, c: f32| if FUSED { a.mul_add(b, c) } else { a * b + c };
         let inputs = self.input_channels;
-        let tiled = pixels - pixels % TILE;
-        for start in (0..tiled).step_by(TILE) {
-            let blocks = self.packed.chunks_exact(inputs * BLOCK).zip(self.bias.chunks_exact(BLOCK));
-            for (block, (weights, bias)) in blocks.enumerate() {
-                let sums = tile(weights, bias, input, pixels, start);
-                for (lane, sum) in sums.iter().enumerate() {
-                    let channel = block * BLOCK + lane;
-                    if channel >= self.output_channels {
-                        break;
-                    }
-                    let at = channel * pixels + start;
-                    let added = residual.map(|residual| &residual[at..][..TILE]);
-                    finish(&mut output[at..][..TILE], sum, added, self.slope(channel));
-                }
-            }
-        }
-        // The pixels left over (planes of fewer than 16 pixels, or of a number not a multiple of 16): one pixel at
-        // a time, all output channels together.
+        let plane = rows.count * rows.len;
+        let tiled = rows.len - rows.len % TILE;
+        let mut row_taps = taps.to_vec();
         let mut sums = vec![0.0f32; self.output_channels];
-        for pixel in tiled..pixels {
-            sums.copy_from_slice(&self.bias[..self.output_channels]);
-            for (channel, weights) in self.by_input.chunks_exact(self.output_channels).enumerate() {
-                let value = input[channel * pixels + pixel];
-                for (sum, &weight) in sums.iter_mut().zip(weights) {
-                    *sum = multiply_add(weight, value, *sum);
+        for y in 0..rows.count {
+            for (row_tap, &tap) in row_taps.iter_mut().zip(taps) {
+                *row_tap = tap + y * rows.step;
+            }
+            let row_start = y * rows.len;
+            for start in (0..tiled).step_by(TILE) {
+                let blocks = self.packed.chunks_exact(inputs * BLOCK).zip(self.bias.chunks_exact(BLOCK));
+                for (block, (weights, bias)) in blocks.enumerate() {
+                    let sums = tile(weights, bias, values, &row_taps, start);
+                    for (lane, sum) in sums.iter().enumerate() {
+                        let channel = block * BLOCK + lane;
+                        if channel >= self.output_channels {
+                            break;
+                        }
+                        let at = channel * plane + row_start + start;
+                        let added = residual.map(|residual| &residual[at..][..TILE]);
+                        finish(&mut output[at..][..TILE], sum, added, self.slope(channel));
+                    }
                 }
             }
-            for (channel, &sum) in sums.iter().enumerate() {
-                let at = channel * pixels + pixel;
-                let added = residual.map_or(0.0, |residual| residual[at]);
-                output[at] = prelu(sum + added, self.slope(channel));
+            // The pixels left over (rows of fewer than 16 pixels, or of a number not a multiple of 16): one pixel
+            // at a time, all output channels together.
+            for pixel in tiled..rows.len {
+                sums.copy_from_slice(&self.bias[..self.output_channels]);
+                for (&tap, weights) in row_taps.iter().zip(self.by_input.chunks_exact(self.output_channels)) {
+                    let value = values[tap + pixel];
+                    for (sum, &weight) in sums.iter_mut().zip(weights) {
+                        *sum = multiply_add(weight, value, *sum);
+                    }
+                }
+                for (channel, &sum) in sums.iter().enumerate() {
+                    let at = channel * plane + row_start + pixel;
+                    let added = residual.map_or(0.0, |residual| residual[at]);
+                    output[at] = prelu(sum + added, self.slope(channel));
+                }
             }
         }
     }
+}
+
+/// The output rows a convolution runs over: `count` rows of `len` pixels, each reading its inputs `step` values
+/// further on than the row before.
+#[derive(Debug, Clone, Copy)]
+struct Rows {
+    count: usize,
+    len: usize,
+    step: usize,
 }
 
 /// The pointwise convolution the PRelu reading `input` can be done inside, with that PRelu (slopes `slopes` along
@@ -226,21 +343,21 @@ pub(super) fn with_prelu_of(
 
 /// The sums of one tile: for each of a block's output channels (`bias`, and `weights` input channel by input
 /// channel, [`BLOCK`] each), its bias plus the weighted values of the [`TILE`] pixels from `start` of every input
-/// plane (planes of `pixels`). `FUSED` as for [`PointwiseConv::apply_portable`].
+/// channel (channel `c` from `input[taps[c]..]`). `FUSED` as for [`PointwiseConv::apply_portable`].
 #[inline(always)]
 fn tile_sums<const FUSED: bool>(
     weights: &[f32],
     bias: &[f32],
     input: &[f32],
-    pixels: usize,
+    taps: &[usize],
     start: usize,
 ) -> [[f32; TILE]; BLOCK] {
     let mut sums = [[0.0f32; TILE]; BLOCK];
     for (sum, &bias) in sums.iter_mut().zip(bias) {
         *sum = [bias; TILE];
     }
-    for (channel, weights) in weights.chunks_exact(BLOCK).enumerate() {
-        let values = &input[channel * pixels + start..][..TILE];
+    for (&tap, weights) in taps.iter().zip(weights.chunks_exact(BLOCK)) {
+        let values = &input[tap + start..][..TILE];
         for (sum, &weight) in sums.iter_mut().zip(weights) {
             for (sum, &value) in sum.iter_mut().zip(values) {
                 *sum = if FUSED { weight.mul_add(value, *sum) } else { weight * value + *sum };
@@ -289,15 +406,15 @@ fn tile_sums_avx2_fma(
     weights: &[f32],
     bias: &[f32],
     input: &[f32],
-    pixels: usize,
+    taps: &[usize],
     start: usize,
 ) -> [[f32; TILE]; BLOCK] {
     use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps};
     const _: () = assert!(TILE == 16 && BLOCK == 4, "two registers of eight a channel, four channels");
     let mut low = [_mm256_set1_ps(bias[0]), _mm256_set1_ps(bias[1]), _mm256_set1_ps(bias[2]), _mm256_set1_ps(bias[3])];
     let mut high = low;
-    for (channel, weights) in weights.chunks_exact(BLOCK).enumerate() {
-        let values = &input[channel * pixels + start..][..TILE];
+    for (&tap, weights) in taps.iter().zip(weights.chunks_exact(BLOCK)) {
+        let values = &input[tap + start..][..TILE];
         // SAFETY: `values` holds 16 floats: two loads of eight.
         let (first, second) = unsafe { (_mm256_loadu_ps(values.as_ptr()), _mm256_loadu_ps(values.as_ptr().add(8))) };
         for lane in 0..BLOCK {
@@ -319,7 +436,7 @@ fn tile_sums_avx2_fma(
 
 impl Op for PointwiseConv {
     fn name(&self) -> StaticName {
-        "PointwiseConv".into()
+        if self.patches.is_some() { "PatchConv" } else { "PointwiseConv" }.into()
     }
 
     op_as_typed_op!();
@@ -337,14 +454,16 @@ impl EvalOp for PointwiseConv {
         let &[batch, channels, height, width] = input.shape() else {
             bail!("an input of shape {:?}, expected rank 4", input.shape());
         };
-        ensure!(channels == self.input_channels, "{channels} input channels, expected {}", self.input_channels);
-        let pixels = height * width;
-        let mut output = Tensor::zero::<f32>(&[batch, self.output_channels, height, width])?;
-        if pixels > 0 {
+        let planes = self.patches.map_or(self.input_channels, |patches| patches.planes);
+        ensure!(channels == planes, "{channels} input channels, expected {planes}");
+        let [out_height, out_width] = self.output_side([height, width]).context("kernel larger than the input")?;
+        let (pixels, out_pixels) = (height * width, out_height * out_width);
+        let mut output = Tensor::zero::<f32>(&[batch, self.output_channels, out_height, out_width])?;
+        if pixels > 0 && out_pixels > 0 {
             let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
             let residual_ram = residual.map(|residual| residual.try_as_plain_ram()).transpose()?;
             let residual = residual_ram.as_ref().map(|ram| ram.as_slice::<f32>()).transpose()?;
-            let out_size = self.output_channels * pixels;
+            let out_size = self.output_channels * out_pixels;
             if let Some(residual) = residual {
                 ensure!(
                     residual.len() == batch * out_size,
@@ -357,7 +476,7 @@ impl EvalOp for PointwiseConv {
             let outputs = planes.as_slice_mut::<f32>()?.chunks_exact_mut(out_size);
             for (index, (image, out)) in values.chunks_exact(channels * pixels).zip(outputs).enumerate() {
                 let residual = residual.map(|residual| &residual[index * out_size..][..out_size]);
-                self.apply(image, pixels, residual, out);
+                self.apply(image, [height, width], residual, out);
             }
         }
         Ok(tvec!(output.into_tvalue()))
@@ -370,7 +489,8 @@ impl TypedOp for PointwiseConv {
         let &[batch, _, height, width] = shape else {
             bail!("pointwise convolution of a tensor of shape {shape:?}, expected rank 4");
         };
-        Ok(tvec!(f32::fact([batch, self.output_channels, height, width])))
+        let [out_height, out_width] = self.output_side([height, width]).context("kernel larger than the input")?;
+        Ok(tvec!(f32::fact([batch, self.output_channels, out_height, out_width])))
     }
 
     as_op!();
@@ -403,8 +523,8 @@ mod tests {
             let want = by_hand(&weights, &bias, &input, inputs, pixels);
             let op = PointwiseConv::new(&weights, Some(&bias), inputs, outputs);
             let mut runs = vec![("dispatched", vec![0.0; outputs * pixels]), ("plain", vec![0.0; outputs * pixels])];
-            op.apply(&input, pixels, None, &mut runs[0].1);
-            op.apply_portable::<false>(&input, pixels, None, &mut runs[1].1);
+            op.apply(&input, [1, pixels], None, &mut runs[0].1);
+            op.apply_on(&input, [1, pixels], None, &mut runs[1].1, false);
             for (path, got) in &runs {
                 for (at, (got, want)) in got.iter().zip(&want).enumerate() {
                     let close = (got - want).abs() <= 1e-4 * want.abs().max(1.0);
@@ -438,11 +558,84 @@ mod tests {
             let op = PointwiseConv::new(&weights, Some(&bias), inputs, outputs).with_prelu(&slopes, true).unwrap();
             assert!(op.with_prelu(&slopes, false).is_none(), "one PRelu only");
             let (mut dispatched, mut plain) = (vec![0.0; outputs * pixels], vec![0.0; outputs * pixels]);
-            op.apply(&input, pixels, Some(&residual), &mut dispatched);
-            op.apply_portable::<false>(&input, pixels, Some(&residual), &mut plain);
+            op.apply(&input, [1, pixels], Some(&residual), &mut dispatched);
+            op.apply_on(&input, [1, pixels], Some(&residual), &mut plain, false);
             for got in [dispatched, plain] {
                 for (got, want) in got.iter().zip(&want) {
                     assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{inputs}->{outputs}: {got} vs {want}");
+                }
+            }
+        }
+    }
+
+    /// A convolution over `planes` planes of `side`, computed the plain way (weights (Cout, planes, k, k)).
+    fn patches_by_hand(
+        weights: &[f32],
+        bias: &[f32],
+        input: &[f32],
+        patches: Patches,
+        [height, width]: [usize; 2],
+    ) -> Vec<f32> {
+        let [out_height, out_width] = patches.output_side([height, width]).unwrap();
+        let ([kh, kw], [sy, sx], [top, left, ..]) = (patches.kernel, patches.strides, patches.pads);
+        let mut out = Vec::new();
+        for (o, &b) in bias.iter().enumerate() {
+            for y in 0..out_height {
+                for x in 0..out_width {
+                    let mut sum = f64::from(b);
+                    for (p, dy, dx) in (0..patches.planes * kh * kw).map(|t| (t / (kh * kw), t / kw % kh, t % kw)) {
+                        let (iy, ix) = ((y * sy + dy).checked_sub(top), (x * sx + dx).checked_sub(left));
+                        if let (Some(iy), Some(ix)) = (iy.filter(|&iy| iy < height), ix.filter(|&ix| ix < width)) {
+                            let weight = weights[((o * patches.planes + p) * kh + dy) * kw + dx];
+                            sum += f64::from(weight * input[(p * height + iy) * width + ix]);
+                        }
+                    }
+                    out.push(sum as f32);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn patches_of_an_image_give_the_convolution_by_hand_on_every_path() {
+        // FaceMesh's and MiniFASNet's first layers (3x3, stride 2), BlazeFace's (5x5, stride 2), a stride of 1 and
+        // one of 3; rows of whole tiles, of tiles and leftover pixels, of leftover pixels only.
+        let cases = [
+            (3, 16, 3, 2, [0, 0, 1, 1], [64, 64]),
+            (3, 5, 3, 2, [1, 1, 1, 1], [40, 38]),
+            (3, 24, 5, 2, [1, 1, 2, 2], [32, 32]),
+            (1, 4, 3, 1, [1, 1, 1, 1], [9, 7]),
+            (2, 8, 3, 3, [0, 2, 1, 0], [20, 50]),
+        ];
+        for (planes, outputs, k, stride, pads, side) in cases {
+            let patches = Patches { planes, kernel: [k, k], strides: [stride, stride], pads };
+            let inputs = planes * k * k;
+            let weights: Vec<f32> = (0..inputs * outputs).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect();
+            let bias: Vec<f32> = (0..outputs).map(|o| o as f32 * 0.25 - 0.5).collect();
+            let slopes: Vec<f32> = (0..outputs).map(|o| [-5.25, 0.25, 19.8125][o % 3]).collect();
+            let input: Vec<f32> =
+                (0..planes * side[0] * side[1]).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0).collect();
+            let [out_height, out_width] = patches.output_side(side).unwrap();
+            let out_pixels = out_height * out_width;
+            let want: Vec<f32> = patches_by_hand(&weights, &bias, &input, patches, side)
+                .into_iter()
+                .enumerate()
+                .map(|(at, sum)| if sum < 0.0 { sum * slopes[at / out_pixels] } else { sum })
+                .collect();
+            let op =
+                PointwiseConv { patches: Some(patches), ..PointwiseConv::new(&weights, Some(&bias), inputs, outputs) }
+                    .with_prelu(&slopes, false)
+                    .unwrap();
+            for wide in [has_avx2_fma(), false] {
+                let mut got = vec![f32::NAN; outputs * out_pixels];
+                op.apply_on(&input, side, None, &mut got, wide);
+                for (at, (got, want)) in got.iter().zip(&want).enumerate() {
+                    let close = (got - want).abs() <= 1e-4 * want.abs().max(1.0);
+                    assert!(
+                        close,
+                        "{k}x{k} stride {stride} pads {pads:?}, wide {wide}: value {at} is {got}, want {want}"
+                    );
                 }
             }
         }
@@ -453,7 +646,7 @@ mod tests {
         let weights = [1.0, 2.0, -1.0, 0.5];
         let op = PointwiseConv::new(&weights, None, 2, 2);
         let mut output = [0.0; 2];
-        op.apply(&[3.0, 4.0], 1, None, &mut output);
+        op.apply(&[3.0, 4.0], [1, 1], None, &mut output);
         assert_eq!(output, [11.0, -1.0]);
     }
 }
