@@ -413,6 +413,41 @@ fn resting_frames_are_scored_one_in_three_each_weighing_three_and_moving_frames_
 }
 
 #[test]
+fn a_smile_a_blink_or_a_sway_during_another_challenge_is_sampled_its_own_action_and_wrong_ones_always_scored() {
+    let smiling = FakeFace { smile: 0.9, mouth_open: 0.2, ..neutral() };
+    let closed = FakeFace { eye_closure: 1.0, ..neutral() };
+    let swaying = FakeFace { yaw: 9.0, ..neutral() };
+    for (kind, face, sampled) in [
+        (ChallengeType::TurnLeft, smiling, true),
+        (ChallengeType::LookDown, smiling, true),
+        (ChallengeType::OpenMouth, closed, true),
+        (ChallengeType::Smile, swaying, true),
+        (ChallengeType::Smile, smiling, false),
+        (ChallengeType::Blink, closed, false),
+        (ChallengeType::TurnLeft, swaying, false),
+    ] {
+        let mut run = Run::new(&[kind]);
+        run.send_all(&[neutral(); 3]);
+        let mut scored = Vec::new();
+        while scored.len() < 6 && !run.session.state.is_terminal() {
+            scored.push(run.send(&face.observation()).unwrap().antispoof_real.is_some());
+        }
+        let count = scored.iter().filter(|&&scored| scored).count();
+        if sampled {
+            assert_eq!((scored.len(), count), (6, 2), "{kind:?}: one in three of {scored:?}");
+        } else {
+            assert_eq!(count, scored.len(), "{kind:?}: every frame of its own action, {scored:?}");
+        }
+    }
+    // A wrong action (a turn far from the camera while asked to smile) is scored, and fails the challenge.
+    let mut run = Run::new(&[ChallengeType::Smile]);
+    run.send_all(&[neutral(); 3]);
+    let turned = FakeFace { yaw: 30.0, ..neutral() }.observation();
+    assert!((0..2).all(|_| run.send(&turned).unwrap().antispoof_real.is_some()));
+    assert_eq!(run.session.end_reason, Some(EndReason::WrongAction));
+}
+
+#[test]
 fn frames_that_do_not_count_are_never_scored() {
     let run = Run::new(&[ChallengeType::Smile]);
     assert!(!run.session.wants_score(&empty_frame(), run.now + FRAME_MS, &run.rules));

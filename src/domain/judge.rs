@@ -351,14 +351,12 @@ fn without(previous: ChallengeType, a: &Actions) -> Actions {
     a
 }
 
-/// Whether a sample shows the face as in its baseline: no turn, look, smile, mouth opening or eye closure reaching
-/// `min_ramp_progress` of its threshold (the least a frame on the way to an action shows). Such a frame cannot be
-/// part of passing any challenge, nor of a wrong action.
-pub fn at_rest(sample: &FaceSample, base: &Baseline, config: &JudgeConfig) -> bool {
+/// Whether a sample shows nothing that could pass a `kind` challenge or fail it: its own action below
+/// `min_ramp_progress` of its threshold (the least a frame on the way to it shows) and no wrong action. A frame at
+/// rest decides nothing, nor one that only smiles, blinks or sways during another challenge.
+pub fn idle_for(kind: ChallengeType, sample: &FaceSample, base: &Baseline, config: &JudgeConfig) -> bool {
     let a = actions(sample, base, config);
-    [a.left, a.right, a.up, a.down, a.look_up, a.look_down, a.smile, a.mouth, a.eyes_closed]
-        .iter()
-        .all(|&strength| strength < config.min_ramp_progress)
+    requested(kind, &a) < config.min_ramp_progress && !wrong_action(kind, &a)
 }
 
 /// Whether one sample shows a deliberate action other than the one requested. Blinks and smiles never count

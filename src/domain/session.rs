@@ -100,8 +100,8 @@ pub struct SessionRules {
     pub max_frames: u32,
     /// Counted samples kept for the current challenge (older ones are dropped).
     pub max_history: usize,
-    /// Passive anti-spoofing of frames whose face rests as in its baseline (see [`Session::wants_score`]): one in
-    /// this many is scored, its score weighing as many frames. 1 scores every frame.
+    /// Passive anti-spoofing of frames that decide nothing (see [`Session::wants_score`]): one in this many is
+    /// scored, its score weighing as many frames. 1 scores every frame.
     pub rest_sampling: u32,
 }
 
@@ -402,10 +402,12 @@ impl Session {
 
     /// Whether this frame's passive anti-spoofing score is needed, asked before the score is computed (it is the
     /// costliest model but one): every frame that counts is scored while the first `passive_min_frames` scores
-    /// gather, during a passive phase, before the baseline is set, and whenever it shows any action or ends a
-    /// challenge or the session. A frame whose face rests as in its baseline decides nothing, so one such frame in
-    /// [`SessionRules::rest_sampling`] is scored, in turn, and weighs as many in the mean: the mean a session is
-    /// judged by stays an estimate of the mean over all its frames, not one tilted toward its moving frames.
+    /// gather, during a passive phase, before the baseline is set, whenever it shows the challenge's own action (from
+    /// a fifth of it) or a wrong action, and when it ends a challenge or the session. Any other frame (at rest, or
+    /// only smiling, blinking or swaying during another challenge, [`judge::idle_for`]) decides nothing, so one such
+    /// frame in [`SessionRules::rest_sampling`] is scored, in turn, and weighs as many in the mean: the mean a
+    /// session is judged by stays an estimate of the mean over all its frames, not one tilted toward its moving
+    /// frames.
     pub fn wants_score(&self, observation: &FrameObservation, now_ms: i64, rules: &SessionRules) -> bool {
         self.score_weight(observation, now_ms, rules).0.is_some()
     }
@@ -611,12 +613,12 @@ impl Session {
 }
 
 /// Whether a frame applied unscored (giving `next` and `outcome`) rests: counted, in a challenge, the baseline set,
-/// the face within [`judge::at_rest`] of it, and nothing passed or ended.
+/// the face showing nothing that could pass or fail that challenge ([`judge::idle_for`]), and nothing passed or
+/// ended.
 fn rests(next: &Session, outcome: &FrameOutcome, config: &JudgeConfig) -> bool {
     let (Some(baseline), Some(face)) = (&next.baseline, &next.last_face) else { return false };
     outcome.feedback.is_none()
-        && outcome.challenge.is_some()
         && !outcome.passed
         && !next.state.is_terminal()
-        && judge::at_rest(face, baseline, config)
+        && outcome.challenge.is_some_and(|kind| judge::idle_for(kind, face, baseline, config))
 }

@@ -927,8 +927,10 @@ impl LivenessService {
             }
             let observation = &analysed.observation;
             if let Some(face) = &observation.face {
+                let t = &observation.timings_ms;
                 tracing::debug!(session = %id, yaw = face.pose.yaw, pitch = face.pose.pitch,
-                    antispoof = ?face.antispoof_real, ms = observation.timings_ms.total, "frame analysed");
+                    antispoof = ?face.antispoof_real, ms = t.total, decode_ms = t.decode, detect_ms = t.detect,
+                    mesh_ms = t.mesh, expressions_ms = t.expressions, antispoof_ms = t.antispoof, "frame analysed");
             }
             let (mut next, outcome) = current.apply_frame(observation, now, &self.settings.rules)?;
             prepare_write(&current, &mut next, now);
