@@ -144,7 +144,7 @@ impl Expansion for ConvExpansion {
 
 /// Deals a padded row out to `stride` phases: value `stride * i + p` goes to `phases[p * phase_len + i]`, for
 /// `i` below `phase_width`.
-pub(super) fn deal_out(padded_row: &[f32], stride: usize, phases: &mut [f32], phase_len: usize, phase_width: usize) {
+fn deal_out(padded_row: &[f32], stride: usize, phases: &mut [f32], phase_len: usize, phase_width: usize) {
     if stride == 2 {
         // The models' only stride: written so the compiler vectorises it (a strided walk did not).
         let (even, odd) = phases.split_at_mut(phase_len);
@@ -157,6 +157,73 @@ pub(super) fn deal_out(padded_row: &[f32], stride: usize, phases: &mut [f32], ph
     for (i, group) in padded_row.chunks_exact(stride).enumerate() {
         for (phase, &value) in group.iter().enumerate() {
             phases[phase * phase_len + i] = value;
+        }
+    }
+}
+
+/// A plane padded with zeros and split into its strides' phases: phase (py, px) holds the padded rows py,
+/// py + stride, ... and of them the columns px, px + stride, .... A kernel's tap (dy, dx) then meets, along an
+/// output row, a contiguous run of one phase, and output rows lie one phase row apart.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Phases {
+    strides: [usize; 2],
+    /// The plane's width, and its top and left padding.
+    width: usize,
+    before: [usize; 2],
+    /// Each phase's height and width.
+    phase_side: [usize; 2],
+}
+
+impl Phases {
+    /// The phases of planes of `side`, padded by `pads` (top, left, bottom, right), for `strides`.
+    pub(super) fn new(side: [usize; 2], strides: [usize; 2], pads: [usize; 4]) -> Self {
+        let [top, left, bottom, right] = pads;
+        let padded = [side[0] + top + bottom, side[1] + left + right];
+        let phase_side = [padded[0].div_ceil(strides[0]), padded[1].div_ceil(strides[1])];
+        Self { strides, width: side[1], before: [top, left], phase_side }
+    }
+
+    fn phase_len(&self) -> usize {
+        self.phase_side[0] * self.phase_side[1]
+    }
+
+    /// How many values one plane's phases take.
+    pub(super) fn len(&self) -> usize {
+        self.strides[0] * self.strides[1] * self.phase_len()
+    }
+
+    /// How far apart consecutive output rows read (a phase's width).
+    pub(super) fn row_step(&self) -> usize {
+        self.phase_side[1]
+    }
+
+    /// Where tap (dy, dx) meets its first value, for output row 0.
+    pub(super) fn tap_start(&self, dy: usize, dx: usize) -> usize {
+        let [stride_y, stride_x] = self.strides;
+        let phase = (dy % stride_y) * stride_x + dx % stride_x;
+        phase * self.phase_len() + dy / stride_y * self.phase_side[1] + dx / stride_x
+    }
+
+    /// Scratch for [`Phases::split`]: one padded row.
+    pub(super) fn padded_row(&self) -> Vec<f32> {
+        vec![0.0; self.strides[1] * self.phase_side[1]]
+    }
+
+    /// Writes `plane` into `phases` ([`Phases::len`] values or more, zero where the padding falls: only where the
+    /// plane's values go is written, so a buffer reused for planes of one shape keeps its zeros). `padded_row` is
+    /// from [`Phases::padded_row`], reused likewise.
+    pub(super) fn split(&self, plane: &[f32], padded_row: &mut [f32], phases: &mut [f32]) {
+        let ([stride_y, stride_x], [top, left], width) = (self.strides, self.before, self.width);
+        let phase_len = self.phase_len();
+        for (y, row) in plane.chunks_exact(width).enumerate() {
+            let padded_y = y + top;
+            let at = (padded_y % stride_y) * stride_x * phase_len + padded_y / stride_y * self.phase_side[1];
+            if stride_x == 1 {
+                phases[at + left..][..width].copy_from_slice(row);
+                continue;
+            }
+            padded_row[left..][..width].copy_from_slice(row);
+            deal_out(padded_row, stride_x, &mut phases[at..], phase_len, self.phase_side[1]);
         }
     }
 }

@@ -1,11 +1,12 @@
-//! Depthwise convolutions (one kernel per channel, channels first) as one tract operator: a 3x3 kernel's nine taps
-//! are applied along whole output rows in one pass, code the compiler vectorises (with AVX when the processor has
-//! it), read straight from the input for stride 1 and padding 1, from a copy of each plane with its zero border,
-//! split into the stride's column phases, otherwise. tract's depthwise kernel walks patch zones value
-//! by value. `examples/profile_models -- 100` pinned, interleaved with tract's own (2026-11-30): BlazeFace 2.85 ->
-//! 2.70 ms, FaceMesh v2 10.59 -> 10.12 ms, MiniFASNet V2 2.77 -> 2.34 ms. [`super::conv`] picks the nodes.
+//! Depthwise convolutions (one kernel per channel, channels first) as one tract operator: each plane is copied
+//! once with its zero border, split into its strides' phases ([`super::conv::Phases`]), and each tap applied along
+//! one run over every output row at once, code the compiler vectorises (with AVX when the processor has it).
+//! tract's depthwise kernel walks patch zones value by value. `examples/profile_models -- 100` pinned, interleaved
+//! with tract's own (2026-11-30): BlazeFace 2.85 -> 2.70 ms, FaceMesh v2 10.59 -> 10.12 ms, MiniFASNet V2 2.77 ->
+//! 2.34 ms; one run a plane rather than one a row, interleaved with that: the models' depthwise nodes 0.92 -> 0.56,
+//! 1.11 -> 0.72 and 0.63 -> 0.37 ms. [`super::conv`] picks the nodes.
 
-use super::conv::{deal_out, ConvAttributes, ConvOperands};
+use super::conv::{ConvAttributes, ConvOperands, Phases};
 use super::onnx::eval_planes;
 use super::wide::has_avx;
 use tract_onnx::tract_hir::internal::*;
@@ -60,8 +61,6 @@ impl DepthwiseConv {
         output: &mut [f32],
     ) -> TractResult<()> {
         let [kernel_height, kernel_width] = self.kernel;
-        let [stride_y, stride_x] = self.strides;
-        let [top, left, bottom, right] = self.pads;
         let weights = self.weights.try_as_plain_ram()?.as_slice::<f32>()?;
         let bias = match &self.bias {
             Some(bias) => Some(bias.try_as_plain_ram()?.as_slice::<f32>()?),
@@ -70,57 +69,40 @@ impl DepthwiseConv {
         let kernel_size = kernel_height * kernel_width;
         let channels = weights.len() / kernel_size;
         let wide = has_avx();
-        // Each plane is copied once with its zero border and split into `stride_x` column phases (phase p holds
-        // columns p, p + stride, ...): every tap then reads a contiguous run of `out_width` values.
-        let padded_height = height + top + bottom;
-        let phase_width = (width + left + right).div_ceil(stride_x);
-        let phase_len = padded_height * phase_width;
-        let mut phases = vec![0.0f32; stride_x * phase_len];
-        // With a stride, each row goes through one padded row first, then is dealt out to the phases.
-        let mut padded_row = vec![0.0f32; stride_x * phase_width];
-        // Per tap (dy, dx): where the values it meets along output row 0 start.
-        let tap_starts: Vec<usize> = (0..kernel_size)
-            .map(|tap| {
-                let (dy, dx) = (tap / kernel_width, tap % kernel_width);
-                (dx % stride_x * padded_height + dy) * phase_width + dx / stride_x
-            })
-            .collect();
-        let planes = input.chunks_exact(height * width).zip(output.chunks_exact_mut(out_height * out_width));
-        if self.kernel == [3, 3] && self.strides == [1, 1] && self.pads == [1; 4] {
-            // The models' commonest shape is read where it lies: a padded copy of each plane costs as much again.
-            let zeros = vec![0.0f32; width];
-            for (plane_index, (plane, out_plane)) in planes.enumerate() {
-                let channel = plane_index % channels;
-                let taps = <[f32; 9]>::try_from(&weights[channel * 9..][..9])?;
-                let start = bias.map_or(0.0, |bias| bias[channel]);
-                plane_3x3_same(plane, out_plane, width, Taps { taps, start }, &zeros, wide);
-            }
-            return Ok(());
-        }
-        for (plane_index, (plane, out_plane)) in planes.enumerate() {
-            for (y, row) in plane.chunks_exact(width).enumerate() {
-                let row_start = (y + top) * phase_width;
-                if stride_x == 1 {
-                    phases[row_start + left..][..width].copy_from_slice(row);
-                    continue;
-                }
-                padded_row[left..][..width].copy_from_slice(row);
-                deal_out(&padded_row, stride_x, &mut phases[row_start..], phase_len, phase_width);
-            }
-            let channel = plane_index % channels;
+        let kernel_of = |channel: usize| {
             let taps = &weights[channel * kernel_size..][..kernel_size];
-            let start = bias.map_or(0.0, |bias| bias[channel]);
-            let row_step = stride_y * phase_width;
-            if let (Ok(taps), Ok(starts)) = (<[f32; 9]>::try_from(taps), <[usize; 9]>::try_from(&tap_starts[..])) {
-                let kernel = Taps { taps, start };
-                plane_3x3(out_plane, out_width, Taps3x3 { phases: &phases, starts, row_step, kernel }, wide);
-                continue;
+            (taps, bias.map_or(0.0, |bias| bias[channel]))
+        };
+        let planes = input.chunks_exact(height * width).zip(output.chunks_exact_mut(out_height * out_width));
+        // Each plane is copied with its zero border, split into its strides' phases, and every tap applied along
+        // one run over all output rows at once (each row as wide as a phase, the values past the output's width
+        // thrown away): row by row costs more than the arithmetic on small planes, and reading a plane in place
+        // (tried for 3x3, stride 1, padding 1) was slower on large ones too.
+        let layout = Phases::new([height, width], self.strides, self.pads);
+        let row_step = layout.row_step();
+        let run = out_height * row_step;
+        // The last rows' thrown-away values read up to a kernel's width past the phases.
+        let mut phases = vec![0.0f32; layout.len() + kernel_width];
+        let mut padded_row = layout.padded_row();
+        let mut rows = vec![0.0f32; if row_step == out_width { 0 } else { run }];
+        let tap_starts: Vec<usize> =
+            (0..kernel_size).map(|t| layout.tap_start(t / kernel_width, t % kernel_width)).collect();
+        for (plane_index, (plane, out_plane)) in planes.enumerate() {
+            layout.split(plane, &mut padded_row, &mut phases);
+            let (taps, start) = kernel_of(plane_index % channels);
+            let out = if row_step == out_width { &mut out_plane[..] } else { &mut rows[..] };
+            let values = |tap: usize| &phases[tap_starts[tap]..][..run];
+            if let Ok(taps) = <[f32; 9]>::try_from(taps) {
+                run_3x3(out, std::array::from_fn(values), Taps { taps, start }, wide);
+            } else {
+                out.fill(start);
+                for (tap, &weight) in taps.iter().enumerate() {
+                    out.iter_mut().zip(values(tap)).for_each(|(out, &value)| *out += weight * value);
+                }
             }
-            for (y, out_row) in out_plane.chunks_exact_mut(out_width).enumerate() {
-                out_row.fill(start);
-                for (&tap, &tap_start) in taps.iter().zip(&tap_starts) {
-                    let values = &phases[y * row_step + tap_start..][..out_width];
-                    out_row.iter_mut().zip(values).for_each(|(out, &value)| *out += tap * value);
+            if row_step != out_width {
+                for (out_row, row) in out_plane.chunks_exact_mut(out_width).zip(rows.chunks_exact(row_step)) {
+                    out_row.copy_from_slice(&row[..out_width]);
                 }
             }
         }
@@ -135,86 +117,27 @@ struct Taps {
     start: f32,
 }
 
-/// One plane's 3x3 kernel and where its taps read: tap `t` meets, along output row `y`, the `width` values of
-/// `phases` from `y * row_step + starts[t]`.
-struct Taps3x3<'a> {
-    phases: &'a [f32],
-    starts: [usize; 9],
-    row_step: usize,
-    kernel: Taps,
-}
-
-/// One output plane (rows of `width`) of a 3x3 depthwise convolution over phases (see [`Taps3x3`]).
-/// With `wide` (the processor has AVX, [`has_avx`]) the same code runs compiled for AVX.
-fn plane_3x3(out: &mut [f32], width: usize, kernel: Taps3x3<'_>, wide: bool) {
+/// One run of a 3x3 convolution's outputs ([`run_3x3_plain`]); with `wide` (the processor has AVX, [`has_avx`]) the same
+/// code runs compiled for AVX.
+fn run_3x3(out: &mut [f32], values: [&[f32]; 9], kernel: Taps, wide: bool) {
     #[cfg(target_arch = "x86_64")]
     if wide {
         // SAFETY: `wide` is only true when the processor has AVX.
-        return unsafe { plane_3x3_avx(out, width, kernel) };
+        return unsafe { run_3x3_avx(out, values, kernel) };
     }
     let _ = wide;
-    plane_3x3_portable(out, width, kernel)
+    run_3x3_plain(out, values, kernel)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-fn plane_3x3_avx(out: &mut [f32], width: usize, kernel: Taps3x3<'_>) {
-    plane_3x3_portable(out, width, kernel)
+fn run_3x3_avx(out: &mut [f32], values: [&[f32]; 9], kernel: Taps) {
+    run_3x3_plain(out, values, kernel)
 }
 
+/// One run of outputs: `out = start + sum of taps[t] * values[t]`, the nine value runs as long as `out`.
 #[inline(always)]
-fn plane_3x3_portable(out: &mut [f32], width: usize, kernel: Taps3x3<'_>) {
-    for (y, out_row) in out.chunks_exact_mut(width).enumerate() {
-        let offset = y * kernel.row_step;
-        row_3x3(out_row, kernel.starts.map(|tap| &kernel.phases[offset + tap..][..width]), kernel.kernel);
-    }
-}
-
-/// One output plane of a 3x3 convolution with stride 1 and padding 1 on every side, read straight from its input
-/// plane (rows of `width`); `zeros` is a row of zeros, the padding above and below.
-fn plane_3x3_same(input: &[f32], out: &mut [f32], width: usize, kernel: Taps, zeros: &[f32], wide: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if wide {
-        // SAFETY: `wide` is only true when the processor has AVX.
-        return unsafe { plane_3x3_same_avx(input, out, width, kernel, zeros) };
-    }
-    let _ = wide;
-    plane_3x3_same_portable(input, out, width, kernel, zeros)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx")]
-fn plane_3x3_same_avx(input: &[f32], out: &mut [f32], width: usize, kernel: Taps, zeros: &[f32]) {
-    plane_3x3_same_portable(input, out, width, kernel, zeros)
-}
-
-#[inline(always)]
-fn plane_3x3_same_portable(input: &[f32], out: &mut [f32], width: usize, kernel: Taps, zeros: &[f32]) {
-    let row = |y: usize| input.get(y * width..(y + 1) * width).unwrap_or(zeros);
-    for (y, out_row) in out.chunks_exact_mut(width).enumerate() {
-        let rows = [y.checked_sub(1).map_or(zeros, row), row(y), row(y + 1)];
-        // Inside: output x reads columns x - 1, x, x + 1 of each row.
-        let inner = width.saturating_sub(2);
-        if inner > 0 {
-            let slices = std::array::from_fn(|tap| &rows[tap / 3][tap % 3..][..inner]);
-            row_3x3(&mut out_row[1..][..inner], slices, kernel);
-        }
-        // The first and last columns meet the padding.
-        for x in [0, width - 1] {
-            let mut sum = kernel.start;
-            for (tap, &weight) in kernel.taps.iter().enumerate() {
-                if let Some(column) = (x + tap % 3).checked_sub(1).filter(|&column| column < width) {
-                    sum += weight * rows[tap / 3][column];
-                }
-            }
-            out_row[x] = sum;
-        }
-    }
-}
-
-/// One output row: `out = start + sum of taps[t] * values[t]`, the nine value runs as long as `out`.
-#[inline(always)]
-fn row_3x3(out: &mut [f32], values: [&[f32]; 9], kernel: Taps) {
+fn run_3x3_plain(out: &mut [f32], values: [&[f32]; 9], kernel: Taps) {
     let [k0, k1, k2, k3, k4, k5, k6, k7, k8] = kernel.taps;
     let start = kernel.start;
     let width = out.len();

@@ -376,11 +376,14 @@ mod tests {
 
     #[test]
     fn the_depthwise_convolution_gives_depthwise_convolution() {
-        // The models' shapes: 3x3 with stride 1 or 2 and even or uneven padding, and 5x5 over the whole input;
-        // and a stride of 3, which no model has, for the general way of splitting rows into phases.
+        // The models' shapes: 3x3 with stride 1 or 2 and even or uneven padding, on planes narrow and wide (those
+        // read in place), 5x5 over the whole input and with a stride; and a stride of 3, which no model has.
         let cases = [
             (3, 1, [1, 1, 1, 1], 8, 8),
             (3, 1, [1, 1, 1, 1], 5, 2),
+            (3, 1, [1, 1, 1, 1], 4, 35),
+            (3, 2, [1, 1, 1, 1], 6, 40),
+            (5, 2, [1, 1, 2, 2], 9, 11),
             (3, 2, [0, 0, 1, 1], 8, 8),
             (3, 2, [1, 1, 1, 1], 7, 9),
             (5, 1, [0; 4], 5, 5),

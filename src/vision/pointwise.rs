@@ -10,7 +10,7 @@
 //! phases, so every tap reads a contiguous run. tract's direct convolution and its PRelu after it were FaceMesh's
 //! costliest single nodes.
 
-use super::conv::{deal_out, ConvAttributes, ConvOperands};
+use super::conv::{ConvAttributes, ConvOperands, Phases};
 use super::prelu::prelu;
 use super::wide::has_avx2_fma;
 use tract_onnx::tract_hir::internal::*;
@@ -47,34 +47,23 @@ impl Patches {
         Some([out(height, self.kernel[0], self.strides[0])?, out(width, self.kernel[1], self.strides[1])?])
     }
 
-    /// Each plane of `input` (planes of `side`) padded with zeros and split into its strides' phases (phase
-    /// (py, px) of a plane holds the padded rows py, py + stride, ... and of them the columns px, px + stride, ...),
-    /// with, per tap (plane, dy, dx) in the weights' order, where the values it meets along output row 0 start, and
-    /// how far apart output rows lie.
+    /// Each plane of `input` (planes of `side`) split into its phases ([`Phases`]), with, per tap (plane, dy,
+    /// dx) in the weights' order, where the values it meets along output row 0 start, and how far apart output rows
+    /// lie.
     fn phases(&self, input: &[f32], side: [usize; 2]) -> (Vec<f32>, Vec<usize>, usize) {
-        let [[height, width], [padded_height, padded_width]] = [side, self.padded(side)];
-        let ([stride_y, stride_x], [top, left, ..]) = (self.strides, self.pads);
-        let [phase_height, phase_width] = [padded_height.div_ceil(stride_y), padded_width.div_ceil(stride_x)];
-        let phase_len = phase_height * phase_width;
-        let mut phases = vec![0.0f32; self.planes * stride_y * stride_x * phase_len];
-        let mut padded_row = vec![0.0f32; stride_x * phase_width];
-        for (plane_index, plane) in input.chunks_exact(height * width).enumerate() {
-            for (y, row) in plane.chunks_exact(width).enumerate() {
-                let padded_y = y + top;
-                let (phase_y, phase_row) = (padded_y % stride_y, padded_y / stride_y);
-                padded_row[left..][..width].copy_from_slice(row);
-                let at = (plane_index * stride_y + phase_y) * stride_x * phase_len + phase_row * phase_width;
-                deal_out(&padded_row, stride_x, &mut phases[at..], phase_len, phase_width);
-            }
+        let layout = Phases::new(side, self.strides, self.pads);
+        let mut phases = vec![0.0f32; self.planes * layout.len()];
+        let mut padded_row = layout.padded_row();
+        for (plane, into) in input.chunks_exact(side[0] * side[1]).zip(phases.chunks_exact_mut(layout.len())) {
+            layout.split(plane, &mut padded_row, into);
         }
         let [kernel_height, kernel_width] = self.kernel;
         let taps = (0..self.planes * kernel_height * kernel_width).map(|tap| {
             let (plane, dy, dx) =
                 (tap / (kernel_height * kernel_width), tap / kernel_width % kernel_height, tap % kernel_width);
-            let phase = (plane * stride_y + dy % stride_y) * stride_x + dx % stride_x;
-            phase * phase_len + dy / stride_y * phase_width + dx / stride_x
+            plane * layout.len() + layout.tap_start(dy, dx)
         });
-        (phases, taps.collect(), phase_width)
+        (phases, taps.collect(), layout.row_step())
     }
 }
 
