@@ -19,6 +19,9 @@ use tract_onnx::tract_hir::internal::*;
 const TILE: usize = 16;
 /// Output channels accumulated together: with [`TILE`], eight AVX registers.
 const BLOCK: usize = 4;
+/// Pixels of one band: each block of output channels sweeps a band before the next block does, so the input it
+/// reads again is still in cache and fewer planes are streamed at once.
+const BAND: usize = 64 * TILE;
 /// Convolutions over at most this many input planes (an image's colours) are taken as patches ([`Patches`]).
 const IMAGE_PLANES: usize = 4;
 
@@ -249,9 +252,12 @@ impl PointwiseConv {
                 *row_tap = tap + y * rows.step;
             }
             let row_start = y * rows.len;
-            for start in (0..tiled).step_by(TILE) {
+            for band in (0..tiled).step_by(BAND) {
                 let blocks = self.packed.chunks_exact(inputs * BLOCK).zip(self.bias.chunks_exact(BLOCK));
-                for (block, (weights, bias)) in blocks.enumerate() {
+                for ((block, (weights, bias)), start) in blocks
+                    .enumerate()
+                    .flat_map(|block| (band..tiled.min(band + BAND)).step_by(TILE).map(move |start| (block, start)))
+                {
                     let sums = tile(weights, bias, values, &row_taps, start);
                     for (lane, sum) in sums.iter().enumerate() {
                         let channel = block * BLOCK + lane;
@@ -503,9 +509,9 @@ mod tests {
 
     #[test]
     fn every_path_gives_the_convolution_by_hand() {
-        // Whole tiles only, tiles and leftover pixels, leftover pixels only (the models' 2x2 planes); output
-        // channels a multiple of the block or not.
-        for (inputs, outputs, pixels) in [(16, 8, 64), (8, 16, 35), (3, 5, 20), (128, 64, 4), (5, 3, 1)] {
+        // Whole tiles only, tiles and leftover pixels, leftover pixels only (the models' 2x2 planes), several bands
+        // and a part; output channels a multiple of the block or not.
+        for (inputs, outputs, pixels) in [(16, 8, 64), (8, 16, 35), (3, 5, 20), (128, 64, 4), (5, 3, 1), (8, 6, 2100)] {
             let weights: Vec<f32> = (0..inputs * outputs).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect();
             let bias: Vec<f32> = (0..outputs).map(|o| o as f32 * 0.25 - 0.5).collect();
             let input: Vec<f32> = (0..inputs * pixels).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0).collect();
