@@ -142,6 +142,21 @@ impl Expansion for ConvExpansion {
     }
 }
 
+/// The output's height and width of a convolution with `kernel`, `strides` and `pads` (top, left, bottom, right)
+/// over planes of `side`; `None` when the kernel does not fit the padded plane.
+pub(super) fn output_side(
+    side: [usize; 2],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    pads: [usize; 4],
+) -> Option<[usize; 2]> {
+    let [top, left, bottom, right] = pads;
+    let out = |input: usize, padding: usize, kernel: usize, stride: usize| {
+        (input + padding).checked_sub(kernel).map(|span| span / stride + 1)
+    };
+    Some([out(side[0], top + bottom, kernel[0], strides[0])?, out(side[1], left + right, kernel[1], strides[1])?])
+}
+
 /// Deals a padded row out to `stride` phases: value `stride * i + p` goes to `phases[p * phase_len + i]`, for
 /// `i` below `phase_width`.
 fn deal_out(padded_row: &[f32], stride: usize, phases: &mut [f32], phase_len: usize, phase_width: usize) {

@@ -6,7 +6,7 @@
 //! 2.34 ms; one run a plane rather than one a row, interleaved with that: the models' depthwise nodes 0.92 -> 0.56,
 //! 1.11 -> 0.72 and 0.63 -> 0.37 ms. [`super::conv`] picks the nodes.
 
-use super::conv::{ConvAttributes, ConvOperands, Phases};
+use super::conv::{output_side, ConvAttributes, ConvOperands, Phases};
 use super::onnx::eval_planes;
 use super::wide::has_avx;
 use tract_onnx::tract_hir::internal::*;
@@ -41,14 +41,7 @@ impl DepthwiseConv {
 
     /// The output's height and width for an input of `height` x `width`.
     fn output_side(&self, height: usize, width: usize) -> Option<[usize; 2]> {
-        let side = |input: usize, before: usize, after: usize, kernel: usize, stride: usize| {
-            (input + before + after).checked_sub(kernel).map(|span| span / stride + 1)
-        };
-        let [top, left, bottom, right] = self.pads;
-        Some([
-            side(height, top, bottom, self.kernel[0], self.strides[0])?,
-            side(width, left, right, self.kernel[1], self.strides[1])?,
-        ])
+        output_side([height, width], self.kernel, self.strides, self.pads)
     }
 
     /// Convolves `input` (planes of `height` x `width`) into `output` (planes of `out_height` x `out_width`, as

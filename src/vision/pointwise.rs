@@ -10,7 +10,7 @@
 //! phases, so every tap reads a contiguous run. tract's direct convolution and its PRelu after it were FaceMesh's
 //! costliest single nodes.
 
-use super::conv::{ConvAttributes, ConvOperands, Phases};
+use super::conv::{output_side, ConvAttributes, ConvOperands, Phases};
 use super::prelu::prelu;
 use super::wide::has_avx2_fma;
 use tract_onnx::tract_hir::internal::*;
@@ -36,18 +36,9 @@ struct Patches {
 }
 
 impl Patches {
-    /// The padded input's sides for an input of `height` x `width`.
-    fn padded(&self, [height, width]: [usize; 2]) -> [usize; 2] {
-        let [top, left, bottom, right] = self.pads;
-        [height + top + bottom, width + left + right]
-    }
-
     /// The output's height and width, `None` when the kernel does not fit.
     fn output_side(&self, side: [usize; 2]) -> Option<[usize; 2]> {
-        let [height, width] = self.padded(side);
-        let out =
-            |padded: usize, kernel: usize, stride: usize| padded.checked_sub(kernel).map(|span| span / stride + 1);
-        Some([out(height, self.kernel[0], self.strides[0])?, out(width, self.kernel[1], self.strides[1])?])
+        output_side(side, self.kernel, self.strides, self.pads)
     }
 
     /// Each plane of `input` (planes of `side`) split into its phases ([`Phases`]), with, per tap (plane, dy,
