@@ -1,7 +1,8 @@
 //! Where tract spends its time in each model: the share of every operator kind over many runs on one thread.
 //!
 //! `cargo run --release --example profile_models [-- RUNS [NODES]]` (models from `models/`, anti-spoofing ones if
-//! installed); with NODES, also the NODES slowest nodes of each model, with their output shapes. It answers "which operators make tract slower than onnxruntime here" without the tract CLI.
+//! installed); with NODES, also the NODES slowest nodes of each model, with their output shapes. It answers "which
+//! operators make tract slower than onnxruntime here" without the tract CLI.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -110,8 +110,8 @@ struct Taps {
     start: f32,
 }
 
-/// One run of a 3x3 convolution's outputs ([`run_3x3_plain`]); with `wide` (the processor has AVX, [`has_avx`]) the same
-/// code runs compiled for AVX.
+/// One run of a 3x3 convolution's outputs ([`run_3x3_plain`]); with `wide` (the processor has AVX, [`has_avx`])
+/// the same code runs compiled for AVX.
 fn run_3x3(out: &mut [f32], values: [&[f32]; 9], kernel: Taps, wide: bool) {
     #[cfg(target_arch = "x86_64")]
     if wide {

@@ -376,8 +376,8 @@ mod tests {
 
     #[test]
     fn the_depthwise_convolution_gives_depthwise_convolution() {
-        // The models' shapes: 3x3 with stride 1 or 2 and even or uneven padding, on planes narrow and wide (those
-        // read in place), 5x5 over the whole input and with a stride; and a stride of 3, which no model has.
+        // The models' shapes: 3x3 with stride 1 or 2 and even or uneven padding, on planes narrow and wide, 5x5
+        // over the whole input and with a stride; and a stride of 3, which no model has.
         let cases = [
             (3, 1, [1, 1, 1, 1], 8, 8),
             (3, 1, [1, 1, 1, 1], 5, 2),

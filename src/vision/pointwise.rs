@@ -42,9 +42,10 @@ impl Patches {
     }
 
     /// Each plane of `input` (planes of `side`) split into its phases ([`Phases`]), with, per tap (plane, dy,
-    /// dx) in the weights' order, where the values it meets along output row 0 start, and how far apart output rows
-    /// lie.
-    fn phases(&self, input: &[f32], side: [usize; 2]) -> (Vec<f32>, Vec<usize>, usize) {
+    /// dx) in the weights' order, where the values it meets along output row 0 start, and the output rows; `None`
+    /// when the kernel does not fit.
+    fn phases(&self, input: &[f32], side: [usize; 2]) -> Option<(Vec<f32>, Vec<usize>, Rows)> {
+        let [out_height, out_width] = self.output_side(side)?;
         let layout = Phases::new(side, self.strides, self.pads);
         let mut phases = vec![0.0f32; self.planes * layout.len()];
         let mut padded_row = layout.padded_row();
@@ -57,7 +58,8 @@ impl Patches {
                 (tap / (kernel_height * kernel_width), tap / kernel_width % kernel_height, tap % kernel_width);
             plane * layout.len() + layout.tap_start(dy, dx)
         });
-        (phases, taps.collect(), layout.row_step())
+        let rows = Rows { count: out_height, len: out_width, step: layout.row_step() };
+        Some((phases, taps.collect(), rows))
     }
 }
 
@@ -164,37 +166,41 @@ impl PointwiseConv {
 
     /// [`PointwiseConv::apply`], with AVX2 and FMA if `wide` (only when the processor has them, [`has_avx2_fma`]).
     fn apply_on(&self, input: &[f32], side: [usize; 2], residual: Option<&[f32]>, output: &mut [f32], wide: bool) {
-        let plane_at = |channel: usize| channel * side[0] * side[1];
-        let (values, taps, row_step) = match &self.patches {
-            Some(patches) => patches.phases(input, side),
-            None => (Vec::new(), (0..self.input_channels).map(plane_at).collect(), 0),
-        };
-        let values = if self.patches.is_some() { &values[..] } else { input };
-        // A 1x1 convolution's plane is one row, every tap a plane.
-        let rows = match self.output_side(side) {
-            Some([height, width]) if self.patches.is_some() => Rows { count: height, len: width, step: row_step },
-            _ => Rows { count: 1, len: side[0] * side[1], step: 0 },
+        let pixels = side[0] * side[1];
+        // Declared here so the reading may borrow what either arm makes.
+        let (patched, plain_taps): ((Vec<f32>, Vec<usize>, Rows), Vec<usize>);
+        let reading = match self.patches {
+            Some(patches) => {
+                let Some(parts) = patches.phases(input, side) else { return };
+                patched = parts;
+                Reading { values: &patched.0, taps: &patched.1, rows: patched.2 }
+            }
+            // A 1x1 convolution's plane is one row, every tap a plane.
+            None => {
+                plain_taps = (0..self.input_channels).map(|channel| channel * pixels).collect();
+                Reading { values: input, taps: &plain_taps, rows: Rows { count: 1, len: pixels, step: 0 } }
+            }
         };
         #[cfg(target_arch = "x86_64")]
         if wide {
             // SAFETY: `wide` is only true when the processor has AVX2 and FMA.
-            return unsafe { self.apply_avx2_fma(values, &taps, rows, residual, output) };
+            return unsafe { self.apply_avx2_fma(&reading, residual, output) };
         }
         let _ = wide;
         // FMA is part of the baseline on aarch64 (the Lambda functions' architecture), not on x86-64.
-        self.apply_portable::<{ cfg!(target_arch = "aarch64") }>(values, &taps, rows, residual, output)
+        self.apply_portable::<{ cfg!(target_arch = "aarch64") }>(&reading, residual, output)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn apply_avx2_fma(&self, values: &[f32], taps: &[usize], rows: Rows, residual: Option<&[f32]>, output: &mut [f32]) {
+    fn apply_avx2_fma(&self, reading: &Reading<'_>, residual: Option<&[f32]>, output: &mut [f32]) {
         // The closures share this function's AVX2 and FMA, so they may call the AVX2 twins.
         let tile = |weights: &[f32], bias: &[f32], values: &[f32], taps: &[usize], start| {
             tile_sums_avx2_fma(weights, bias, values, taps, start)
         };
         let finish =
             |out: &mut [f32], sums: &[f32; TILE], added: Option<&[f32]>, slope| finish_avx2(out, sums, added, slope);
-        self.run::<true>(values, taps, rows, residual, output, tile, finish)
+        self.run::<true>(reading, residual, output, tile, finish)
     }
 
     /// The slope of output `channel`'s PRelu; 1 (no change) without one.
@@ -206,27 +212,16 @@ impl PointwiseConv {
     /// With `FUSED`, each product and sum is one fused multiply-add (only where the processor has the
     /// instruction: elsewhere it is a slow library call).
     #[inline(always)]
-    fn apply_portable<const FUSED: bool>(
-        &self,
-        values: &[f32],
-        taps: &[usize],
-        rows: Rows,
-        residual: Option<&[f32]>,
-        output: &mut [f32],
-    ) {
-        self.run::<FUSED>(values, taps, rows, residual, output, tile_sums::<FUSED>, finish)
+    fn apply_portable<const FUSED: bool>(&self, reading: &Reading<'_>, residual: Option<&[f32]>, output: &mut [f32]) {
+        self.run::<FUSED>(reading, residual, output, tile_sums::<FUSED>, finish)
     }
 
-    /// The convolution with `tile` computing each tile's sums ([`tile_sums`] or its AVX2 twin); `FUSED` as for
-    /// [`PointwiseConv::apply_portable`], for the pixels left over. Input channel `c` of output row `y` is the
-    /// run of `values` from `taps[c] + y * rows.step`.
-    #[allow(clippy::too_many_arguments)]
+    /// The convolution of `reading` with `tile` computing each tile's sums ([`tile_sums`] or its AVX2 twin);
+    /// `FUSED` as for [`PointwiseConv::apply_portable`], for the pixels left over.
     #[inline(always)]
     fn run<const FUSED: bool>(
         &self,
-        values: &[f32],
-        taps: &[usize],
-        rows: Rows,
+        &Reading { values, taps, rows }: &Reading<'_>,
         residual: Option<&[f32]>,
         output: &mut [f32],
         tile: impl Fn(&[f32], &[f32], &[f32], &[usize], usize) -> [[f32; TILE]; BLOCK],
@@ -279,6 +274,14 @@ impl PointwiseConv {
             }
         }
     }
+}
+
+/// What a convolution reads: input channel `c` of output row `y` is the run of `values` from
+/// `taps[c] + y * rows.step`.
+struct Reading<'a> {
+    values: &'a [f32],
+    taps: &'a [usize],
+    rows: Rows,
 }
 
 /// The output rows a convolution runs over: `count` rows of `len` pixels, each reading its inputs `step` values
