@@ -194,38 +194,41 @@ impl PointwiseConv {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn apply_avx2_fma(&self, reading: &Reading<'_>, residual: Option<&[f32]>, output: &mut [f32]) {
-        // The closures share this function's AVX2 and FMA, so they may call the AVX2 twins.
-        let tile = |weights: &[f32], bias: &[f32], values: &[f32], taps: &[usize], start| {
-            tile_sums_avx2_fma(weights, bias, values, taps, start)
-        };
-        let finish =
-            |out: &mut [f32], sums: &[f32; TILE], added: Option<&[f32]>, slope| finish_avx2(out, sums, added, slope);
-        self.run::<true>(reading, residual, output, tile, finish)
+        // The closure shares this function's AVX2 and FMA, so it may call the AVX2 twin.
+        let sweep = |sweep: &Sweep<'_>, out: &mut [f32], added: Option<&[f32]>| sweep_avx2_fma(sweep, out, added);
+        self.run::<true>(reading, residual, output, sweep)
     }
 
     /// The slope of output `channel`'s PRelu; 1 (no change) without one.
-    #[inline(always)]
     fn slope(&self, channel: usize) -> f32 {
         self.slopes.as_ref().map_or(1.0, |slopes| slopes[channel])
+    }
+
+    /// The PRelu slopes of output block `block`; 1 (no change) without a PRelu.
+    fn block_slopes(&self, block: usize) -> [f32; BLOCK] {
+        let mut slopes = [1.0; BLOCK];
+        if let Some(padded) = &self.slopes {
+            slopes.copy_from_slice(&padded[block * BLOCK..][..BLOCK]);
+        }
+        slopes
     }
 
     /// With `FUSED`, each product and sum is one fused multiply-add (only where the processor has the
     /// instruction: elsewhere it is a slow library call).
     #[inline(always)]
     fn apply_portable<const FUSED: bool>(&self, reading: &Reading<'_>, residual: Option<&[f32]>, output: &mut [f32]) {
-        self.run::<FUSED>(reading, residual, output, tile_sums::<FUSED>, finish)
+        self.run::<FUSED>(reading, residual, output, sweep::<FUSED>)
     }
 
-    /// The convolution of `reading` with `tile` computing each tile's sums ([`tile_sums`] or its AVX2 twin);
-    /// `FUSED` as for [`PointwiseConv::apply_portable`], for the pixels left over.
+    /// The convolution of `reading`, each block's run of whole tiles computed by `sweep` ([`sweep`] or its AVX2
+    /// twin); `FUSED` as for [`PointwiseConv::apply_portable`], for the pixels left over.
     #[inline(always)]
     fn run<const FUSED: bool>(
         &self,
         &Reading { values, taps, rows }: &Reading<'_>,
         residual: Option<&[f32]>,
         output: &mut [f32],
-        tile: impl Fn(&[f32], &[f32], &[f32], &[usize], usize) -> [[f32; TILE]; BLOCK],
-        finish: impl Fn(&mut [f32], &[f32; TILE], Option<&[f32]>, f32),
+        sweep: impl Fn(&Sweep<'_>, &mut [f32], Option<&[f32]>),
     ) {
         let multiply_add = |a: f32, b: f32, c: f32| if FUSED { a.mul_add(b, c) } else { a * b + c };
         let inputs = self.input_channels;
@@ -240,20 +243,24 @@ impl PointwiseConv {
             let row_start = y * rows.len;
             for band in (0..tiled).step_by(BAND) {
                 let blocks = self.packed.chunks_exact(inputs * BLOCK).zip(self.bias.chunks_exact(BLOCK));
-                for ((block, (weights, bias)), start) in blocks
-                    .enumerate()
-                    .flat_map(|block| (band..tiled.min(band + BAND)).step_by(TILE).map(move |start| (block, start)))
-                {
-                    let sums = tile(weights, bias, values, &row_taps, start);
-                    for (lane, sum) in sums.iter().enumerate() {
-                        let channel = block * BLOCK + lane;
-                        if channel >= self.output_channels {
-                            break;
-                        }
-                        let at = channel * plane + row_start + start;
-                        let added = residual.map(|residual| &residual[at..][..TILE]);
-                        finish(&mut output[at..][..TILE], sum, added, self.slope(channel));
-                    }
+                for (block, (weights, bias)) in blocks.enumerate() {
+                    // The block's planes of the output (and of the residual): fewer than BLOCK in the last block
+                    // when the output channels are not a multiple of it.
+                    let first = block * BLOCK;
+                    let lanes = (self.output_channels - first).min(BLOCK);
+                    let planes = first * plane..(first + lanes) * plane;
+                    let step = Sweep {
+                        weights,
+                        bias,
+                        slopes: self.block_slopes(block),
+                        values,
+                        taps: &row_taps,
+                        pixels: band..tiled.min(band + BAND),
+                        lanes,
+                        plane,
+                        row_start,
+                    };
+                    sweep(&step, &mut output[planes.clone()], residual.map(|residual| &residual[planes]));
                 }
             }
             // The pixels left over (rows of fewer than 16 pixels, or of a number not a multiple of 16): one pixel
@@ -293,6 +300,25 @@ struct Rows {
     step: usize,
 }
 
+/// One block of output channels over whole tiles of one output row, from the bias through the PRelu: input
+/// channel `c` of pixel `p` is `values[taps[c] + p]`; output channel `lane` of the block at pixel `p` is written at
+/// `lane * plane + row_start + p` of the block's planes (and the residual, if any, read there).
+struct Sweep<'a> {
+    /// Input channel by input channel, [`BLOCK`] weights each.
+    weights: &'a [f32],
+    /// [`BLOCK`] biases.
+    bias: &'a [f32],
+    slopes: [f32; BLOCK],
+    values: &'a [f32],
+    taps: &'a [usize],
+    /// A whole number of tiles.
+    pixels: std::ops::Range<usize>,
+    /// The block's output channels that exist, 1 to [`BLOCK`].
+    lanes: usize,
+    plane: usize,
+    row_start: usize,
+}
+
 /// The pointwise convolution the PRelu reading `input` can be done inside, with that PRelu (slopes `slopes` along
 /// `channel_axis`, or one slope) taken in, and the inputs to wire it with. `input` is either the output of a
 /// pointwise convolution that nothing else reads, or, when `summands` are given, a sum, read by nothing else, of
@@ -327,6 +353,20 @@ pub(super) fn with_prelu_of(
             Some((conv.with_prelu(&per_channel(conv)?, true)?, tvec![from, other]))
         }),
         Some(_) => None,
+    }
+}
+
+/// Computes one [`Sweep`] into `out` (the block's planes), adding `residual` (the same planes of it) if given.
+/// `FUSED` as for [`PointwiseConv::apply_portable`].
+#[inline(always)]
+fn sweep<const FUSED: bool>(sweep: &Sweep<'_>, out: &mut [f32], residual: Option<&[f32]>) {
+    for start in sweep.pixels.clone().step_by(TILE) {
+        let sums = tile_sums::<FUSED>(sweep.weights, sweep.bias, sweep.values, sweep.taps, start);
+        for (lane, sums) in sums.iter().enumerate().take(sweep.lanes) {
+            let at = lane * sweep.plane + sweep.row_start + start;
+            let added = residual.map(|residual| &residual[at..][..TILE]);
+            finish(&mut out[at..][..TILE], sums, added, sweep.slopes[lane]);
+        }
     }
 }
 
@@ -367,60 +407,58 @@ fn finish(out: &mut [f32], sums: &[f32; TILE], added: Option<&[f32]>, slope: f32
     }
 }
 
-/// [`finish`] written with AVX instructions, for the reason [`tile_sums_avx2_fma`] gives.
+/// [`sweep`] written with AVX2 and FMA instructions: the compiler's own vectorisation of it came and went with
+/// unrelated changes around it (once 17 times slower), so the hot loop does not depend on it. Every index is
+/// checked once before the loops, not in them: with 8 to 16 input channels the checks and the tile's bookkeeping
+/// cost more than its multiply-adds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn finish_avx2(out: &mut [f32], sums: &[f32; TILE], added: Option<&[f32]>, slope: f32) {
+fn sweep_avx2_fma(sweep: &Sweep<'_>, out: &mut [f32], residual: Option<&[f32]>) {
     use std::arch::x86_64::*;
-    let (out, slope, zero) = (&mut out[..TILE], _mm256_set1_ps(slope), _mm256_setzero_ps());
-    for half in [0, 8] {
-        // SAFETY: `sums`, `out` and `added` (when given) hold 16 floats: loads and stores of eight at 0 and 8.
-        unsafe {
-            let mut value = _mm256_loadu_ps(sums.as_ptr().add(half));
-            if let Some(added) = added {
-                value = _mm256_add_ps(value, _mm256_loadu_ps(added[..TILE].as_ptr().add(half)));
-            }
-            let negative = _mm256_cmp_ps::<_CMP_LT_OQ>(value, zero);
-            let result = _mm256_blendv_ps(value, _mm256_mul_ps(value, slope), negative);
-            _mm256_storeu_ps(out.as_mut_ptr().add(half), result);
-        }
-    }
-}
-
-/// [`tile_sums`] written with AVX2 and FMA instructions: the compiler's own vectorisation of it came and went with
-/// unrelated changes around it (once 17 times slower), so the hot loop does not depend on it.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn tile_sums_avx2_fma(
-    weights: &[f32],
-    bias: &[f32],
-    input: &[f32],
-    taps: &[usize],
-    start: usize,
-) -> [[f32; TILE]; BLOCK] {
-    use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_storeu_ps};
     const _: () = assert!(TILE == 16 && BLOCK == 4, "two registers of eight a channel, four channels");
-    let mut low = [_mm256_set1_ps(bias[0]), _mm256_set1_ps(bias[1]), _mm256_set1_ps(bias[2]), _mm256_set1_ps(bias[3])];
-    let mut high = low;
-    for (&tap, weights) in taps.iter().zip(weights.chunks_exact(BLOCK)) {
-        let values = &input[tap + start..][..TILE];
-        // SAFETY: `values` holds 16 floats: two loads of eight.
-        let (first, second) = unsafe { (_mm256_loadu_ps(values.as_ptr()), _mm256_loadu_ps(values.as_ptr().add(8))) };
+    let &Sweep { weights, bias, slopes, values, taps, ref pixels, lanes, plane, row_start } = sweep;
+    let end = pixels.end;
+    assert!(pixels.len() % TILE == 0 && (1..=BLOCK).contains(&lanes) && bias.len() == BLOCK);
+    assert!(weights.len() == taps.len() * BLOCK && taps.iter().all(|&tap| tap + end <= values.len()));
+    let last = (lanes - 1) * plane + row_start + end;
+    assert!(last <= out.len() && residual.is_none_or(|residual| last <= residual.len()));
+    let bias = [0, 1, 2, 3].map(|lane| _mm256_set1_ps(bias[lane]));
+    let slopes = slopes.map(|slope| _mm256_set1_ps(slope));
+    let zero = _mm256_setzero_ps();
+    for start in pixels.clone().step_by(TILE) {
+        let (mut low, mut high) = (bias, bias);
+        for (&tap, weights) in taps.iter().zip(weights.chunks_exact(BLOCK)) {
+            // SAFETY: `tap + start + 16 <= tap + end <= values.len()`, asserted above: two loads of eight.
+            let (first, second) = unsafe {
+                let at = values.as_ptr().add(tap + start);
+                (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8)))
+            };
+            for lane in 0..BLOCK {
+                let weight = _mm256_set1_ps(weights[lane]);
+                low[lane] = _mm256_fmadd_ps(weight, first, low[lane]);
+                high[lane] = _mm256_fmadd_ps(weight, second, high[lane]);
+            }
+        }
         for lane in 0..BLOCK {
-            let weight = _mm256_set1_ps(weights[lane]);
-            low[lane] = _mm256_fmadd_ps(weight, first, low[lane]);
-            high[lane] = _mm256_fmadd_ps(weight, second, high[lane]);
+            if lane >= lanes {
+                break;
+            }
+            let at = lane * plane + row_start + start;
+            // SAFETY: `at + 16 <= last`, which is at most the length of `out` and `residual`, asserted above.
+            unsafe {
+                let (mut first, mut second) = (low[lane], high[lane]);
+                if let Some(residual) = residual {
+                    first = _mm256_add_ps(first, _mm256_loadu_ps(residual.as_ptr().add(at)));
+                    second = _mm256_add_ps(second, _mm256_loadu_ps(residual.as_ptr().add(at + 8)));
+                }
+                for (value, half) in [(first, 0), (second, 8)] {
+                    let negative = _mm256_cmp_ps::<_CMP_LT_OQ>(value, zero);
+                    let result = _mm256_blendv_ps(value, _mm256_mul_ps(value, slopes[lane]), negative);
+                    _mm256_storeu_ps(out.as_mut_ptr().add(at + half), result);
+                }
+            }
         }
     }
-    let mut sums = [[0.0f32; TILE]; BLOCK];
-    for (sum, (low, high)) in sums.iter_mut().zip(low.into_iter().zip(high)) {
-        // SAFETY: each row of `sums` holds 16 floats: two stores of eight.
-        unsafe {
-            _mm256_storeu_ps(sum.as_mut_ptr(), low);
-            _mm256_storeu_ps(sum.as_mut_ptr().add(8), high);
-        }
-    }
-    sums
 }
 
 impl Op for PointwiseConv {
