@@ -60,6 +60,22 @@ pub const SPANS: &[Span] = &[
     span("tanshuai0219_expression_source.mp4", "J (woman)", Smile, 2.6, 4.6, true),
     // The MANIFEST says her eyes close 6.0-6.25 s; the model reads them closed until 6.9 s, open at 7.0 s.
     span("tanshuai0219_expression_source.mp4", "J (woman)", Blink, 5.4, 7.3, true),
+    // Every other both-eye blink or eye closure the MANIFEST lists, by one rule: from 0.8 s before it (or 0.4 s
+    // after the eye action before it, if later) to 1.3 s after it (or 0.1 s before the next one or the clip's end,
+    // if sooner). The first try ended spans 0.8 s after: man C's eyes were still reopening from his blink at 18.5 s
+    // (0.18 over his rest) when it ended.
+    // Left out: man C's blink at 0.25 s (less than 0.4 s of clip before it), man E's ("possibly"), man F's five
+    // seconds with his eyes closed (no blink: a 5 s challenge never sees them reopen).
+    span("KwaiVGI_d9.mp4", "C (man, glasses)", Blink, 0.65, 2.55, false),
+    span("KwaiVGI_d9.mp4", "C (man, glasses)", Blink, 8.95, 11.05, false),
+    span("KwaiVGI_d9.mp4", "C (man, glasses)", Blink, 13.2, 14.9, false),
+    span("KwaiVGI_d9.mp4", "C (man, glasses)", Blink, 14.4, 16.3, false),
+    span("KwaiVGI_d9.mp4", "C (man, glasses)", Blink, 15.7, 17.4, false),
+    span("KwaiVGI_d9.mp4", "C (man, glasses)", Blink, 16.9, 18.4, false),
+    span("KwaiVGI_d9.mp4", "C (man, glasses)", Blink, 17.9, 19.55, false),
+    span("KwaiVGI_d14.mp4", "I (woman, filter)", Blink, 0.0, 1.4, true),
+    span("tanshuai0219_expression_source.mp4", "J (woman)", Blink, 2.95, 5.3, true),
+    span("tanshuai0219_expression_source.mp4", "J (woman)", Blink, 10.2, 12.8, true),
 ];
 
 /// One run of a span: at a frame rate, perhaps mirrored, as a challenge, and how it ended.
