@@ -563,7 +563,8 @@ mod tests {
 
     #[test]
     fn the_prelu_and_residual_inside_give_them_by_hand_on_every_path() {
-        for (inputs, outputs, pixels) in [(8, 16, 35), (3, 5, 4)] {
+        // Tiles and leftover pixels, leftover pixels only, a last block of one channel, several bands.
+        for (inputs, outputs, pixels) in [(8, 16, 35), (3, 5, 4), (3, 5, 20), (8, 6, 2100)] {
             let weights: Vec<f32> = (0..inputs * outputs).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect();
             let bias: Vec<f32> = (0..outputs).map(|o| o as f32 * 0.25 - 0.5).collect();
             let slopes: Vec<f32> = (0..outputs).map(|o| [-5.25, 0.25, 19.8125][o % 3]).collect();
