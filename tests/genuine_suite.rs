@@ -14,24 +14,16 @@ use std::collections::BTreeSet;
 use support::genuine::{bpcer_table, run_suite, table};
 
 /// Rejected genuine runs: (clip, span start, fps, mirrored).
-const STILL_REJECTED: [(&str, f32, u32, bool); 8] = [
-    // The 'O' is brief: at 5 fps only one frame after the baseline is open enough (jawOpen 0.53, then 0.16-0.39).
+const STILL_REJECTED: [(&str, f32, u32, bool); 4] = [
+    // The 'O' is brief: at 5 fps its one open frame (0.53) is the baseline's second, the mouth 0.16-0.39 after it.
     ("KwaiVGI_d13.mp4", 3.3, 5, false),
     // Held out. A beauty filter; the blink falls between frames at 5 and 8 fps (eye closure and the blendshapes'
     // eyeBlink 0.00-0.02 on every frame): no rule can see it, only a faster camera (12 fps catches it).
     ("KwaiVGI_d14.mp4", 1.1, 8, false),
     ("KwaiVGI_d14.mp4", 1.1, 5, false),
-    // Held out, the blinks added by rule (tests/support/genuine.rs) that only 5 fps misses: her first blink, and
-    // woman J's closure at 11 s.
+    // Held out: her first blink, added by rule (tests/support/genuine.rs), falls between frames at 5 fps but for one
+    // frame caught half-closed (0.52, the rule asks 0.6).
     ("KwaiVGI_d14.mp4", 0.0, 5, false),
-    ("tanshuai0219_expression_source.mp4", 10.2, 5, false),
-    // Man C's blink at 18.5 s, at every rate: `liveness analyze` of the 12 fps frames reads his eyes shut for four
-    // frames, then reopening slowly to 0.06-0.10 over his rest, which the rule (at most 0.15) takes for open, and
-    // his head tipping up about 13 degrees from his baseline as they do. Not yet explained; a trace of the judge is
-    // the next step.
-    ("KwaiVGI_d9.mp4", 17.9, 8, false),
-    ("KwaiVGI_d9.mp4", 17.9, 5, false),
-    ("KwaiVGI_d9.mp4", 17.9, 12, false),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

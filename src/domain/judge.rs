@@ -29,8 +29,12 @@ pub struct JudgeConfig {
     /// Eye closure (both eyes' mean) that counts as closed, and its least rise over the baseline.
     pub eyes_closed: f32,
     pub eyes_closed_rise: f32,
-    /// Eye closure's most rise over the baseline at which eyes count as open again.
+    /// Eye closure's most rise over the baseline at which eyes count as open.
     pub eyes_open_rise: f32,
+    /// After a closure, eyes count as open again once they have come back this fraction of the way from the deepest
+    /// closure to the baseline, even if not yet within `eyes_open_rise` of it: a full blink can leave the eyes
+    /// narrower than before (man C smiles as he reopens, 0.19-0.22 over his rest for the rest of the clip).
+    pub eyes_reopened_fraction: f32,
     /// Smile score that counts, and its least rise over the baseline.
     pub smile: f32,
     pub smile_rise: f32,
@@ -79,6 +83,7 @@ impl Default for JudgeConfig {
             eyes_closed: 0.6,
             eyes_closed_rise: 0.35,
             eyes_open_rise: 0.15,
+            eyes_reopened_fraction: 0.75,
             smile: 0.6,
             smile_rise: 0.35,
             mouth_open: 0.35,
@@ -438,17 +443,24 @@ fn approached(kind: ChallengeType, all: &[Actions], config: &JudgeConfig) -> boo
 /// BLINK: eyes open, then closed, then open again, in that order within the challenge.
 fn judge_blink(samples: &[FaceSample], base: &Baseline, all: &[Actions], config: &JudgeConfig) -> Verdict {
     // Open is relative to the user's own rest: some open eyes (behind glasses, say) never read as open.
-    let open = |s: &FaceSample| s.eye_closure - base.eye_closure <= config.eyes_open_rise;
+    let rise = |s: &FaceSample| s.eye_closure - base.eye_closure;
+    let open = |s: &FaceSample| rise(s) <= config.eyes_open_rise;
+    let reopened = |s: &FaceSample, deepest: &FaceSample| {
+        open(s) || rise(s) <= (1.0 - config.eyes_reopened_fraction) * rise(deepest)
+    };
     let mut seen_open = false;
-    let mut deepest_closed: Option<f32> = None;
+    // The deepest closed sample so far, and its strength in threshold units.
+    let mut deepest: Option<(&FaceSample, f32)> = None;
     let mut best = 0.0f32;
     for (sample, action) in samples.iter().zip(all) {
         best = best.max(action.eyes_closed);
         let closed = action.eyes_closed >= 1.0;
-        match deepest_closed {
-            Some(depth) if open(sample) => return Verdict::Passed { confidence: confidence(depth, 1.0) },
-            Some(depth) if closed => deepest_closed = Some(depth.max(action.eyes_closed)),
-            None if seen_open && closed => deepest_closed = Some(action.eyes_closed),
+        match deepest {
+            Some((deep, depth)) if reopened(sample, deep) => {
+                return Verdict::Passed { confidence: confidence(depth, 1.0) }
+            }
+            Some((_, depth)) if closed && action.eyes_closed > depth => deepest = Some((sample, action.eyes_closed)),
+            None if seen_open && closed => deepest = Some((sample, action.eyes_closed)),
             None if open(sample) => seen_open = true,
             _ => {}
         }
@@ -579,6 +591,20 @@ mod tests {
         assert!(matches!(run(ChallengeType::Blink, &[closed, open]), Verdict::Pending { .. }));
         assert!(matches!(run(ChallengeType::Blink, &[closed, closed, closed]), Verdict::Pending { .. }));
         assert!(matches!(run(ChallengeType::Blink, &[open, closed, open]), Verdict::Passed { .. }));
+    }
+
+    #[test]
+    fn eyes_reopen_most_of_the_way_from_their_deepest_closure() {
+        let (open, closed) = (neutral(), with(|s| s.eye_closure = 1.0));
+        // 0.2 over rest (0.1): not open by the rest rule (0.15), but 78 % of the way back from a full closure.
+        let narrowed = with(|s| s.eye_closure = 0.3);
+        assert!(matches!(run(ChallengeType::Blink, &[open, closed, narrowed]), Verdict::Passed { .. }));
+        // Half way back is still closing or reopening.
+        let half = with(|s| s.eye_closure = 0.55);
+        assert!(matches!(run(ChallengeType::Blink, &[open, closed, half]), Verdict::Pending { .. }));
+        // From a shallower closure (0.75) the way back must go further: 0.3 is only 69 % of it.
+        let shallow = with(|s| s.eye_closure = 0.75);
+        assert!(matches!(run(ChallengeType::Blink, &[open, shallow, narrowed]), Verdict::Pending { .. }));
     }
 
     #[test]
