@@ -84,7 +84,7 @@ impl Default for JudgeConfig {
             eyes_closed_rise: 0.35,
             eyes_open_rise: 0.15,
             eyes_reopened_fraction: 0.75,
-            smile: 0.6,
+            smile: 0.5,
             smile_rise: 0.35,
             mouth_open: 0.35,
             mouth_open_rise: 0.25,

@@ -76,6 +76,19 @@ pub const SPANS: &[Span] = &[
     span("KwaiVGI_d14.mp4", "I (woman, filter)", Blink, 0.0, 1.4, true),
     span("tanshuai0219_expression_source.mp4", "J (woman)", Blink, 2.95, 5.3, true),
     span("tanshuai0219_expression_source.mp4", "J (woman)", Blink, 10.2, 12.8, true),
+    // Every other smile the MANIFEST lists, by the same rule with smiles for eye actions (0.8 s before the smile or
+    // 0.4 s after the smile before it, to 1.3 s after it or 0.1 s before the next one or the clip's end). Left out:
+    // man H's "slight" smile (not what SMILE asks), woman J's first (the clip opens on it) and smiles already run
+    // above.
+    span("KwaiVGI_d13.mp4", "D (man, glasses, phone)", Smile, 0.0, 2.05, false),
+    span("KwaiVGI_d13.mp4", "D (man, glasses, phone)", Smile, 2.2, 4.55, false),
+    span("KwaiVGI_d13.mp4", "D (man, glasses, phone)", Smile, 9.7, 11.63, false),
+    span("KwaiVGI_d19.mp4", "H (man, round glasses)", Smile, 1.95, 4.3, true),
+    span("KwaiVGI_d19.mp4", "H (man, round glasses)", Smile, 4.45, 6.4, true),
+    span("KwaiVGI_d19.mp4", "H (man, round glasses)", Smile, 6.15, 7.65, true),
+    span("KwaiVGI_d14.mp4", "I (woman, filter)", Smile, 0.0, 2.3, true),
+    span("tanshuai0219_expression_source.mp4", "J (woman)", Smile, 6.7, 9.8, true),
+    span("tanshuai0219_expression_source.mp4", "J (woman)", Smile, 9.2, 12.3, true),
 ];
 
 /// One run of a span: at a frame rate, perhaps mirrored, as a challenge, and how it ended.
