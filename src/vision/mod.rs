@@ -22,6 +22,7 @@ pub mod memory;
 pub mod mesh;
 pub mod model_files;
 pub mod onnx;
+pub mod pad;
 pub mod pointwise;
 pub mod prelu;
 pub mod reference;

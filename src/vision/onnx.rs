@@ -181,6 +181,7 @@ impl OnnxModel {
             .model_for_proto_model(&proto)
             .and_then(|model| model.with_input_fact(0, f32::fact(input_shape).into()))
             .and_then(|model| model.into_optimized())
+            .and_then(|mut model| super::pad::replace_pads(&mut model).map(|()| model))
             .and_then(|model| model.into_runnable())
             .map_err(load_error)?;
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
@@ -694,5 +695,28 @@ mod tests {
         let outputs = model.unwrap().run(x.clone()).unwrap();
         assert_eq!(outputs[0], want);
         assert_eq!(outputs[1], x.iter().zip(&c).map(|(x, c)| x + c).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_constant_pad_is_ours_and_pads_as_onnx_says() {
+        let node = NodeProto {
+            op_type: "Pad".to_owned(),
+            input: vec!["x".to_owned(), "pads".to_owned()],
+            ..NodeProto::default()
+        };
+        // One channel more after the two there are, as BlazeFace pads before its residual additions.
+        let pads = TensorProto {
+            name: "pads".to_owned(),
+            dims: vec![8],
+            data_type: DataType::Int64 as i32,
+            int64_data: vec![0, 0, 0, 0, 0, 1, 0, 0],
+            ..TensorProto::default()
+        };
+        let model = OnnxModel::from_proto(Path::new("pad.onnx"), one_node_model(node, vec![pads]), &[1, 2, 2, 3]);
+        let model = model.unwrap();
+        assert!(operators_run(&model).contains(&"RunPad".to_owned()), "{:?}", operators_run(&model));
+        let x: Vec<f32> = (1..=12).map(|v| v as f32).collect();
+        let want: Vec<f32> = x.iter().copied().chain([0.0; 6]).collect();
+        assert_eq!(model.run(x).unwrap()[0], want);
     }
 }
