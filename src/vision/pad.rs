@@ -8,6 +8,7 @@
 //! tract's optimised model keeps its own operator for other datum types and for reflected or repeated edges;
 //! [`replace_pads`] swaps in ours where it applies.
 
+use super::onnx::unwritten_tensor;
 use tract_onnx::tract_core::ops::array::{Pad, PadMode};
 use tract_onnx::tract_hir::internal::*;
 
@@ -95,7 +96,8 @@ impl RunPad {
         }
         let out_shape: Vec<usize> =
             shape.iter().zip(&self.pads).map(|(&d, &(before, after))| d + before + after).collect();
-        let mut output = Tensor::zero::<f32>(&out_shape)?;
+        // SAFETY: `apply` fills the whole output with the constant before copying the input in.
+        let mut output = unsafe { unwritten_tensor(&out_shape)? };
         let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
         let mut out = output.try_as_plain_ram_mut()?;
         self.apply(values, shape, self.value.cast_to_scalar::<f32>()?, out.as_slice_mut::<f32>()?);

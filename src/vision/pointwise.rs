@@ -11,6 +11,7 @@
 //! costliest single nodes.
 
 use super::conv::{output_side, ConvAttributes, ConvOperands, Phases};
+use super::onnx::unwritten_tensor;
 use super::prelu::prelu;
 use super::wide::has_avx2_fma;
 use tract_onnx::tract_hir::internal::*;
@@ -485,8 +486,14 @@ impl EvalOp for PointwiseConv {
         ensure!(channels == planes, "{channels} input channels, expected {planes}");
         let [out_height, out_width] = self.output_side([height, width]).context("kernel larger than the input")?;
         let (pixels, out_pixels) = (height * width, out_height * out_width);
-        let mut output = Tensor::zero::<f32>(&[batch, self.output_channels, out_height, out_width])?;
-        if pixels > 0 && out_pixels > 0 {
+        let shape = [batch, self.output_channels, out_height, out_width];
+        if pixels == 0 || out_pixels == 0 {
+            return Ok(tvec!(Tensor::zero::<f32>(&shape)?.into_tvalue()));
+        }
+        // SAFETY: `apply` writes every value of each output plane: the tiles of every block of output channels, and
+        // the pixels left over from them, channel by channel.
+        let mut output = unsafe { unwritten_tensor(&shape)? };
+        {
             let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
             let residual_ram = residual.map(|residual| residual.try_as_plain_ram()).transpose()?;
             let residual = residual_ram.as_ref().map(|ram| ram.as_slice::<f32>()).transpose()?;
