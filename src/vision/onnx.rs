@@ -214,7 +214,10 @@ impl OnnxModel {
     /// flattened, in the model's output order.
     pub fn run(&self, input: Vec<f32>) -> Result<Vec<Vec<f32>>, ModelError> {
         let fail = |e: TractError| ModelError::Inference { model: self.name.clone(), message: format!("{e:#}") };
-        let tensor = Tensor::from_shape(&self.input_shape, &input).map_err(fail)?;
+        // The input's own memory becomes the tensor's: no copy of it.
+        let tensor = tract_ndarray::ArrayD::from_shape_vec(tract_ndarray::IxDyn(&self.input_shape), input)
+            .map_err(|e| fail(e.into()))?
+            .into_tensor();
         let idle = self.idle_states.lock().ok().and_then(|mut states| states.pop());
         let mut state = match idle {
             Some(state) => state,
