@@ -28,6 +28,11 @@ impl RunPad {
         (readable && datum_type == f32::datum_type()).then(|| RunPad { pads: pad.pads.clone(), value: value.clone() })
     }
 
+    /// The shape of a tensor of `shape` padded.
+    fn padded_shape(&self, shape: &[usize]) -> Vec<usize> {
+        shape.iter().zip(&self.pads).map(|(&d, &(before, after))| d + before + after).collect()
+    }
+
     /// Writes `input` (of `shape`) padded into `output`, which holds the padded shape's values.
     fn apply(&self, input: &[f32], shape: &[usize], value: f32, output: &mut [f32]) {
         output.fill(value);
@@ -39,8 +44,7 @@ impl RunPad {
         if run == 0 {
             return;
         }
-        let out_shape: Vec<usize> =
-            shape.iter().zip(&self.pads).map(|(&d, &(before, after))| d + before + after).collect();
+        let out_shape = self.padded_shape(shape);
         let mut out_strides = vec![1usize; shape.len()];
         for axis in (0..shape.len() - 1).rev() {
             out_strides[axis] = out_strides[axis + 1] * out_shape[axis + 1];
@@ -94,14 +98,12 @@ impl RunPad {
         if shape.len() != self.pads.len() {
             bail!("padding a tensor of rank {} with {} pads", shape.len(), self.pads.len());
         }
-        let out_shape: Vec<usize> =
-            shape.iter().zip(&self.pads).map(|(&d, &(before, after))| d + before + after).collect();
+        let out_shape = self.padded_shape(shape);
         // SAFETY: `apply` fills the whole output with the constant before copying the input in.
         let mut output = unsafe { unwritten_tensor(&out_shape)? };
         let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
         let mut out = output.try_as_plain_ram_mut()?;
         self.apply(values, shape, self.value.cast_to_scalar::<f32>()?, out.as_slice_mut::<f32>()?);
-        drop(out);
         Ok(output)
     }
 }
