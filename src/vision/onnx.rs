@@ -114,11 +114,9 @@ pub(super) fn eval_planes(
     }
     // SAFETY: `apply` writes every output value, as this function's contract asks.
     let mut output = unsafe { unwritten_tensor(&shape)? };
-    {
-        let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
-        let mut planes = output.try_as_plain_ram_mut()?;
-        apply(values, [height, width], [out_height, out_width], planes.as_slice_mut::<f32>()?)?;
-    }
+    let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
+    let mut planes = output.try_as_plain_ram_mut()?;
+    apply(values, [height, width], [out_height, out_width], planes.as_slice_mut::<f32>()?)?;
     Ok(tvec!(output.into_tvalue()))
 }
 

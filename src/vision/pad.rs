@@ -28,6 +28,22 @@ impl RunPad {
         (readable && datum_type == f32::datum_type()).then(|| RunPad { pads: pad.pads.clone(), value: value.clone() })
     }
 
+    /// `input` padded.
+    fn pad(&self, input: &Tensor) -> TractResult<Tensor> {
+        let shape = input.shape();
+        if shape.len() != self.pads.len() {
+            bail!("padding a tensor of rank {} with {} pads", shape.len(), self.pads.len());
+        }
+        let out_shape = self.padded_shape(shape);
+        // SAFETY: `apply` fills the whole output with the constant before copying the input in, or copies the
+        // input over all of it when nothing is padded.
+        let mut output = unsafe { unwritten_tensor(&out_shape)? };
+        let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
+        let mut out = output.try_as_plain_ram_mut()?;
+        self.apply(values, shape, self.value.cast_to_scalar::<f32>()?, out.as_slice_mut::<f32>()?);
+        Ok(output)
+    }
+
     /// The shape of a tensor of `shape` padded.
     fn padded_shape(&self, shape: &[usize]) -> Vec<usize> {
         shape.iter().zip(&self.pads).map(|(&d, &(before, after))| d + before + after).collect()
@@ -35,11 +51,11 @@ impl RunPad {
 
     /// Writes `input` (of `shape`) padded into `output`, which holds the padded shape's values.
     fn apply(&self, input: &[f32], shape: &[usize], value: f32, output: &mut [f32]) {
-        output.fill(value);
         let Some(last) = self.pads.iter().rposition(|&(before, after)| before + after > 0) else {
             output.copy_from_slice(input);
             return;
         };
+        output.fill(value);
         let run: usize = shape[last..].iter().product();
         if run == 0 {
             return;
@@ -88,23 +104,6 @@ impl EvalOp for RunPad {
     fn eval(&self, _context: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let [input] = &inputs[..] else { bail!("{} inputs where one was expected", inputs.len()) };
         Ok(tvec!(self.pad(input)?.into_tvalue()))
-    }
-}
-
-impl RunPad {
-    /// `input` padded.
-    fn pad(&self, input: &Tensor) -> TractResult<Tensor> {
-        let shape = input.shape();
-        if shape.len() != self.pads.len() {
-            bail!("padding a tensor of rank {} with {} pads", shape.len(), self.pads.len());
-        }
-        let out_shape = self.padded_shape(shape);
-        // SAFETY: `apply` fills the whole output with the constant before copying the input in.
-        let mut output = unsafe { unwritten_tensor(&out_shape)? };
-        let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
-        let mut out = output.try_as_plain_ram_mut()?;
-        self.apply(values, shape, self.value.cast_to_scalar::<f32>()?, out.as_slice_mut::<f32>()?);
-        Ok(output)
     }
 }
 

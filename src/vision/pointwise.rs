@@ -493,25 +493,23 @@ impl EvalOp for PointwiseConv {
         // SAFETY: `apply` writes every value of each output plane: the tiles of every block of output channels, and
         // the pixels left over from them, channel by channel.
         let mut output = unsafe { unwritten_tensor(&shape)? };
-        {
-            let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
-            let residual_ram = residual.map(|residual| residual.try_as_plain_ram()).transpose()?;
-            let residual = residual_ram.as_ref().map(|ram| ram.as_slice::<f32>()).transpose()?;
-            let out_size = self.output_channels * out_pixels;
-            if let Some(residual) = residual {
-                ensure!(
-                    residual.len() == batch * out_size,
-                    "a residual of {} values, not {}",
-                    residual.len(),
-                    batch * out_size
-                );
-            }
-            let mut planes = output.try_as_plain_ram_mut()?;
-            let outputs = planes.as_slice_mut::<f32>()?.chunks_exact_mut(out_size);
-            for (index, (image, out)) in values.chunks_exact(channels * pixels).zip(outputs).enumerate() {
-                let residual = residual.map(|residual| &residual[index * out_size..][..out_size]);
-                self.apply(image, [height, width], residual, out);
-            }
+        let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
+        let residual_ram = residual.map(|residual| residual.try_as_plain_ram()).transpose()?;
+        let residual = residual_ram.as_ref().map(|ram| ram.as_slice::<f32>()).transpose()?;
+        let out_size = self.output_channels * out_pixels;
+        if let Some(residual) = residual {
+            ensure!(
+                residual.len() == batch * out_size,
+                "a residual of {} values, not {}",
+                residual.len(),
+                batch * out_size
+            );
+        }
+        let mut planes = output.try_as_plain_ram_mut()?;
+        let outputs = planes.as_slice_mut::<f32>()?.chunks_exact_mut(out_size);
+        for (index, (image, out)) in values.chunks_exact(channels * pixels).zip(outputs).enumerate() {
+            let residual = residual.map(|residual| &residual[index * out_size..][..out_size]);
+            self.apply(image, [height, width], residual, out);
         }
         Ok(tvec!(output.into_tvalue()))
     }
