@@ -41,17 +41,27 @@ fn expression_stills(clip: &str, rest_s: f32, expression_s: f32) -> Vec<RgbImage
     concat(&[held(&rest, 4), held(&expression, 3), held(&rest, 6 + PATIENT)])
 }
 
+/// The same stills the other way round, for SMILE judged on a smile let go: the expression held 4 frames, then rest
+/// held while any further challenge runs.
+fn released_stills(clip: &str, expression_s: f32, rest_s: f32) -> Vec<RgbImage> {
+    let (expression, rest) = (frame_at(clip, expression_s), frame_at(clip, rest_s));
+    concat(&[held(&expression, 4), held(&rest, 6 + PATIENT)])
+}
+
 /// The expression-still attacks of issue #16: eyes open then closed for BLINK (men C and F), a neutral then a
-/// smiling still for SMILE (men G and D). Every session the service draws holds a head movement (a policy cannot
-/// turn that off), because no measurement of the clips told such stills from a person holding still
-/// (docs/accuracy.md); so each runs as the attacker would want it, the expression first, then one of the four head
-/// movements, which the stills cannot ramp through.
+/// smiling still for SMILE (men G and D), and a smiling then a neutral still (the same men; SMILE also passes on a
+/// smile let go). Every session the service draws holds a head movement (a policy cannot turn that off), because no
+/// measurement of the clips told such stills from a person holding still (docs/accuracy.md); so each runs as the
+/// attacker would want it, the expression first, then one of the head movements, which the stills cannot ramp
+/// through.
 fn expression_still_cases() -> Vec<Case> {
     let stills = [
         (ChallengeType::Blink, ChallengeType::TurnLeft, expression_stills("KwaiVGI_d9.mp4", 12.0, 12.125)),
         (ChallengeType::Blink, ChallengeType::LookUp, expression_stills("Fellway_me.mp4", 14.5, 15.75)),
         (ChallengeType::Smile, ChallengeType::TurnRight, expression_stills("Fellway_face_smile.mp4", 0.3, 3.05)),
         (ChallengeType::Smile, ChallengeType::LookDown, expression_stills("KwaiVGI_d13.mp4", 5.575, 7.2)),
+        (ChallengeType::Smile, ChallengeType::LookUp, released_stills("Fellway_face_smile.mp4", 3.05, 0.3)),
+        (ChallengeType::Smile, ChallengeType::TurnLeft, released_stills("KwaiVGI_d13.mp4", 7.2, 5.575)),
     ];
     let sequences = stills
         .iter()

@@ -411,6 +411,9 @@ pub fn judge(
             return Verdict::Passed { confidence: confidence(held, 1.0) };
         }
     }
+    if let Some(strength) = released(kind, samples, config) {
+        return Verdict::Passed { confidence: confidence(strength, 1.0) };
+    }
     if is_head_movement(kind) && approached(kind, &all, config) {
         let last = requested(kind, &all[all.len() - 1]);
         return Verdict::Passed { confidence: confidence(last, 1.0) };
@@ -438,6 +441,39 @@ fn approached(kind: ChallengeType, all: &[Actions], config: &JudgeConfig) -> boo
         _ => return false,
     };
     last >= 1.0 && second < 1.0 && first >= config.min_ramp_progress && first < second && second < last
+}
+
+/// SMILE or OPEN_MOUTH shown, then let go: its level held for the hold frames, then a later frame that has fallen
+/// by at least the rise from the weaker of them. The strength (threshold units) of the first such fall.
+///
+/// An expression is a change of the face, and a fall shows it as well as a rise: a user who already smiles when the
+/// session starts makes their rest a smile, so a broader smile can never rise the full step over it, but letting
+/// it go falls that far (woman I's clip opens on a closed-mouth smile of 0.75; her toothy smile reads 0.54). A photo
+/// never falls; two stills swapped fall as they rise, which is why every session also holds a head movement.
+fn released(kind: ChallengeType, samples: &[FaceSample], config: &JudgeConfig) -> Option<f32> {
+    let (value, level, fall): (fn(&FaceSample) -> f32, f32, f32) = match kind {
+        ChallengeType::Smile => (|s| s.smile, config.smile, config.smile_rise),
+        ChallengeType::OpenMouth => (|s| s.mouth_open, config.mouth_open, config.mouth_open_rise),
+        _ => return None,
+    };
+    let hold = config.hold_frames.max(1);
+    // The highest level held so far, by the weaker frame of its hold.
+    let mut held: Option<f32> = None;
+    for (end, sample) in samples.iter().enumerate() {
+        if let Some(top) = held {
+            let strength = (top / level).min((top - value(sample)) / fall);
+            if strength >= 1.0 {
+                return Some(strength);
+            }
+        }
+        if end + 1 >= hold {
+            let weakest = samples[end + 1 - hold..=end].iter().map(value).fold(f32::INFINITY, f32::min);
+            if weakest >= level {
+                held = Some(held.map_or(weakest, |top| top.max(weakest)));
+            }
+        }
+    }
+    None
 }
 
 /// BLINK: eyes open, then closed, then open again, in that order within the challenge.
@@ -626,6 +662,29 @@ mod tests {
             judge(ChallengeType::Smile, None, &[slight, slight], &already, &config),
             Verdict::Pending { .. }
         ));
+    }
+
+    #[test]
+    fn an_expression_let_go_passes_and_a_held_one_does_not() {
+        // A user who smiles from the start: the rest is a smile, so no rise; letting it go is the change.
+        let already = Baseline { smile: 0.4, ..base() };
+        let config = JudgeConfig::default();
+        let smiling = with(|s| s.smile = 0.6);
+        let relaxed = with(|s| s.smile = 0.2);
+        let judged = |samples: &[FaceSample]| judge(ChallengeType::Smile, None, samples, &already, &config);
+        assert!(matches!(judged(&[smiling, smiling, relaxed]), Verdict::Passed { .. }));
+        // A photo's smile never falls; one smiling frame is no hold; a fall short of the rise is no release.
+        assert!(matches!(judged(&[smiling, smiling, smiling, smiling]), Verdict::Pending { .. }));
+        assert!(matches!(judged(&[smiling, relaxed, smiling, relaxed]), Verdict::Pending { .. }));
+        let eased = with(|s| s.smile = 0.3);
+        assert!(matches!(judged(&[smiling, smiling, eased]), Verdict::Pending { .. }));
+        // The same for an open mouth, and never for a head movement.
+        let open = with(|s| s.mouth_open = 0.6);
+        let closed = with(|s| s.mouth_open = 0.1);
+        let wide = Baseline { mouth_open: 0.5, ..base() };
+        let mouth = judge(ChallengeType::OpenMouth, None, &[open, open, closed], &wide, &config);
+        assert!(matches!(mouth, Verdict::Passed { .. }));
+        assert_eq!(released(ChallengeType::TurnLeft, &[smiling, smiling, relaxed], &config), None);
     }
 
     #[test]
