@@ -74,15 +74,16 @@ impl AntiSpoofModels {
     /// The probability that `face` (the box the crop is scaled from) shows a live face: the models' softmaxed
     /// "real" class, averaged, V1SE asked only as the ensemble says.
     pub fn real_score(&self, image: &RgbImage, face: &BoundingBox) -> Result<f32, ModelError> {
-        if self.ensemble == AntiSpoofEnsemble::V2ThenV1se {
-            let first = Self::score_with(&self.models[0], image, face)?;
-            if first >= SURE_LIVE {
-                return Ok(first);
-            }
-            return Ok((first + Self::score_with(&self.models[1], image, face)?) / 2.0);
+        let first = Self::score_with(&self.models[0], image, face)?;
+        let ask_v1se = match self.ensemble {
+            AntiSpoofEnsemble::V2Only => false,
+            AntiSpoofEnsemble::Both => true,
+            AntiSpoofEnsemble::V2ThenV1se => first < SURE_LIVE,
+        };
+        if !ask_v1se {
+            return Ok(first);
         }
-        let scores = self.real_score_per_model(image, face)?;
-        Ok(scores.iter().sum::<f32>() / scores.len() as f32)
+        Ok((first + Self::score_with(&self.models[1], image, face)?) / 2.0)
     }
 
     /// Each loaded model's softmaxed "real" class, V2 first.
