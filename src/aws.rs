@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_smithy_http_client::tls;
+use aws_sdk_dynamodb::config::SharedHttpClient;
 
 /// Timeouts and retries for clients on the request path: a database that is down must become a quick `503`,
 /// not a request that hangs until the client gives up.
@@ -17,10 +19,19 @@ pub fn client_settings() -> (TimeoutConfig, RetryConfig) {
     (timeouts, RetryConfig::standard().with_max_attempts(3))
 }
 
-/// The standard AWS environment (credentials, region, endpoint overrides) with [`client_settings`].
+/// The HTTP client every AWS client needs: the SDK builds in none (see Cargo.toml), so a client configured
+/// without one cannot send. HTTPS through rustls on ring; plain HTTP for local endpoints.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
+}
+
+/// The standard AWS environment (credentials, region, endpoint overrides) with [`client_settings`], over HTTPS
+/// through rustls on ring.
 pub async fn aws_environment() -> aws_config::SdkConfig {
     let (timeouts, retries) = client_settings();
-    let defaults = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let defaults = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client());
     defaults.timeout_config(timeouts).retry_config(retries).load().await
 }
 

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use liveness::aws::client_settings;
+use liveness::aws::{client_settings, https_client};
 use liveness::store::dynamodb::DynamoStore;
 
 /// The table the tests use.
@@ -108,6 +108,7 @@ impl DynamoLocal {
             .endpoint_url(format!("http://127.0.0.1:{}", self.port))
             .timeout_config(timeouts)
             .retry_config(retries)
+            .http_client(https_client())
             .build();
         aws_sdk_dynamodb::Client::from_conf(config)
     }
