@@ -41,6 +41,8 @@ pub(super) struct ConvAttributes {
 /// if given, a constant float bias of one value an output channel.
 pub(super) struct ConvOperands {
     pub input_channels: usize,
+    /// The input planes' height and width.
+    pub side: [usize; 2],
     pub weights: Arc<Tensor>,
     pub bias: Option<Arc<Tensor>>,
 }
@@ -49,8 +51,10 @@ impl ConvOperands {
     /// The operands of the convolution reading `inputs`, or `None` when one is not as described.
     fn of(model: &TypedModel, inputs: &[OutletId]) -> TractResult<Option<Self>> {
         let input = model.outlet_fact(inputs[0])?;
-        let channels = input.shape.as_concrete().filter(|s| s.len() == 4).map(|s| s[1]);
-        let (Some(input_channels), true) = (channels, input.datum_type == f32::datum_type()) else { return Ok(None) };
+        let shape = input.shape.as_concrete().filter(|s| s.len() == 4);
+        let (Some(&[_, input_channels, height, width]), true) = (shape, input.datum_type == f32::datum_type()) else {
+            return Ok(None);
+        };
         let Some(weights) = model.outlet_fact(inputs[1])?.konst.clone() else { return Ok(None) };
         if weights.datum_type() != f32::datum_type() || weights.rank() != 4 {
             return Ok(None);
@@ -62,7 +66,7 @@ impl ConvOperands {
                 _ => return Ok(None),
             },
         };
-        Ok(Some(Self { input_channels, weights, bias }))
+        Ok(Some(Self { input_channels, side: [height, width], weights, bias }))
     }
 }
 

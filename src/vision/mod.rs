@@ -25,6 +25,7 @@ pub mod onnx;
 pub mod pad;
 pub mod pointwise;
 pub mod prelu;
+pub mod reduce;
 pub mod reference;
 pub mod resample_avx2;
 pub mod wide;

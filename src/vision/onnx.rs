@@ -201,7 +201,11 @@ impl OnnxModel {
             .model_for_proto_model(&proto)
             .and_then(|model| model.with_input_fact(0, f32::fact(input_shape).into()))
             .and_then(|model| model.into_optimized())
-            .and_then(|mut model| super::pad::replace_pads(&mut model).map(|()| model))
+            .and_then(|mut model| {
+                super::pad::replace_pads(&mut model)?;
+                super::reduce::replace_reductions(&mut model)?;
+                Ok(model)
+            })
             .and_then(|model| model.into_runnable())
             .map_err(load_error)?;
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());

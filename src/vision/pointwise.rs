@@ -59,7 +59,13 @@ impl Patches {
                 (tap / (kernel_height * kernel_width), tap / kernel_width % kernel_height, tap % kernel_width);
             plane * layout.len() + layout.tap_start(dy, dx)
         });
-        let rows = Rows { count: out_height, len: out_width, step: layout.row_step() };
+        let rows = match (Rows { count: out_height, len: out_width, step: layout.row_step() }) {
+            // Rows that lie end to end (a kernel as large as its strides, over planes its strides divide: the
+            // phases are then a space-to-depth rearrangement) are read as one: whole tiles, where FaceMesh's 8x8
+            // and 16x16 outputs were all leftover pixels.
+            rows if rows.step == rows.len => Rows { count: 1, len: rows.count * rows.len, step: 0 },
+            rows => rows,
+        };
         Some((phases, taps.collect(), rows))
     }
 }
@@ -92,13 +98,18 @@ impl Eq for PointwiseConv {}
 
 impl PointwiseConv {
     /// Our operator for an ungrouped 1x1 convolution with stride 1 and no padding, or an ungrouped convolution
-    /// over at most [`IMAGE_PLANES`] planes.
+    /// read as patches: over at most [`IMAGE_PLANES`] planes, or whose kernel reads each input value once (its
+    /// strides as large as the kernel, unpadded: FaceMesh's 2x2 stride-2 convolutions, where the phases are the
+    /// space-to-depth rearrangement), or whose output is a single pixel (FaceMesh's heads).
     pub(super) fn for_conv(attributes: &ConvAttributes, operands: &ConvOperands) -> Option<Self> {
         let &ConvAttributes { groups, kernel, strides, pads } = attributes;
         let pointwise = *attributes == ConvAttributes { groups: 1, kernel: [1, 1], strides: [1, 1], pads: [0; 4] };
         let &[output_channels, planes, kernel_height, kernel_width] = operands.weights.shape() else { return None };
         let fits = planes == operands.input_channels && [kernel_height, kernel_width] == kernel && groups == 1;
-        let patches = match (pointwise, planes <= IMAGE_PLANES && strides.iter().all(|&s| s > 0)) {
+        let strided = strides.iter().all(|&s| s > 0);
+        let reads_once = kernel == strides && pads == [0; 4];
+        let one_pixel = strided && output_side(operands.side, kernel, strides, pads) == Some([1, 1]);
+        let patches = match (pointwise, strided && (planes <= IMAGE_PLANES || reads_once || one_pixel)) {
             _ if !fits => return None,
             (true, _) => None,
             (false, true) => Some(Patches { planes, kernel, strides, pads }),
@@ -633,13 +644,17 @@ mod tests {
     #[test]
     fn patches_of_an_image_give_the_convolution_by_hand_on_every_path() {
         // FaceMesh's and MiniFASNet's first layers (3x3, stride 2), BlazeFace's (5x5, stride 2), a stride of 1 and
-        // one of 3; rows of whole tiles, of tiles and leftover pixels, of leftover pixels only.
+        // one of 3; rows of whole tiles, of tiles and leftover pixels, of leftover pixels only. Then FaceMesh's
+        // 2x2 stride-2 convolutions over many planes and its heads (2x2 over a 2x2 input, one output pixel).
         let cases = [
             (3, 16, 3, 2, [0, 0, 1, 1], [64, 64]),
             (3, 5, 3, 2, [1, 1, 1, 1], [40, 38]),
             (3, 24, 5, 2, [1, 1, 2, 2], [32, 32]),
             (1, 4, 3, 1, [1, 1, 1, 1], [9, 7]),
             (2, 8, 3, 3, [0, 2, 1, 0], [20, 50]),
+            (16, 16, 2, 2, [0; 4], [64, 64]),
+            (64, 128, 2, 2, [0; 4], [8, 8]),
+            (128, 7, 2, 1, [0; 4], [2, 2]),
         ];
         for (planes, outputs, k, stride, pads, side) in cases {
             let patches = Patches { planes, kernel: [k, k], strides: [stride, stride], pads };

@@ -7,9 +7,12 @@ use super::wide::has_avx;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_hir::internal::*;
 
-/// Teaches a tract ONNX parser to read `PRelu` as [`FusedPrelu`].
+/// Teaches a tract ONNX parser to read `PRelu`, and `Relu` (a PRelu of slope 0), as [`FusedPrelu`] or inside the
+/// pointwise convolution before it: BlazeFace's 16 residual blocks end in an addition and a `Relu`, which tract ran
+/// as two passes over memory.
 pub fn register(onnx: &mut tract_onnx::Onnx) {
     onnx.op_register.insert("PRelu", |_, _| Ok((expand(PreluExpansion), vec![])));
+    onnx.op_register.insert("Relu", |_, _| Ok((expand(ReluExpansion), vec![])));
 }
 
 /// The ONNX node, typed: checks the slope is a constant with at most one axis longer than 1 (per channel), and
@@ -36,36 +39,65 @@ impl Expansion for PreluExpansion {
     }
 
     fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
-        let input = model.outlet_fact(inputs[0])?.clone();
-        ensure!(
-            input.datum_type == f32::datum_type(),
-            "{prefix}: PRelu on {:?}, only f32 is supported",
-            input.datum_type
-        );
         let Some(slope) = model.outlet_fact(inputs[1])?.konst.clone() else {
             bail!("{prefix}: PRelu with a slope that is not a constant");
         };
-        let slope = slope.cast_to::<f32>()?;
-        let rank = input.rank();
-        ensure!(slope.rank() <= rank, "{prefix}: PRelu slope of rank {} on an input of rank {rank}", slope.rank());
-        // Numpy broadcasting aligns the slope's shape to the right of the input's.
-        let offset = rank - slope.rank();
-        let long_axes: Vec<usize> = (0..slope.rank()).filter(|&a| slope.shape()[a] > 1).map(|a| a + offset).collect();
-        let channel_axis = match long_axes.as_slice() {
-            [] => None,
-            [axis] => Some(*axis),
-            _ => bail!("{prefix}: PRelu slope of shape {:?} varies along more than one axis", slope.shape()),
-        };
-        let summands = summands(model, inputs[0])?;
-        let slopes = slope.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
-        if let Some((conv, conv_inputs)) = with_prelu_of(model, inputs[0], summands.as_deref(), &slopes, channel_axis) {
-            return model.wire_node(prefix, conv, &conv_inputs);
-        }
-        let op = FusedPrelu { slopes: Arc::new(slope.into_owned()), channel_axis };
-        match summands {
-            Some(summands) => model.wire_node(prefix, op, &summands),
-            None => model.wire_node(prefix, op, &[inputs[0]]),
-        }
+        wire_prelu(prefix, model, inputs[0], &slope)
+    }
+}
+
+/// The ONNX `Relu` node, typed: a PRelu of slope 0 ([`wire_prelu`]).
+#[derive(Debug, Clone)]
+struct ReluExpansion;
+
+impl Expansion for ReluExpansion {
+    fn name(&self) -> StaticName {
+        "Relu".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 1)?;
+        check_output_arity(outputs, 1)?;
+        s.equals(&inputs[0].datum_type, &outputs[0].datum_type)?;
+        s.equals(&inputs[0].shape, &outputs[0].shape)?;
+        Ok(())
+    }
+
+    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
+        wire_prelu(prefix, model, inputs[0], &tensor0(0.0f32))
+    }
+}
+
+/// Wires the PRelu of `input` with the constant `slope`: inside the pointwise convolution that writes `input` (or
+/// one of its summands) where [`with_prelu_of`] finds one, as a [`FusedPrelu`] otherwise.
+fn wire_prelu(prefix: &str, model: &mut TypedModel, input: OutletId, slope: &Tensor) -> TractResult<TVec<OutletId>> {
+    let fact = model.outlet_fact(input)?.clone();
+    ensure!(fact.datum_type == f32::datum_type(), "{prefix}: PRelu on {:?}, only f32 is supported", fact.datum_type);
+    let slope = slope.cast_to::<f32>()?;
+    let rank = fact.rank();
+    ensure!(slope.rank() <= rank, "{prefix}: PRelu slope of rank {} on an input of rank {rank}", slope.rank());
+    // Numpy broadcasting aligns the slope's shape to the right of the input's.
+    let offset = rank - slope.rank();
+    let long_axes: Vec<usize> = (0..slope.rank()).filter(|&a| slope.shape()[a] > 1).map(|a| a + offset).collect();
+    let channel_axis = match long_axes.as_slice() {
+        [] => None,
+        [axis] => Some(*axis),
+        _ => bail!("{prefix}: PRelu slope of shape {:?} varies along more than one axis", slope.shape()),
+    };
+    let summands = summands(model, input)?;
+    let slopes = slope.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+    if let Some((conv, conv_inputs)) = with_prelu_of(model, input, summands.as_deref(), &slopes, channel_axis) {
+        return model.wire_node(prefix, conv, &conv_inputs);
+    }
+    let op = FusedPrelu { slopes: Arc::new(slope.into_owned()), channel_axis };
+    match summands {
+        Some(summands) => model.wire_node(prefix, op, &summands),
+        None => model.wire_node(prefix, op, &[input]),
     }
 }
 
