@@ -74,6 +74,22 @@ impl TractBuilder {
     }
 }
 
+/// Swaps each node of `model` whose operator is a `T` for the operator `ours` makes of it (given the datum type of
+/// the node's first input), where it makes one: tract's optimised model keeps its own operator elsewhere.
+pub(super) fn replace_ops<T: Op, O: TypedOp>(
+    model: &mut TypedModel,
+    ours: impl Fn(&T, DatumType) -> Option<O>,
+) -> TractResult<()> {
+    for id in 0..model.nodes().len() {
+        let Some(op) = model.node(id).op_as::<T>() else { continue };
+        let datum_type = model.outlet_fact(model.node(id).inputs[0])?.datum_type;
+        if let Some(replacement) = ours(op, datum_type) {
+            model.node_mut(id).op = Box::new(replacement);
+        }
+    }
+    Ok(())
+}
+
 /// A float tensor of `shape` whose values are left as the allocator gave them: an operator of ours that writes
 /// every value of its output takes one, where zeroing it first was another pass over memory (memset was 7 % of the
 /// server's time, `perf` on the ratio command, 2026-12-01).

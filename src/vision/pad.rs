@@ -8,7 +8,7 @@
 //! tract's optimised model keeps its own operator for other datum types and for reflected or repeated edges;
 //! [`replace_pads`] swaps in ours where it applies.
 
-use super::onnx::unwritten_tensor;
+use super::onnx::{replace_ops, unwritten_tensor};
 use tract_onnx::tract_core::ops::array::{Pad, PadMode};
 use tract_onnx::tract_hir::internal::*;
 
@@ -80,14 +80,7 @@ impl RunPad {
 
 /// Replaces each of tract's constant `Pad`s of f32 tensors in `model` with a [`RunPad`].
 pub fn replace_pads(model: &mut TypedModel) -> TractResult<()> {
-    for id in 0..model.nodes().len() {
-        let Some(pad) = model.node(id).op_as::<Pad>() else { continue };
-        let datum_type = model.outlet_fact(model.node(id).inputs[0])?.datum_type;
-        if let Some(ours) = RunPad::for_pad(pad, datum_type) {
-            model.node_mut(id).op = Box::new(ours);
-        }
-    }
-    Ok(())
+    replace_ops(model, RunPad::for_pad)
 }
 
 impl Op for RunPad {

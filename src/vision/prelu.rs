@@ -11,18 +11,21 @@ use tract_onnx::tract_hir::internal::*;
 /// pointwise convolution before it: BlazeFace's 16 residual blocks end in an addition and a `Relu`, which tract ran
 /// as two passes over memory.
 pub fn register(onnx: &mut tract_onnx::Onnx) {
-    onnx.op_register.insert("PRelu", |_, _| Ok((expand(PreluExpansion), vec![])));
-    onnx.op_register.insert("Relu", |_, _| Ok((expand(ReluExpansion), vec![])));
+    onnx.op_register.insert("PRelu", |_, _| Ok((expand(PreluExpansion { relu: false }), vec![])));
+    onnx.op_register.insert("Relu", |_, _| Ok((expand(PreluExpansion { relu: true }), vec![])));
 }
 
 /// The ONNX node, typed: checks the slope is a constant with at most one axis longer than 1 (per channel), and
-/// wires a [`FusedPrelu`].
+/// wires it ([`wire_prelu`]).
 #[derive(Debug, Clone)]
-struct PreluExpansion;
+struct PreluExpansion {
+    /// A `Relu`: one input, the slope 0.
+    relu: bool,
+}
 
 impl Expansion for PreluExpansion {
     fn name(&self) -> StaticName {
-        "PRelu".into()
+        if self.relu { "Relu" } else { "PRelu" }.into()
     }
 
     fn rules<'r, 'p: 'r, 's: 'r>(
@@ -31,7 +34,7 @@ impl Expansion for PreluExpansion {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 2)?;
+        check_input_arity(inputs, if self.relu { 1 } else { 2 })?;
         check_output_arity(outputs, 1)?;
         s.equals(&inputs[0].datum_type, &outputs[0].datum_type)?;
         s.equals(&inputs[0].shape, &outputs[0].shape)?;
@@ -39,37 +42,13 @@ impl Expansion for PreluExpansion {
     }
 
     fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
+        if self.relu {
+            return wire_prelu(prefix, model, inputs[0], &tensor0(0.0f32));
+        }
         let Some(slope) = model.outlet_fact(inputs[1])?.konst.clone() else {
             bail!("{prefix}: PRelu with a slope that is not a constant");
         };
         wire_prelu(prefix, model, inputs[0], &slope)
-    }
-}
-
-/// The ONNX `Relu` node, typed: a PRelu of slope 0 ([`wire_prelu`]).
-#[derive(Debug, Clone)]
-struct ReluExpansion;
-
-impl Expansion for ReluExpansion {
-    fn name(&self) -> StaticName {
-        "Relu".into()
-    }
-
-    fn rules<'r, 'p: 'r, 's: 'r>(
-        &'s self,
-        s: &mut Solver<'r>,
-        inputs: &'p [TensorProxy],
-        outputs: &'p [TensorProxy],
-    ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].datum_type, &outputs[0].datum_type)?;
-        s.equals(&inputs[0].shape, &outputs[0].shape)?;
-        Ok(())
-    }
-
-    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
-        wire_prelu(prefix, model, inputs[0], &tensor0(0.0f32))
     }
 }
 

@@ -8,6 +8,7 @@
 //! [`replace_reductions`] swaps ours in for tract's in an optimised model; other reducers (max, product, arg-max,
 //! ...) and other datum types stay with tract.
 
+use super::onnx::replace_ops;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
 use tract_onnx::tract_hir::internal::*;
 
@@ -79,14 +80,7 @@ fn sum_axis(values: &[f32], [outer, len, inner]: [usize; 3], square: bool) -> Ve
 
 /// Replaces each of tract's sums and means of squares of f32 tensors in `model` with an [`AxisSum`].
 pub fn replace_reductions(model: &mut TypedModel) -> TractResult<()> {
-    for id in 0..model.nodes().len() {
-        let Some(reduce) = model.node(id).op_as::<Reduce>() else { continue };
-        let datum_type = model.outlet_fact(model.node(id).inputs[0])?.datum_type;
-        if let Some(ours) = AxisSum::for_reduce(reduce, datum_type) {
-            model.node_mut(id).op = Box::new(ours);
-        }
-    }
-    Ok(())
+    replace_ops(model, AxisSum::for_reduce)
 }
 
 impl Op for AxisSum {
