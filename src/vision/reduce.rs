@@ -34,8 +34,8 @@ impl AxisSum {
         (increasing && datum_type == f32::datum_type()).then(|| Self { axes: reduce.axes.clone(), mean_of_squares })
     }
 
-    /// `input` (of `shape`) reduced; its shape is `shape` with every reduced axis of length 1.
-    fn reduce(&self, input: &[f32], shape: &[usize]) -> TractResult<Vec<f32>> {
+    /// `input` (of `shape`) reduced, of `shape` with every reduced axis of length 1.
+    fn reduce(&self, input: &[f32], shape: &[usize]) -> TractResult<Tensor> {
         if let Some(&axis) = self.axes.iter().find(|&&axis| axis >= shape.len()) {
             bail!("reducing axis {axis} of a tensor of rank {}", shape.len());
         }
@@ -56,7 +56,8 @@ impl AxisSum {
             let scale = sums.len() as f32 / input.len() as f32;
             sums.iter_mut().for_each(|sum| *sum *= scale);
         }
-        Ok(sums)
+        // The sums' own memory becomes the tensor's: no copy of it.
+        Ok(tract_ndarray::ArrayD::from_shape_vec(tract_ndarray::IxDyn(&shape), sums)?.into_tensor())
     }
 }
 
@@ -97,12 +98,7 @@ impl EvalOp for AxisSum {
     fn eval(&self, _context: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let [input] = &inputs[..] else { bail!("{} inputs where one was expected", inputs.len()) };
         let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
-        let sums = self.reduce(values, input.shape())?;
-        let mut shape: TVec<usize> = input.shape().into();
-        for &axis in &self.axes {
-            shape[axis] = 1;
-        }
-        Ok(tvec!(Tensor::from_shape(&shape, &sums)?.into_tvalue()))
+        Ok(tvec!(self.reduce(values, input.shape())?.into_tvalue()))
     }
 }
 
@@ -146,8 +142,12 @@ mod tests {
             let values: Vec<f32> = (0..len).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0).collect();
             for (reducer, mean_of_squares) in [(Reducer::Sum, false), (Reducer::MeanOfSquares, true)] {
                 let ours = AxisSum { axes: axes.into(), mean_of_squares };
-                let got = ours.reduce(&values, shape).unwrap();
+                let reduced = ours.reduce(&values, shape).unwrap();
+                let got = reduced.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec();
                 let want = by_tract(reducer, axes, &values, shape);
+                let want_shape: Vec<usize> =
+                    shape.iter().enumerate().map(|(axis, &d)| if axes.contains(&axis) { 1 } else { d }).collect();
+                assert_eq!(reduced.shape(), &want_shape[..], "{shape:?} over {axes:?}");
                 assert_eq!(got.len(), want.len(), "{shape:?} over {axes:?}");
                 for (got, want) in got.iter().zip(&want) {
                     let close = (got - want).abs() <= 1e-4 * want.abs().max(1.0);
