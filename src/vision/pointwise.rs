@@ -2,7 +2,8 @@
 //! (channels first) directly. tract reshapes each one into a matrix product, packs the input into panels first
 //! (another pass over memory) and then multiplies; FaceMesh's 1x1 convolutions over 128x128 planes of 8 to 16
 //! channels spent more time moving memory than multiplying (`examples/profile_models`). Here each tile of 16
-//! pixels is read once, from every input plane, and four output channels at a time are accumulated in registers.
+//! pixels is read once, from every input plane, and six (or four) output channels at a time are accumulated in
+//! registers.
 //! [`super::conv`] picks the nodes.
 //!
 //! The same operator takes a convolution over an image's few colour planes (a model's first layer): each output
@@ -18,8 +19,33 @@ use tract_onnx::tract_hir::internal::*;
 
 /// Pixels of one tile: two AVX registers of accumulators an output channel.
 const TILE: usize = 16;
-/// Output channels accumulated together: with [`TILE`], eight AVX registers.
-const BLOCK: usize = 4;
+/// Output channels accumulated together: with [`TILE`], twelve AVX registers, enough multiply-adds in flight to
+/// hide their latency. Against blocks of four (eight registers), each model loaded both ways in one process and
+/// the two run in turn, paired run by run (150 pairs, twice, 2026-12-01, load about 1): blendshapes 0.92-0.94 of
+/// the time, BlazeFace 0.955-0.975, FaceMesh and MiniFASNet 0.98 (their 8-channel convolutions still take blocks
+/// of four).
+const BLOCK: usize = 6;
+/// The narrower block that ends a convolution whose output channels are not a multiple of [`BLOCK`].
+const NARROW_BLOCK: usize = 4;
+
+/// The widths of the blocks `output_channels` are computed in: blocks of [`BLOCK`], then, for what is left, one
+/// or two of [`NARROW_BLOCK`] (eight channels as two blocks of four rather than one of six and one of two, which
+/// would leave four of its twelve registers idle), or a last block of six partly used. Only the last block may
+/// have fewer channels than its width.
+fn block_widths(output_channels: usize) -> Vec<usize> {
+    let (whole, rest) = (output_channels / BLOCK, output_channels % BLOCK);
+    let mut widths = vec![BLOCK; whole];
+    match rest {
+        0 => {}
+        2 if whole > 0 => {
+            widths.pop();
+            widths.extend([NARROW_BLOCK; 2]);
+        }
+        1..=NARROW_BLOCK => widths.push(NARROW_BLOCK),
+        _ => widths.push(BLOCK),
+    }
+    widths
+}
 /// Pixels of one band: each block of output channels sweeps a band before the next block does, so the input it
 /// reads again is still in cache and fewer planes are streamed at once.
 const BAND: usize = 64 * TILE;
@@ -76,8 +102,10 @@ impl Patches {
 pub struct PointwiseConv {
     input_channels: usize,
     output_channels: usize,
-    /// The weights in blocks of [`BLOCK`] output channels, each block input channel by input channel, the block's
-    /// [`BLOCK`] weights of one input channel together; a last, partial block padded with zeros.
+    /// The widths of the blocks of output channels ([`block_widths`]).
+    widths: Vec<usize>,
+    /// The weights block by block, each block input channel by input channel, the block's weights of one input
+    /// channel together; a last, partial block padded with zeros.
     packed: Vec<f32>,
     /// One value an output channel, padded with zeros as `packed`.
     bias: Vec<f32>,
@@ -126,15 +154,21 @@ impl PointwiseConv {
 
     /// From weights laid out (Cout, Cin) and a bias of Cout values.
     fn new(weights: &[f32], bias: Option<&[f32]>, input_channels: usize, output_channels: usize) -> Self {
-        let blocks = output_channels.div_ceil(BLOCK);
-        let mut packed = vec![0.0; blocks * input_channels * BLOCK];
-        for (output, row) in weights.chunks_exact(input_channels).enumerate() {
-            let (block, lane) = (output / BLOCK, output % BLOCK);
-            for (input, &weight) in row.iter().enumerate() {
-                packed[(block * input_channels + input) * BLOCK + lane] = weight;
+        let widths = block_widths(output_channels);
+        let padded: usize = widths.iter().sum();
+        let mut packed = vec![0.0; padded * input_channels];
+        let mut first = 0;
+        for &width in &widths {
+            let block = &mut packed[first * input_channels..][..width * input_channels];
+            let rows = weights.chunks_exact(input_channels).skip(first).take(width);
+            for (lane, row) in rows.enumerate() {
+                for (input, &weight) in row.iter().enumerate() {
+                    block[input * width + lane] = weight;
+                }
             }
+            first += width;
         }
-        let mut padded_bias = vec![0.0; blocks * BLOCK];
+        let mut padded_bias = vec![0.0; padded];
         if let Some(bias) = bias {
             padded_bias[..output_channels].copy_from_slice(bias);
         }
@@ -145,6 +179,7 @@ impl PointwiseConv {
         Self {
             input_channels,
             output_channels,
+            widths,
             packed,
             bias: padded_bias,
             by_input,
@@ -216,11 +251,11 @@ impl PointwiseConv {
         self.slopes.as_ref().map_or(1.0, |slopes| slopes[channel])
     }
 
-    /// The PRelu slopes of output block `block`; 1 (no change) without a PRelu.
-    fn block_slopes(&self, block: usize) -> [f32; BLOCK] {
+    /// The PRelu slopes of the `width` output channels from `first`; 1 (no change) without a PRelu.
+    fn block_slopes(&self, first: usize, width: usize) -> [f32; BLOCK] {
         let mut slopes = [1.0; BLOCK];
         if let Some(padded) = &self.slopes {
-            slopes.copy_from_slice(&padded[block * BLOCK..][..BLOCK]);
+            slopes[..width].copy_from_slice(&padded[first..][..width]);
         }
         slopes
     }
@@ -254,17 +289,16 @@ impl PointwiseConv {
             }
             let row_start = y * rows.len;
             for band in (0..tiled).step_by(BAND) {
-                let blocks = self.packed.chunks_exact(inputs * BLOCK).zip(self.bias.chunks_exact(BLOCK));
-                for (block, (weights, bias)) in blocks.enumerate() {
-                    // The block's planes of the output (and of the residual): fewer than BLOCK in the last block
-                    // when the output channels are not a multiple of it.
-                    let first = block * BLOCK;
-                    let lanes = (self.output_channels - first).min(BLOCK);
+                let mut first = 0;
+                for &width in &self.widths {
+                    // The block's planes of the output (and of the residual): fewer than its width in the last
+                    // block when the output channels do not fill it.
+                    let lanes = (self.output_channels - first).min(width);
                     let planes = first * plane..(first + lanes) * plane;
                     let step = Sweep {
-                        weights,
-                        bias,
-                        slopes: self.block_slopes(block),
+                        weights: &self.packed[first * inputs..][..width * inputs],
+                        bias: &self.bias[first..][..width],
+                        slopes: self.block_slopes(first, width),
                         values,
                         taps: &row_taps,
                         pixels: band..tiled.min(band + BAND),
@@ -273,6 +307,7 @@ impl PointwiseConv {
                         row_start,
                     };
                     sweep(&step, &mut output[planes.clone()], residual.map(|residual| &residual[planes]));
+                    first += width;
                 }
             }
             // The pixels left over (rows of fewer than 16 pixels, or of a number not a multiple of 16): one pixel
@@ -316,16 +351,17 @@ struct Rows {
 /// channel `c` of pixel `p` is `values[taps[c] + p]`; output channel `lane` of the block at pixel `p` is written at
 /// `lane * plane + row_start + p` of the block's planes (and the residual, if any, read there).
 struct Sweep<'a> {
-    /// Input channel by input channel, [`BLOCK`] weights each.
+    /// Input channel by input channel, the block's width of weights each.
     weights: &'a [f32],
-    /// [`BLOCK`] biases.
+    /// One bias a channel of the block's width ([`BLOCK`] or [`NARROW_BLOCK`]).
     bias: &'a [f32],
+    /// One slope a channel of the block's width, then ones.
     slopes: [f32; BLOCK],
     values: &'a [f32],
     taps: &'a [usize],
     /// A whole number of tiles.
     pixels: std::ops::Range<usize>,
-    /// The block's output channels that exist, 1 to [`BLOCK`].
+    /// The block's output channels that exist, 1 to its width.
     lanes: usize,
     plane: usize,
     row_start: usize,
@@ -372,8 +408,17 @@ pub(super) fn with_prelu_of(
 /// `FUSED` as for [`PointwiseConv::apply_portable`].
 #[inline(always)]
 fn sweep<const FUSED: bool>(sweep: &Sweep<'_>, out: &mut [f32], residual: Option<&[f32]>) {
+    match sweep.bias.len() {
+        BLOCK => sweep_block::<FUSED, BLOCK>(sweep, out, residual),
+        _ => sweep_block::<FUSED, NARROW_BLOCK>(sweep, out, residual),
+    }
+}
+
+/// [`sweep`] for a block `WIDTH` channels wide.
+#[inline(always)]
+fn sweep_block<const FUSED: bool, const WIDTH: usize>(sweep: &Sweep<'_>, out: &mut [f32], residual: Option<&[f32]>) {
     for start in sweep.pixels.clone().step_by(TILE) {
-        let sums = tile_sums::<FUSED>(sweep.weights, sweep.bias, sweep.values, sweep.taps, start);
+        let sums = tile_sums::<FUSED, WIDTH>(sweep.weights, sweep.bias, sweep.values, sweep.taps, start);
         for (lane, sums) in sums.iter().enumerate().take(sweep.lanes) {
             let at = lane * sweep.plane + sweep.row_start + start;
             let added = residual.map(|residual| &residual[at..][..TILE]);
@@ -382,22 +427,22 @@ fn sweep<const FUSED: bool>(sweep: &Sweep<'_>, out: &mut [f32], residual: Option
     }
 }
 
-/// The sums of one tile: for each of a block's output channels (`bias`, and `weights` input channel by input
-/// channel, [`BLOCK`] each), its bias plus the weighted values of the [`TILE`] pixels from `start` of every input
-/// channel (channel `c` from `input[taps[c]..]`). `FUSED` as for [`PointwiseConv::apply_portable`].
+/// The sums of one tile: for each of a block's `WIDTH` output channels (`bias`, and `weights` input channel by
+/// input channel, `WIDTH` each), its bias plus the weighted values of the [`TILE`] pixels from `start` of every
+/// input channel (channel `c` from `input[taps[c]..]`). `FUSED` as for [`PointwiseConv::apply_portable`].
 #[inline(always)]
-fn tile_sums<const FUSED: bool>(
+fn tile_sums<const FUSED: bool, const WIDTH: usize>(
     weights: &[f32],
     bias: &[f32],
     input: &[f32],
     taps: &[usize],
     start: usize,
-) -> [[f32; TILE]; BLOCK] {
-    let mut sums = [[0.0f32; TILE]; BLOCK];
+) -> [[f32; TILE]; WIDTH] {
+    let mut sums = [[0.0f32; TILE]; WIDTH];
     for (sum, &bias) in sums.iter_mut().zip(bias) {
         *sum = [bias; TILE];
     }
-    for (&tap, weights) in taps.iter().zip(weights.chunks_exact(BLOCK)) {
+    for (&tap, weights) in taps.iter().zip(weights.chunks_exact(WIDTH)) {
         let values = &input[tap + start..][..TILE];
         for (sum, &weight) in sums.iter_mut().zip(weights) {
             for (sum, &value) in sum.iter_mut().zip(values) {
@@ -420,42 +465,48 @@ fn finish(out: &mut [f32], sums: &[f32; TILE], added: Option<&[f32]>, slope: f32
 }
 
 /// [`sweep`] written with AVX2 and FMA instructions: the compiler's own vectorisation of it came and went with
-/// unrelated changes around it (once 17 times slower), so the hot loop does not depend on it. Every index is
-/// checked once before the loops, not in them: with 8 to 16 input channels the checks and the tile's bookkeeping
-/// cost more than its multiply-adds.
+/// unrelated changes around it (once 17 times slower), so the hot loop does not depend on it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn sweep_avx2_fma(sweep: &Sweep<'_>, out: &mut [f32], residual: Option<&[f32]>) {
+    match sweep.bias.len() {
+        BLOCK => sweep_block_avx2_fma::<BLOCK>(sweep, out, residual),
+        _ => sweep_block_avx2_fma::<NARROW_BLOCK>(sweep, out, residual),
+    }
+}
+
+/// [`sweep_avx2_fma`] for a block `WIDTH` channels wide. Every index is checked once before the loops, not in
+/// them: with 8 to 16 input channels the checks and the tile's bookkeeping cost more than its multiply-adds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn sweep_block_avx2_fma<const WIDTH: usize>(sweep: &Sweep<'_>, out: &mut [f32], residual: Option<&[f32]>) {
     use std::arch::x86_64::*;
-    const _: () = assert!(TILE == 16 && BLOCK == 4, "two registers of eight a channel, four channels");
+    const _: () = assert!(TILE == 16, "two registers of eight a channel");
     let &Sweep { weights, bias, slopes, values, taps, ref pixels, lanes, plane, row_start } = sweep;
     let end = pixels.end;
-    assert!(pixels.len() % TILE == 0 && (1..=BLOCK).contains(&lanes) && bias.len() == BLOCK);
-    assert!(weights.len() == taps.len() * BLOCK && taps.iter().all(|&tap| tap + end <= values.len()));
+    assert!(pixels.len() % TILE == 0 && (1..=WIDTH).contains(&lanes) && bias.len() == WIDTH);
+    assert!(weights.len() == taps.len() * WIDTH && taps.iter().all(|&tap| tap + end <= values.len()));
     let last = (lanes - 1) * plane + row_start + end;
     assert!(last <= out.len() && residual.is_none_or(|residual| last <= residual.len()));
-    let bias = [0, 1, 2, 3].map(|lane| _mm256_set1_ps(bias[lane]));
-    let slopes = slopes.map(|slope| _mm256_set1_ps(slope));
+    let bias: [__m256; WIDTH] = std::array::from_fn(|lane| _mm256_set1_ps(bias[lane]));
     let zero = _mm256_setzero_ps();
     for start in pixels.clone().step_by(TILE) {
         let (mut low, mut high) = (bias, bias);
-        for (&tap, weights) in taps.iter().zip(weights.chunks_exact(BLOCK)) {
+        for (&tap, weights) in taps.iter().zip(weights.chunks_exact(WIDTH)) {
             // SAFETY: `tap + start + 16 <= tap + end <= values.len()`, asserted above: two loads of eight.
             let (first, second) = unsafe {
                 let at = values.as_ptr().add(tap + start);
                 (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8)))
             };
-            for lane in 0..BLOCK {
+            for lane in 0..WIDTH {
                 let weight = _mm256_set1_ps(weights[lane]);
                 low[lane] = _mm256_fmadd_ps(weight, first, low[lane]);
                 high[lane] = _mm256_fmadd_ps(weight, second, high[lane]);
             }
         }
-        for lane in 0..BLOCK {
-            if lane >= lanes {
-                break;
-            }
+        for lane in 0..lanes.min(WIDTH) {
             let at = lane * plane + row_start + start;
+            let slope = _mm256_set1_ps(slopes[lane]);
             // SAFETY: `at + 16 <= last`, which is at most the length of `out` and `residual`, asserted above.
             unsafe {
                 let (mut first, mut second) = (low[lane], high[lane]);
@@ -465,7 +516,7 @@ fn sweep_avx2_fma(sweep: &Sweep<'_>, out: &mut [f32], residual: Option<&[f32]>) 
                 }
                 for (value, half) in [(first, 0), (second, 8)] {
                     let negative = _mm256_cmp_ps::<_CMP_LT_OQ>(value, zero);
-                    let result = _mm256_blendv_ps(value, _mm256_mul_ps(value, slopes[lane]), negative);
+                    let result = _mm256_blendv_ps(value, _mm256_mul_ps(value, slope), negative);
                     _mm256_storeu_ps(out.as_mut_ptr().add(at + half), result);
                 }
             }
@@ -559,7 +610,9 @@ mod tests {
     fn every_path_gives_the_convolution_by_hand() {
         // Whole tiles only, tiles and leftover pixels, leftover pixels only (the models' 2x2 planes), several bands
         // and a part; output channels a multiple of the block or not.
-        for (inputs, outputs, pixels) in [(16, 8, 64), (8, 16, 35), (3, 5, 20), (128, 64, 4), (5, 3, 1), (8, 6, 2100)] {
+        for (inputs, outputs, pixels) in
+            [(16, 8, 64), (8, 16, 35), (3, 5, 20), (128, 64, 4), (5, 3, 1), (8, 6, 2100), (16, 7, 48), (12, 97, 80)]
+        {
             let weights: Vec<f32> = (0..inputs * outputs).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect();
             let bias: Vec<f32> = (0..outputs).map(|o| o as f32 * 0.25 - 0.5).collect();
             let input: Vec<f32> = (0..inputs * pixels).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0).collect();
@@ -686,6 +739,29 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn blocks_cover_the_output_channels_with_at_most_one_partly_used() {
+        for (channels, widths) in [
+            (1, vec![4]),
+            (3, vec![4]),
+            (5, vec![6]),
+            (6, vec![6]),
+            (7, vec![6, 4]),
+            (8, vec![4, 4]),
+            (16, vec![6, 6, 4]),
+            (32, vec![6, 6, 6, 6, 4, 4]),
+            (97, [vec![6; 16], vec![4]].concat()),
+        ] {
+            assert_eq!(block_widths(channels), widths, "{channels} channels");
+        }
+        for channels in 1..300 {
+            let widths = block_widths(channels);
+            let padded: usize = widths.iter().sum();
+            let last = widths.last().copied().unwrap_or(0);
+            assert!(padded >= channels && padded - channels < last, "{channels}: {widths:?}");
         }
     }
 
