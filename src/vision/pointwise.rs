@@ -46,6 +46,7 @@ fn block_widths(output_channels: usize) -> Vec<usize> {
     }
     widths
 }
+
 /// Pixels of one band: each block of output channels sweeps a band before the next block does, so the input it
 /// reads again is still in cache and fewer planes are streamed at once.
 const BAND: usize = 64 * TILE;
