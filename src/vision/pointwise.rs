@@ -490,6 +490,7 @@ fn sweep_block_avx2_fma<const WIDTH: usize>(sweep: &Sweep<'_>, out: &mut [f32], 
     let last = (lanes - 1) * plane + row_start + end;
     assert!(last <= out.len() && residual.is_none_or(|residual| last <= residual.len()));
     let bias: [__m256; WIDTH] = std::array::from_fn(|lane| _mm256_set1_ps(bias[lane]));
+    let slopes: [__m256; WIDTH] = std::array::from_fn(|lane| _mm256_set1_ps(slopes[lane]));
     let zero = _mm256_setzero_ps();
     for start in pixels.clone().step_by(TILE) {
         let (mut low, mut high) = (bias, bias);
@@ -507,7 +508,6 @@ fn sweep_block_avx2_fma<const WIDTH: usize>(sweep: &Sweep<'_>, out: &mut [f32], 
         }
         for lane in 0..lanes.min(WIDTH) {
             let at = lane * plane + row_start + start;
-            let slope = _mm256_set1_ps(slopes[lane]);
             // SAFETY: `at + 16 <= last`, which is at most the length of `out` and `residual`, asserted above.
             unsafe {
                 let (mut first, mut second) = (low[lane], high[lane]);
@@ -517,7 +517,7 @@ fn sweep_block_avx2_fma<const WIDTH: usize>(sweep: &Sweep<'_>, out: &mut [f32], 
                 }
                 for (value, half) in [(first, 0), (second, 8)] {
                     let negative = _mm256_cmp_ps::<_CMP_LT_OQ>(value, zero);
-                    let result = _mm256_blendv_ps(value, _mm256_mul_ps(value, slope), negative);
+                    let result = _mm256_blendv_ps(value, _mm256_mul_ps(value, slopes[lane]), negative);
                     _mm256_storeu_ps(out.as_mut_ptr().add(at + half), result);
                 }
             }
