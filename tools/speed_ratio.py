@@ -124,20 +124,24 @@ def main():
             for path, jpeg in list(zip(paths, jpegs))[:5]:
                 reference.frame(path)
                 ours.frame(warm, jpeg)
-            theirs, tracked, first, faces, round_ratios = [], [], [], 0, []
+            theirs, tracked, first, round_ratios = [], [], [], []
+            faces = 0
+
+            def time_reference(path):
+                nonlocal faces
+                ms, found = reference.frame(path)
+                round_theirs.append(ms)
+                faces += found
+
             for _ in range(args.rounds):
                 round_theirs, round_tracked = [], []
                 if args.interleave == "round":
                     for path in paths:
-                        ms, found = reference.frame(path)
-                        round_theirs.append(ms)
-                        faces += found
+                        time_reference(path)
                 session = ours.session()
                 for index, (path, jpeg) in enumerate(zip(paths, jpegs)):
                     if args.interleave == "frame":
-                        ms, found = reference.frame(path)
-                        round_theirs.append(ms)
-                        faces += found
+                        time_reference(path)
                     ms, status = ours.frame(session, jpeg)
                     if status == 409:  # the session ended (a challenge failed or all passed): go on in a new one
                         session = ours.session()
