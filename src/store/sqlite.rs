@@ -162,21 +162,26 @@ fn from_json<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, StoreError
     serde_json::from_str(body).map_err(|e| StoreError::Unavailable(format!("unreadable record: {e}")))
 }
 
+/// Runs `sql` through the connection's statement cache: a frame's statements are parsed once, not at every call.
+fn execute(connection: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
+    connection.prepare_cached(sql).and_then(|mut statement| statement.execute(params)).map_err(unavailable)
+}
+
 /// Every row's JSON body that `sql` selects with `key`, decoded.
 fn bodies<T: serde::de::DeserializeOwned>(
     connection: &Connection,
     sql: &str,
     key: impl rusqlite::ToSql,
 ) -> Result<Vec<T>, StoreError> {
-    let mut statement = connection.prepare(sql).map_err(unavailable)?;
+    let mut statement = connection.prepare_cached(sql).map_err(unavailable)?;
     let rows = statement.query_map(params![key], |row| row.get::<_, String>(0)).map_err(unavailable)?;
     rows.map(|row| from_json(&row.map_err(unavailable)?)).collect()
 }
 
 /// The one row's JSON body that `sql` selects with `key`, decoded; [`StoreError::NotFound`] if none.
 fn body<T: serde::de::DeserializeOwned>(connection: &Connection, sql: &str, key: &str) -> Result<T, StoreError> {
-    let body: Option<String> =
-        connection.query_row(sql, params![key], |row| row.get(0)).optional().map_err(unavailable)?;
+    let mut statement = connection.prepare_cached(sql).map_err(unavailable)?;
+    let body: Option<String> = statement.query_row(params![key], |row| row.get(0)).optional().map_err(unavailable)?;
     from_json(&body.ok_or(StoreError::NotFound)?)
 }
 
@@ -185,13 +190,12 @@ impl SessionStore for SqliteStore {
         let (id, version, expires_at_ms) = (session.id.to_string(), session.version as i64, session.expires_at_ms);
         let body = to_json(session);
         Box::pin(self.with(move |connection| {
-            let inserted = connection
-                .execute(
-                    "INSERT INTO sessions (id, version, expires_at_ms, body) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (id) DO NOTHING",
-                    params![id, version, expires_at_ms, body?],
-                )
-                .map_err(unavailable)?;
+            let inserted = execute(
+                connection,
+                "INSERT INTO sessions (id, version, expires_at_ms, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO NOTHING",
+                params![id, version, expires_at_ms, body?],
+            )?;
             if inserted == 0 {
                 Err(StoreError::AlreadyExists)
             } else {
@@ -211,12 +215,11 @@ impl SessionStore for SqliteStore {
         let body = to_json(session);
         Box::pin(self.with(move |connection| {
             let transaction = connection.transaction().map_err(unavailable)?;
-            let updated = transaction
-                .execute(
-                    "UPDATE sessions SET version = ?2, expires_at_ms = ?3, body = ?4 WHERE id = ?1 AND version = ?5",
-                    params![id, version, expires_at_ms, body?, expected_version as i64],
-                )
-                .map_err(unavailable)?;
+            let updated = execute(
+                &transaction,
+                "UPDATE sessions SET version = ?2, expires_at_ms = ?3, body = ?4 WHERE id = ?1 AND version = ?5",
+                params![id, version, expires_at_ms, body?, expected_version as i64],
+            )?;
             if updated == 0 {
                 let exists = transaction
                     .query_row("SELECT 1 FROM sessions WHERE id = ?1", params![id], |_| Ok(()))
@@ -393,16 +396,15 @@ impl MeteringStore for SqliteStore {
         let counts = [delta.sessions_created, delta.sessions_live, delta.sessions_not_live, delta.frames_analysed]
             .map(|n| n as i64);
         Box::pin(self.with(move |connection| {
-            connection
-                .execute(
-                    "INSERT INTO usage (tenant_id, date, sessions_created, sessions_live, sessions_not_live,
-                         frames_analysed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (tenant_id, date) DO UPDATE SET
-                         sessions_created = sessions_created + ?3, sessions_live = sessions_live + ?4,
-                         sessions_not_live = sessions_not_live + ?5, frames_analysed = frames_analysed + ?6",
-                    params![tenant_id, date, counts[0], counts[1], counts[2], counts[3]],
-                )
-                .map_err(unavailable)?;
+            execute(
+                connection,
+                "INSERT INTO usage (tenant_id, date, sessions_created, sessions_live, sessions_not_live,
+                     frames_analysed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (tenant_id, date) DO UPDATE SET
+                     sessions_created = sessions_created + ?3, sessions_live = sessions_live + ?4,
+                     sessions_not_live = sessions_not_live + ?5, frames_analysed = frames_analysed + ?6",
+                params![tenant_id, date, counts[0], counts[1], counts[2], counts[3]],
+            )?;
             Ok(())
         }))
     }
