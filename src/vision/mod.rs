@@ -6,6 +6,7 @@
 //! `Send + Sync` and shared by reference; services depend on the [`FrameAnalyzer`] trait so tests can use fakes.
 
 pub mod antispoof;
+pub mod axes;
 pub mod blendshapes;
 pub mod broadcast;
 pub mod conv;

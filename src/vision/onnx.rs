@@ -220,6 +220,7 @@ impl OnnxModel {
             .and_then(|mut model| {
                 super::pad::replace_pads(&mut model)?;
                 super::reduce::replace_reductions(&mut model)?;
+                super::axes::replace_axis_moves(&mut model)?;
                 Ok(model)
             })
             .and_then(|model| model.into_runnable())
