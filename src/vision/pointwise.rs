@@ -50,6 +50,11 @@ fn block_widths(output_channels: usize) -> Vec<usize> {
 /// Pixels of one band: each block of output channels sweeps a band before the next block does, so the input it
 /// reads again is still in cache and fewer planes are streamed at once.
 const BAND: usize = 64 * TILE;
+/// The fewest pixels left over from a row's tiles that are computed as one more tile, overlapping the one before,
+/// rather than one by one: MiniFASNet's rows of 40 pixels (eight over) and its 10x10 and 5x5 planes (four and
+/// nine) took 0.92-0.95 of the time that way (each model loaded once, the two ways run in turn, paired, 200 pairs,
+/// twice, 2026-12-01); the blendshapes model's rows of 97 (one over) took 1.02, so a lone pixel stays on its own.
+const MIN_OVERLAPPED: usize = 4;
 /// Convolutions over at most this many input planes (an image's colours) are taken as patches ([`Patches`]).
 const IMAGE_PLANES: usize = 4;
 
@@ -289,7 +294,8 @@ impl PointwiseConv {
                 *row_tap = tap + y * rows.step;
             }
             let row_start = y * rows.len;
-            for band in (0..tiled).step_by(BAND) {
+            // Every block of output channels over `pixels` of this row (a whole number of tiles).
+            let mut sweep_blocks = |pixels: std::ops::Range<usize>| {
                 let mut first = 0;
                 for &width in &self.widths {
                     // The block's planes of the output (and of the residual): fewer than its width in the last
@@ -302,7 +308,7 @@ impl PointwiseConv {
                         slopes: self.block_slopes(first, width),
                         values,
                         taps: &row_taps,
-                        pixels: band..tiled.min(band + BAND),
+                        pixels: pixels.clone(),
                         lanes,
                         plane,
                         row_start,
@@ -310,10 +316,19 @@ impl PointwiseConv {
                     sweep(&step, &mut output[planes.clone()], residual.map(|residual| &residual[planes]));
                     first += width;
                 }
+            };
+            for band in (0..tiled).step_by(BAND) {
+                sweep_blocks(band..tiled.min(band + BAND));
             }
-            // The pixels left over (rows of fewer than 16 pixels, or of a number not a multiple of 16): one pixel
-            // at a time, all output channels together.
-            for pixel in tiled..rows.len {
+            // A row with enough pixels left over from its tiles ends with one more tile, over its last 16 pixels:
+            // those the tiles before it covered are computed again, to the same values.
+            let overlapped = rows.len - tiled >= MIN_OVERLAPPED && rows.len >= TILE;
+            if overlapped {
+                sweep_blocks(rows.len - TILE..rows.len);
+            }
+            // The pixels left over (rows of fewer than 16 pixels, or fewer than `MIN_OVERLAPPED` after a row's
+            // tiles): one pixel at a time, all output channels together.
+            for pixel in if overlapped { rows.len } else { tiled }..rows.len {
                 sums.copy_from_slice(&self.bias[..self.output_channels]);
                 for (&tap, weights) in row_taps.iter().zip(self.by_input.chunks_exact(self.output_channels)) {
                     let value = values[tap + pixel];
@@ -609,11 +624,21 @@ mod tests {
 
     #[test]
     fn every_path_gives_the_convolution_by_hand() {
-        // Whole tiles only, tiles and leftover pixels, leftover pixels only (the models' 2x2 planes), several bands
-        // and a part; output channels a multiple of the block or not.
-        for (inputs, outputs, pixels) in
-            [(16, 8, 64), (8, 16, 35), (3, 5, 20), (128, 64, 4), (5, 3, 1), (8, 6, 2100), (16, 7, 48), (12, 97, 80)]
-        {
+        // Whole tiles only, tiles and a few leftover pixels, tiles and enough leftover pixels to end with an
+        // overlapping tile (20, 45, 25, 2100), leftover pixels only (the models' 2x2 planes), several bands and a part;
+        // output channels a multiple of the block or not.
+        for (inputs, outputs, pixels) in [
+            (16, 8, 64),
+            (8, 16, 35),
+            (3, 5, 20),
+            (128, 64, 4),
+            (5, 3, 1),
+            (8, 6, 2100),
+            (16, 7, 48),
+            (12, 97, 80),
+            (8, 16, 45),
+            (6, 5, 25),
+        ] {
             let weights: Vec<f32> = (0..inputs * outputs).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect();
             let bias: Vec<f32> = (0..outputs).map(|o| o as f32 * 0.25 - 0.5).collect();
             let input: Vec<f32> = (0..inputs * pixels).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0).collect();
@@ -633,8 +658,9 @@ mod tests {
 
     #[test]
     fn the_prelu_and_residual_inside_give_them_by_hand_on_every_path() {
-        // Tiles and leftover pixels, leftover pixels only, a last block of one channel, several bands.
-        for (inputs, outputs, pixels) in [(8, 16, 35), (3, 5, 4), (3, 5, 20), (8, 6, 2100)] {
+        // Tiles and leftover pixels, one by one or as an overlapping tile, leftover pixels only, a last block of one
+        // channel, several bands.
+        for (inputs, outputs, pixels) in [(8, 16, 35), (3, 5, 4), (3, 5, 20), (8, 6, 2100), (8, 6, 25)] {
             let weights: Vec<f32> = (0..inputs * outputs).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect();
             let bias: Vec<f32> = (0..outputs).map(|o| o as f32 * 0.25 - 0.5).collect();
             let slopes: Vec<f32> = (0..outputs).map(|o| [-5.25, 0.25, 19.8125][o % 3]).collect();
@@ -698,11 +724,13 @@ mod tests {
     #[test]
     fn patches_of_an_image_give_the_convolution_by_hand_on_every_path() {
         // FaceMesh's and MiniFASNet's first layers (3x3, stride 2), BlazeFace's (5x5, stride 2), a stride of 1 and
-        // one of 3; rows of whole tiles, of tiles and leftover pixels, of leftover pixels only. Then FaceMesh's
+        // one of 3; rows of whole tiles, of tiles and leftover pixels (MiniFASNet's rows of 40 end with an
+        // overlapping tile), of leftover pixels only. Then FaceMesh's
         // 2x2 stride-2 convolutions over many planes and its heads (2x2 over a 2x2 input, one output pixel).
         let cases = [
             (3, 16, 3, 2, [0, 0, 1, 1], [64, 64]),
             (3, 5, 3, 2, [1, 1, 1, 1], [40, 38]),
+            (3, 6, 3, 2, [1, 1, 1, 1], [80, 80]),
             (3, 24, 5, 2, [1, 1, 2, 2], [32, 32]),
             (1, 4, 3, 1, [1, 1, 1, 1], [9, 7]),
             (2, 8, 3, 3, [0, 2, 1, 0], [20, 50]),
