@@ -58,9 +58,9 @@ pub enum Border {
 /// Resamples `region` of `image` onto an `out_w` x `out_h` grid with bilinear interpolation (pixel centres at
 /// half-integers, as OpenCV and MediaPipe do). Returns row-major RGB values in 0..=255.
 pub fn resample(image: &RgbImage, region: &CropRegion, out_w: usize, out_h: usize, border: Border) -> Vec<[f32; 3]> {
-    let mut flat = vec![0.0; out_w * out_h * 3];
-    resample_into(image, region, out_w, out_h, border, 1.0, Layout::Interleaved, &mut flat);
-    flat.chunks_exact(3).map(|rgb| [rgb[0], rgb[1], rgb[2]]).collect()
+    let mut pixels = vec![[0.0; 3]; out_w * out_h];
+    resample_into(image, region, out_w, out_h, border, 1.0, Layout::Interleaved, pixels.as_flattened_mut());
+    pixels
 }
 
 /// How a crop's values are laid out in its output.
