@@ -28,7 +28,7 @@ pub async fn function_router(models: Models) -> Result<axum::Router, StartError>
 /// Runs one Lambda function until the runtime stops it. Logs go to CloudWatch through `tracing` (JSON when the
 /// function's log format is JSON).
 pub async fn run_function(models: Models) -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    crate::logging::init_lambda();
     let router = function_router(models).await?;
     lambda_http::lambda_runtime::run(lambda_http::service_fn(move |event: LambdaEvent<Value>| {
         let router = router.clone();

@@ -237,7 +237,7 @@ fn status_only(status: StatusCode) -> Value {
 
 /// Runs the WebSocket function until the runtime stops it.
 pub async fn run() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    crate::logging::init_lambda();
     let function = Arc::new(WebSocketFunction::from_env().await?);
     lambda_http::lambda_runtime::run(lambda_http::service_fn(move |event: LambdaEvent<Value>| {
         let function = Arc::clone(&function);

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod http;
 pub mod lambda;
 pub mod lambda_websocket;
+pub mod logging;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -35,14 +35,7 @@ store in LIVENESS_DATA_DIR (default ./data), or in DynamoDB when LIVENESS_TABLE_
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let serving = matches!(args.first().map(String::as_str), None | Some("serve"));
-    // Logs go to stderr; the commands' answers alone to stdout.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| if serving { "info,liveness=info" } else { "warn" }.into()),
-        )
-        .init();
+    liveness::logging::init_local(if serving { "info" } else { "warn" });
     let result = match args.first().map(String::as_str) {
         None | Some("serve") => serve(),
         Some("analyze") => analyze(&args[1..]),
