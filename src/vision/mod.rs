@@ -18,6 +18,7 @@ pub mod face_metrics;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 pub mod geometry;
+pub mod layer_norm;
 pub mod max_pool;
 pub mod memory;
 pub mod mesh;

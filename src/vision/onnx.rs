@@ -25,13 +25,14 @@ pub enum ModelError {
 
 /// tract's ONNX parser, with PRelu ([`super::prelu`]), the models' max pooling ([`super::max_pool`]), depthwise
 /// and pointwise convolutions ([`super::conv`]) and products and differences of differently shaped inputs
-/// ([`super::broadcast`]) as operators of ours.
+/// ([`super::broadcast`]) and layer norms ([`super::layer_norm`]) as operators of ours.
 fn parser() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     super::prelu::register(&mut onnx);
     super::conv::register(&mut onnx);
     super::max_pool::register(&mut onnx);
     super::broadcast::register(&mut onnx);
+    super::layer_norm::register(&mut onnx);
     onnx
 }
 
@@ -160,12 +161,12 @@ fn skip_input_transpose(proto: &mut tract_onnx::pb::ModelProto) -> Result<(), St
 }
 
 /// The bytes of the model file at `path`.
-fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
+pub(super) fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
     std::fs::read(path).map_err(|_| ModelError::Missing(path.to_owned()))
 }
 
 /// The protobuf in `bytes`, read from `path` (which names the model in errors).
-fn parse(path: &Path, bytes: &[u8]) -> Result<tract_onnx::pb::ModelProto, ModelError> {
+pub(super) fn parse(path: &Path, bytes: &[u8]) -> Result<tract_onnx::pb::ModelProto, ModelError> {
     parser()
         .proto_model_for_read(&mut std::io::Cursor::new(bytes))
         .map_err(|e| ModelError::Load { path: path.to_owned(), message: format!("{e:#}") })
@@ -211,7 +212,12 @@ impl OnnxModel {
     }
 
     /// As [`OnnxModel::load`], from the parsed protobuf; `path` names the model in errors.
-    fn from_proto(path: &Path, proto: tract_onnx::pb::ModelProto, input_shape: &[usize]) -> Result<Self, ModelError> {
+    fn from_proto(
+        path: &Path,
+        mut proto: tract_onnx::pb::ModelProto,
+        input_shape: &[usize],
+    ) -> Result<Self, ModelError> {
+        super::layer_norm::fuse_layer_norms(&mut proto);
         let load_error = |e: TractError| ModelError::Load { path: path.to_owned(), message: format!("{e:#}") };
         let plan = parser()
             .model_for_proto_model(&proto)
