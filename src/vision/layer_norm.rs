@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use tract_onnx::pb::{attribute_proto::AttributeType, AttributeProto, GraphProto, ModelProto, NodeProto};
 use tract_onnx::tract_hir::internal::*;
 
-use super::onnx::unwritten_tensor;
+use super::onnx::{rank4_unary_rules, unwritten_tensor};
 
 /// The fused node's operator name: no ONNX operator's.
 const FUSED: &str = "LivenessChannelLayerNorm";
@@ -221,11 +221,7 @@ impl Expansion for ChannelLayerNorm {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].datum_type, &outputs[0].datum_type)?;
-        s.equals(&inputs[0].rank, 4)?;
-        s.equals(&outputs[0].rank, 4)?;
+        rank4_unary_rules(s, inputs, outputs)?;
         for (from, to) in [(0, 0), (2, 1), (3, 2), (1, 3)] {
             s.equals(&inputs[0].shape[from], &outputs[0].shape[to])?;
         }

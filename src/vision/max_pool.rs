@@ -3,7 +3,7 @@
 //! took FaceMesh 1.4 ms of its 11 and BlazeFace 0.5 of its 3.3 (`examples/profile_models`); every other MaxPool
 //! is left to tract.
 
-use super::onnx::{eval_planes, TractBuilder};
+use super::onnx::{eval_planes, rank4_unary_rules, TractBuilder};
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
@@ -57,11 +57,7 @@ impl Expansion for HalvingMaxPoolExpansion {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 1)?;
-        check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].datum_type, &outputs[0].datum_type)?;
-        s.equals(&inputs[0].rank, 4)?;
-        s.equals(&outputs[0].rank, 4)?;
+        rank4_unary_rules(s, inputs, outputs)?;
         s.equals(&inputs[0].shape[0], &outputs[0].shape[0])?;
         s.equals(&inputs[0].shape[1], &outputs[0].shape[1])?;
         for axis in [2, 3] {

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::internal::InferenceOp;
+use tract_onnx::tract_hir::internal::{
+    check_input_arity, check_output_arity, InferenceOp, InferenceResult, Solver, TensorProxy,
+};
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,21 @@ impl TractBuilder {
         };
         builder(context, node)
     }
+}
+
+/// The inference rules of an operator of ours with one rank-4 input and one rank-4 output of the input's type; the
+/// caller adds how their shapes relate.
+pub(super) fn rank4_unary_rules<'r, 'p: 'r>(
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+) -> InferenceResult {
+    check_input_arity(inputs, 1)?;
+    check_output_arity(outputs, 1)?;
+    s.equals(&inputs[0].datum_type, &outputs[0].datum_type)?;
+    s.equals(&inputs[0].rank, 4)?;
+    s.equals(&outputs[0].rank, 4)?;
+    Ok(())
 }
 
 /// Swaps each node of `model` whose operator is a `T` for the operator `ours` makes of it (given the datum type of
