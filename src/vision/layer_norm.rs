@@ -70,6 +70,22 @@ impl<'g> Wiring<'g> {
         Some(bytes.map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     }
 
+    /// Whether `node` (a `Reshape`) moves a per-pixel value of rank 4 to the channels-last layout, (N, H, W, 1): its
+    /// target shape an int64 initializer of four values ending in 1.
+    fn reshapes_to_channels_last(&self, node: &NodeProto) -> bool {
+        let Some(tensor) = node.input.get(1).and_then(|name| self.graph.initializer.iter().find(|t| &t.name == name))
+        else {
+            return false;
+        };
+        let shape: Vec<i64> = if !tensor.int64_data.is_empty() {
+            tensor.int64_data.clone()
+        } else {
+            let bytes = tensor.raw_data.chunks_exact(8);
+            bytes.map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect()
+        };
+        tensor.data_type == 7 && shape.len() == 4 && shape[3] == 1
+    }
+
     fn reads(&self, name: &str) -> usize {
         self.readers.get(name).copied().unwrap_or(0)
     }
@@ -144,6 +160,9 @@ fn find(wiring: &Wiring, end: usize) -> Option<Found> {
     let difference = wiring.node(d, "Sub")?;
     let [minuend, subtrahend] = pair(difference.1)?;
     if !channel_mean(variance.1) || d != d_again || minuend != x {
+        return None;
+    }
+    if !wiring.reshapes_to_channels_last(negated.1) || !wiring.reshapes_to_channels_last(reshaped.1) {
         return None;
     }
     let mut nodes = vec![a.0, b.0, transpose.0, negated.0, neg.0, mean.0, s.0, reshaped.0, reciprocal.0, sqrt.0];
