@@ -57,33 +57,25 @@ impl<'g> Wiring<'g> {
         (node.op_type == op_type).then_some((index, node))
     }
 
+    /// The initializer `name`, decoded by tract-onnx as it decodes any tensor of the model.
+    fn initializer(&self, name: &str) -> Option<Tensor> {
+        let proto = self.graph.initializer.iter().find(|tensor| tensor.name == name)?;
+        tract_onnx::tensor::load_tensor(&tract_onnx::data_resolver::FopenDataResolver, proto, None).ok()
+    }
+
     /// The values of the float initializer `name`.
     fn floats(&self, name: &str) -> Option<Vec<f32>> {
-        let tensor = self.graph.initializer.iter().find(|tensor| tensor.name == name)?;
-        if tensor.data_type != 1 {
-            return None;
-        }
-        if !tensor.float_data.is_empty() {
-            return Some(tensor.float_data.clone());
-        }
-        let bytes = tensor.raw_data.chunks_exact(4);
-        Some(bytes.map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        let tensor = self.initializer(name)?;
+        let values = tensor.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.to_vec();
+        Some(values)
     }
 
     /// Whether `node` (a `Reshape`) moves a per-pixel value of rank 4 to the channels-last layout, (N, H, W, 1): its
     /// target shape an int64 initializer of four values ending in 1.
     fn reshapes_to_channels_last(&self, node: &NodeProto) -> bool {
-        let Some(tensor) = node.input.get(1).and_then(|name| self.graph.initializer.iter().find(|t| &t.name == name))
-        else {
-            return false;
-        };
-        let shape: Vec<i64> = if !tensor.int64_data.is_empty() {
-            tensor.int64_data.clone()
-        } else {
-            let bytes = tensor.raw_data.chunks_exact(8);
-            bytes.map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])).collect()
-        };
-        tensor.data_type == 7 && shape.len() == 4 && shape[3] == 1
+        let Some(shape) = node.input.get(1).and_then(|name| self.initializer(name)) else { return false };
+        let Ok(ram) = shape.try_as_plain_ram() else { return false };
+        ram.as_slice::<i64>().is_ok_and(|shape| shape.len() == 4 && shape[3] == 1)
     }
 
     fn reads(&self, name: &str) -> usize {
@@ -91,17 +83,15 @@ impl<'g> Wiring<'g> {
     }
 }
 
-fn ints<'n>(node: &'n NodeProto, name: &str) -> Option<&'n [i64]> {
-    node.attribute.iter().find(|a| a.name == name).map(|a| a.ints.as_slice())
-}
-
-fn int(node: &NodeProto, name: &str) -> Option<i64> {
-    node.attribute.iter().find(|a| a.name == name).map(|a| a.i)
+/// The integers of `node`'s attribute `name`, if it has them.
+fn ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    node.get_attr_opt_vec(name).ok().flatten()
 }
 
 /// Whether `node` is a mean over the channels (axis 1) that keeps its axis.
 fn channel_mean(node: &NodeProto) -> bool {
-    ints(node, "axes") == Some(&[1]) && int(node, "keepdims") == Some(1) && node.input.len() == 1
+    let keeps_axis = node.get_attr_opt::<i64>("keepdims").ok().flatten() == Some(1);
+    ints(node, "axes") == Some(vec![1]) && keeps_axis && node.input.len() == 1
 }
 
 /// One norm found: the nodes it replaces, the node that ends it, and its input, gamma and epsilon.
@@ -137,7 +127,7 @@ fn find(wiring: &Wiring, end: usize) -> Option<Found> {
     let (a, b) = if split(wiring, pair(a.1)?, "Transpose").is_some() { (a, b) } else { (b, a) };
     let (transpose, scale) = split(wiring, pair(a.1)?, "Transpose")?;
     let (negated, other_scale) = split(wiring, pair(b.1)?, "Reshape")?;
-    if scale != other_scale || ints(transpose.1, "perm") != Some(&[0, 2, 3, 1]) {
+    if scale != other_scale || ints(transpose.1, "perm") != Some(vec![0, 2, 3, 1]) {
         return None;
     }
     let x = transpose.1.input.first()?.as_str();
