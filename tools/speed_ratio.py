@@ -17,6 +17,12 @@ Anti-spoofing scores only the frames a session needs scored (`Session::wants_sco
 on the challenges each session draws at random: the share scored (printed, from the server's debug line a frame)
 moved from 34 % to 99 % between runs of one build, and the tracked p50 is a scored frame whenever it is above half.
 Compare builds at similar shares.
+
+Throughput (`--throughput-seconds S`, after the rounds): frames a second per busy core, the issue's "throughput per
+busy core at least the peer's". Our server, still pinned to the one core, takes `--clients` keep-alive clients
+posting the clip's frames flat out (each in its own sessions, a new one when one ends; only answered frames count),
+then MediaPipe's engine takes the frames one after another, flat out, on the same core; S seconds each, in turn,
+three times.
 """
 import argparse
 import datetime
@@ -28,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -82,6 +89,44 @@ class Ours:
         self.process.terminate()
         self.process.wait()
 
+    def flat_out(self, jpegs, clients, seconds):
+        """Frames answered in `seconds` by `clients` keep-alive clients posting `jpegs` as fast as answered."""
+        deadline = time.perf_counter() + seconds
+        answered = [0] * clients
+
+        def client(index):
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+            def call(method, path, body=None, content_type=None):
+                connection.request(method, path, body=body,
+                                   headers={"Content-Type": content_type} if content_type else {})
+                response = connection.getresponse()
+                return response.status, json.loads(response.read() or b"null")
+
+            def new_session():
+                status, body = call("POST", "/api/v1/liveness/sessions?num_challenges=7&timeout_seconds=60")
+                assert status == 201, body
+                return body["session_id"]
+
+            session, at = new_session(), index * len(jpegs) // clients
+            while time.perf_counter() < deadline:
+                status, _ = call("POST", f"/api/v1/liveness/sessions/{session}/frame", jpegs[at % len(jpegs)],
+                                 "image/jpeg")
+                if status == 409:  # the session ended: the frame was not analysed
+                    session = new_session()
+                    continue
+                assert status == 200, status
+                answered[index] += 1
+                at += 1
+            connection.close()
+
+        threads = [threading.Thread(target=client, args=(index,)) for index in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(answered)
+
     def scored_share(self):
         """The share of analysed frames with a face that anti-spoofing scored, from the server's log."""
         self.log.seek(0)
@@ -104,6 +149,14 @@ class Reference:
         ms, found = self.process.stdout.readline().split()
         return float(ms), found == "1"
 
+    def flat_out(self, paths, seconds):
+        """Frames the engine takes, one after another, in `seconds`."""
+        deadline, done = time.perf_counter() + seconds, 0
+        while time.perf_counter() < deadline:
+            self.frame(paths[done % len(paths)])
+            done += 1
+        return done
+
     def close(self):
         self.process.stdin.close()
         self.process.wait()
@@ -125,6 +178,9 @@ def main():
                         help="take turns frame by frame (each engine then starts its frame in caches the other has "
                              "just used), or each engine through the whole clip in turn (each in its own warm caches, "
                              "but in different moments of a machine whose speed drifts)")
+    parser.add_argument("--throughput-seconds", type=float, default=0,
+                        help="then time frames a second flat out, each engine this long, in turn, three times")
+    parser.add_argument("--clients", type=int, default=4, help="our concurrent clients for the throughput")
     args = parser.parse_args()
     os.sched_setaffinity(0, {c for c in os.sched_getaffinity(0) if c != args.core} or {args.core})
 
@@ -171,6 +227,10 @@ def main():
                 theirs += round_theirs
                 tracked += round_tracked
                 round_ratios.append(p50(round_tracked) / p50(round_theirs))
+            ours_frames = theirs_frames = 0
+            for _ in range(3 if args.throughput_seconds > 0 else 0):
+                ours_frames += ours.flat_out(jpegs, args.clients, args.throughput_seconds)
+                theirs_frames += reference.flat_out(paths, args.throughput_seconds)
         finally:
             ours.close()
             reference.close()
@@ -187,6 +247,11 @@ def main():
     print(f"ours, REST frame round trip, first frame:   p50 {p50(first):.2f} ms  ratio {p50(first) / p50(theirs):.2f}")
     print(f"anti-spoofing scored {scored:.0%} of our frames with a face (it depends on the challenges each session "
           f"draws; above half, the tracked p50 is a scored frame)")
+    if args.throughput_seconds > 0:
+        window = 3 * args.throughput_seconds
+        ours_rate, theirs_rate = ours_frames / window, theirs_frames / window
+        print(f"throughput on the one core: ours {ours_rate:.1f} frames/s ({args.clients} clients, REST), MediaPipe's "
+              f"engine {theirs_rate:.1f} frames/s; ours/theirs {ours_rate / theirs_rate:.2f} (3 x {args.throughput_seconds:g} s each, in turn)")
 
 
 if __name__ == "__main__":
