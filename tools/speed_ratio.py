@@ -51,6 +51,33 @@ def cut_frames(directory):
     return sorted(os.path.join(directory, name) for name in os.listdir(directory))
 
 
+class Client:
+    """A keep-alive HTTP client of our server."""
+
+    def __init__(self, port):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def call(self, method, path, body=None, content_type=None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        self.connection.request(method, path, body=body, headers=headers)
+        response = self.connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+
+    def session(self):
+        status, body = self.call("POST", "/api/v1/liveness/sessions?num_challenges=7&timeout_seconds=60")
+        assert status == 201, body
+        return body["session_id"]
+
+    def frame(self, session, jpeg):
+        """The frame's round trip in milliseconds, and the answer's status."""
+        started = time.perf_counter()
+        status, _ = self.call("POST", f"/api/v1/liveness/sessions/{session}/frame", jpeg, "image/jpeg")
+        return (time.perf_counter() - started) * 1000.0, status
+
+    def close(self):
+        self.connection.close()
+
+
 class Ours:
     """Our release server on `core`, and a keep-alive client."""
 
@@ -65,28 +92,18 @@ class Ours:
         self.process = subprocess.Popen(["taskset", "-c", str(core), binary, "serve"], env=env, stderr=self.log)
         for _ in range(600):
             try:
-                self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                self.call("GET", "/ready")
+                self.client = Client(self.port)
+                self.client.call("GET", "/ready")
                 return
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError("the server did not start")
 
-    def call(self, method, path, body=None, content_type=None):
-        headers = {"Content-Type": content_type} if content_type else {}
-        self.connection.request(method, path, body=body, headers=headers)
-        response = self.connection.getresponse()
-        return response.status, json.loads(response.read() or b"null")
-
     def session(self):
-        status, body = self.call("POST", "/api/v1/liveness/sessions?num_challenges=7&timeout_seconds=60")
-        assert status == 201, body
-        return body["session_id"]
+        return self.client.session()
 
     def frame(self, session, jpeg):
-        started = time.perf_counter()
-        status, body = self.call("POST", f"/api/v1/liveness/sessions/{session}/frame", jpeg, "image/jpeg")
-        return (time.perf_counter() - started) * 1000.0, status
+        return self.client.frame(session, jpeg)
 
     def close(self):
         self.process.terminate()
@@ -97,33 +114,20 @@ class Ours:
         deadline = time.perf_counter() + seconds
         answered = [0] * clients
 
-        def client(index):
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-
-            def call(method, path, body=None, content_type=None):
-                connection.request(method, path, body=body,
-                                   headers={"Content-Type": content_type} if content_type else {})
-                response = connection.getresponse()
-                return response.status, json.loads(response.read() or b"null")
-
-            def new_session():
-                status, body = call("POST", "/api/v1/liveness/sessions?num_challenges=7&timeout_seconds=60")
-                assert status == 201, body
-                return body["session_id"]
-
-            session, at = new_session(), index * len(jpegs) // clients
+        def post_frames(index):
+            client = Client(self.port)
+            session, at = client.session(), index * len(jpegs) // clients
             while time.perf_counter() < deadline:
-                status, _ = call("POST", f"/api/v1/liveness/sessions/{session}/frame", jpegs[at % len(jpegs)],
-                                 "image/jpeg")
+                _, status = client.frame(session, jpegs[at % len(jpegs)])
                 if status == 409:  # the session ended: the frame was not analysed
-                    session = new_session()
+                    session = client.session()
                     continue
                 assert status == 200, status
                 answered[index] += 1
                 at += 1
-            connection.close()
+            client.close()
 
-        threads = [threading.Thread(target=client, args=(index,)) for index in range(clients)]
+        threads = [threading.Thread(target=post_frames, args=(index,)) for index in range(clients)]
         for thread in threads:
             thread.start()
         for thread in threads:
