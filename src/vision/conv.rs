@@ -186,8 +186,8 @@ fn deal_out(padded_row: &[f32], stride: usize, phases: &mut [f32], phase_len: us
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Phases {
     strides: [usize; 2],
-    /// The plane's width, and its top and left padding.
-    width: usize,
+    /// The plane's height and width, and its top and left padding.
+    side: [usize; 2],
     before: [usize; 2],
     /// Each phase's height and width.
     phase_side: [usize; 2],
@@ -199,7 +199,16 @@ impl Phases {
         let [top, left, bottom, right] = pads;
         let padded = [side[0] + top + bottom, side[1] + left + right];
         let phase_side = [padded[0].div_ceil(strides[0]), padded[1].div_ceil(strides[1])];
-        Self { strides, width: side[1], before: [top, left], phase_side }
+        Self { strides, side, before: [top, left], phase_side }
+    }
+
+    /// Whether [`Phases::split`] writes every value of a plane's phases: nothing is padded and the strides divide
+    /// the plane's sides (FaceMesh's 2x2 stride-2 convolutions), so no value is left to be a zero of the border.
+    pub(super) fn fills_every_value(&self) -> bool {
+        let [height, width] = self.side;
+        self.before == [0, 0]
+            && height == self.phase_side[0] * self.strides[0]
+            && width == self.phase_side[1] * self.strides[1]
     }
 
     fn phase_len(&self) -> usize {
@@ -232,8 +241,10 @@ impl Phases {
     /// plane's values go is written, so a buffer reused for planes of one shape keeps its zeros). `padded_row` is
     /// from [`Phases::padded_row`], reused likewise.
     pub(super) fn split(&self, plane: &[f32], padded_row: &mut [f32], phases: &mut [f32]) {
-        let ([stride_y, stride_x], [top, left], width) = (self.strides, self.before, self.width);
+        let ([stride_y, stride_x], [top, left], width) = (self.strides, self.before, self.side[1]);
         let phase_len = self.phase_len();
+        // A row that needs no padding is dealt out where it lies, not copied into `padded_row` first.
+        let unpadded_rows = left == 0 && width == stride_x * self.phase_side[1];
         for (y, row) in plane.chunks_exact(width).enumerate() {
             let padded_y = y + top;
             let at = (padded_y % stride_y) * stride_x * phase_len + padded_y / stride_y * self.phase_side[1];
@@ -241,8 +252,49 @@ impl Phases {
                 phases[at + left..][..width].copy_from_slice(row);
                 continue;
             }
-            padded_row[left..][..width].copy_from_slice(row);
+            let padded_row = if unpadded_rows {
+                row
+            } else {
+                padded_row[left..][..width].copy_from_slice(row);
+                &*padded_row
+            };
             deal_out(padded_row, stride_x, &mut phases[at..], phase_len, self.phase_side[1]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unpadded_split_writes_every_value_and_a_padded_one_says_it_does_not() {
+        // FaceMesh's 2x2 stride-2 downsampling, a stride of 1, and rows whose width the stride does not divide.
+        for (side, strides, pads, fills) in [
+            ([8, 6], [2, 2], [0; 4], true),
+            ([5, 4], [1, 1], [0; 4], true),
+            ([8, 7], [2, 2], [0; 4], false),
+            ([8, 6], [2, 2], [0, 0, 1, 1], false),
+            ([8, 6], [1, 1], [1, 1, 1, 1], false),
+        ] {
+            let layout = Phases::new(side, strides, pads);
+            assert_eq!(layout.fills_every_value(), fills, "{side:?} {strides:?} {pads:?}");
+            let plane: Vec<f32> = (0..side[0] * side[1]).map(|v| v as f32).collect();
+            let mut phases = vec![f32::NAN; layout.len()];
+            layout.split(&plane, &mut layout.padded_row(), &mut phases);
+            // Each value of the plane lands once, where its tap reads it.
+            for (y, row) in plane.chunks_exact(side[1]).enumerate() {
+                for (x, &value) in row.iter().enumerate() {
+                    let (padded_y, padded_x) = (y + pads[0], x + pads[1]);
+                    let at = layout.tap_start(padded_y % strides[0], padded_x % strides[1])
+                        + padded_y / strides[0] * layout.row_step()
+                        + padded_x / strides[1];
+                    assert_eq!(phases[at], value, "{side:?} {strides:?} {pads:?}: ({y}, {x})");
+                }
+            }
+            if fills {
+                assert!(phases.iter().all(|v| !v.is_nan()), "{side:?} {strides:?}: a value left unwritten");
+            }
         }
     }
 }

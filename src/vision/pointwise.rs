@@ -75,16 +75,27 @@ impl Patches {
     }
 
     /// Each plane of `input` (planes of `side`) split into its phases ([`Phases`]), with, per tap (plane, dy,
-    /// dx) in the weights' order, where the values it meets along output row 0 start, and the output rows; `None`
-    /// when the kernel does not fit.
-    fn phases(&self, input: &[f32], side: [usize; 2]) -> Option<(Vec<f32>, Vec<usize>, Rows)> {
-        let [out_height, out_width] = self.output_side(side)?;
+    /// dx) in the weights' order, where the values it meets along output row 0 start, and the output rows; an
+    /// error when the kernel does not fit.
+    fn phases(&self, input: &[f32], side: [usize; 2]) -> TractResult<(Tensor, Vec<usize>, Rows)> {
+        let [out_height, out_width] = self.output_side(side).context("kernel larger than the input")?;
         let layout = Phases::new(side, self.strides, self.pads);
-        let mut phases = vec![0.0f32; self.planes * layout.len()];
+        let len = [self.planes * layout.len()];
+        // Zeroed only where a border needs its zeros: FaceMesh's 2x2 stride-2 convolutions split 1 MB a frame, and
+        // clearing it first was another pass over it.
+        let mut phases = if layout.fills_every_value() {
+            // SAFETY: `split` writes every value of each plane's phases when `fills_every_value` holds.
+            unsafe { unwritten_tensor(&len)? }
+        } else {
+            Tensor::zero::<f32>(&len)?
+        };
         let mut padded_row = layout.padded_row();
-        for (plane, into) in input.chunks_exact(side[0] * side[1]).zip(phases.chunks_exact_mut(layout.len())) {
+        let mut values = phases.try_as_plain_ram_mut()?;
+        let planes = values.as_slice_mut::<f32>()?.chunks_exact_mut(layout.len());
+        for (plane, into) in input.chunks_exact(side[0] * side[1]).zip(planes) {
             layout.split(plane, &mut padded_row, into);
         }
+        drop(values);
         let [kernel_height, kernel_width] = self.kernel;
         let taps = (0..self.planes * kernel_height * kernel_width).map(|tap| {
             let (plane, dy, dx) =
@@ -98,7 +109,7 @@ impl Patches {
             rows if rows.step == rows.len => Rows { count: 1, len: rows.count * rows.len, step: 0 },
             rows => rows,
         };
-        Some((phases, taps.collect(), rows))
+        Ok((phases, taps.collect(), rows))
     }
 }
 
@@ -213,20 +224,27 @@ impl PointwiseConv {
 
     /// Convolves one image's planes `input` (Cin planes of `side`) into `output` (Cout planes of
     /// [`PointwiseConv::output_side`]), adding `residual` (as `output`) if given, then the PRelu if there is one.
-    fn apply(&self, input: &[f32], side: [usize; 2], residual: Option<&[f32]>, output: &mut [f32]) {
+    fn apply(&self, input: &[f32], side: [usize; 2], residual: Option<&[f32]>, output: &mut [f32]) -> TractResult<()> {
         self.apply_on(input, side, residual, output, has_avx2_fma())
     }
 
     /// [`PointwiseConv::apply`], with AVX2 and FMA if `wide` (only when the processor has them, [`has_avx2_fma`]).
-    fn apply_on(&self, input: &[f32], side: [usize; 2], residual: Option<&[f32]>, output: &mut [f32], wide: bool) {
+    fn apply_on(
+        &self,
+        input: &[f32],
+        side: [usize; 2],
+        residual: Option<&[f32]>,
+        output: &mut [f32],
+        wide: bool,
+    ) -> TractResult<()> {
         let pixels = side[0] * side[1];
         // Declared here so the reading may borrow what either arm makes.
-        let (patched, plain_taps): ((Vec<f32>, Vec<usize>, Rows), Vec<usize>);
+        let (patched, phases, plain_taps): ((Tensor, Vec<usize>, Rows), _, Vec<usize>);
         let reading = match self.patches {
             Some(patches) => {
-                let Some(parts) = patches.phases(input, side) else { return };
-                patched = parts;
-                Reading { values: &patched.0, taps: &patched.1, rows: patched.2 }
+                patched = patches.phases(input, side)?;
+                phases = patched.0.try_as_plain_ram()?;
+                Reading { values: phases.as_slice::<f32>()?, taps: &patched.1, rows: patched.2 }
             }
             // A 1x1 convolution's plane is one row, every tap a plane.
             None => {
@@ -237,11 +255,13 @@ impl PointwiseConv {
         #[cfg(target_arch = "x86_64")]
         if wide {
             // SAFETY: `wide` is only true when the processor has AVX2 and FMA.
-            return unsafe { self.apply_avx2_fma(&reading, residual, output) };
+            unsafe { self.apply_avx2_fma(&reading, residual, output) };
+            return Ok(());
         }
         let _ = wide;
         // FMA is part of the baseline on aarch64 (the Lambda functions' architecture), not on x86-64.
-        self.apply_portable::<{ cfg!(target_arch = "aarch64") }>(&reading, residual, output)
+        self.apply_portable::<{ cfg!(target_arch = "aarch64") }>(&reading, residual, output);
+        Ok(())
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -587,7 +607,7 @@ impl EvalOp for PointwiseConv {
         let outputs = planes.as_slice_mut::<f32>()?.chunks_exact_mut(out_size);
         for (index, (image, out)) in values.chunks_exact(channels * pixels).zip(outputs).enumerate() {
             let residual = residual.map(|residual| &residual[index * out_size..][..out_size]);
-            self.apply(image, [height, width], residual, out);
+            self.apply(image, [height, width], residual, out)?;
         }
         Ok(tvec!(output.into_tvalue()))
     }
@@ -645,8 +665,8 @@ mod tests {
             let want = by_hand(&weights, &bias, &input, inputs, pixels);
             let op = PointwiseConv::new(&weights, Some(&bias), inputs, outputs);
             let mut runs = vec![("dispatched", vec![0.0; outputs * pixels]), ("plain", vec![0.0; outputs * pixels])];
-            op.apply(&input, [1, pixels], None, &mut runs[0].1);
-            op.apply_on(&input, [1, pixels], None, &mut runs[1].1, false);
+            op.apply(&input, [1, pixels], None, &mut runs[0].1).unwrap();
+            op.apply_on(&input, [1, pixels], None, &mut runs[1].1, false).unwrap();
             for (path, got) in &runs {
                 for (at, (got, want)) in got.iter().zip(&want).enumerate() {
                     let close = (got - want).abs() <= 1e-4 * want.abs().max(1.0);
@@ -682,8 +702,8 @@ mod tests {
             let op = PointwiseConv::new(&weights, Some(&bias), inputs, outputs).with_prelu(&slopes, true).unwrap();
             assert!(op.with_prelu(&slopes, false).is_none(), "one PRelu only");
             let (mut dispatched, mut plain) = (vec![0.0; outputs * pixels], vec![0.0; outputs * pixels]);
-            op.apply(&input, [1, pixels], Some(&residual), &mut dispatched);
-            op.apply_on(&input, [1, pixels], Some(&residual), &mut plain, false);
+            op.apply(&input, [1, pixels], Some(&residual), &mut dispatched).unwrap();
+            op.apply_on(&input, [1, pixels], Some(&residual), &mut plain, false).unwrap();
             for got in [dispatched, plain] {
                 for (got, want) in got.iter().zip(&want) {
                     assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{inputs}->{outputs}: {got} vs {want}");
@@ -759,7 +779,7 @@ mod tests {
                     .unwrap();
             for wide in [has_avx2_fma(), false] {
                 let mut got = vec![f32::NAN; outputs * out_pixels];
-                op.apply_on(&input, side, None, &mut got, wide);
+                op.apply_on(&input, side, None, &mut got, wide).unwrap();
                 for (at, (got, want)) in got.iter().zip(&want).enumerate() {
                     let close = (got - want).abs() <= 1e-4 * want.abs().max(1.0);
                     assert!(
@@ -799,7 +819,7 @@ mod tests {
         let weights = [1.0, 2.0, -1.0, 0.5];
         let op = PointwiseConv::new(&weights, None, 2, 2);
         let mut output = [0.0; 2];
-        op.apply(&[3.0, 4.0], [1, 1], None, &mut output);
+        op.apply(&[3.0, 4.0], [1, 1], None, &mut output).unwrap();
         assert_eq!(output, [11.0, -1.0]);
     }
 }
