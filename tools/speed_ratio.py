@@ -39,9 +39,9 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 # The analysis time in the service's debug line a frame.
 ANALYSIS_MS = re.compile(r"\bms=([0-9.]+)")
-ROOT = os.path.dirname(HERE)
 
 
 def cut_frames(directory):
