@@ -95,7 +95,6 @@ impl Patches {
         for (plane, into) in input.chunks_exact(side[0] * side[1]).zip(planes) {
             layout.split(plane, &mut padded_row, into);
         }
-        drop(values);
         let [kernel_height, kernel_width] = self.kernel;
         let taps = (0..self.planes * kernel_height * kernel_width).map(|tap| {
             let (plane, dy, dx) =
