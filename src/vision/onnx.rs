@@ -161,7 +161,7 @@ fn skip_input_transpose(proto: &mut tract_onnx::pb::ModelProto) -> Result<(), St
     let input = graph.input.first().ok_or("the model has no input")?.name.clone();
     let readers: Vec<usize> = (0..graph.node.len()).filter(|&i| graph.node[i].input.contains(&input)).collect();
     let channels_first = |node: &tract_onnx::pb::NodeProto| {
-        node.op_type == "Transpose" && node.attribute.iter().any(|a| a.name == "perm" && a.ints == [0, 3, 1, 2])
+        node.op_type == "Transpose" && node.get_attr_opt_vec::<i64>("perm").ok().flatten() == Some(vec![0, 3, 1, 2])
     };
     let [transpose] = readers[..] else { return Err(format!("{} nodes read the input, not one", readers.len())) };
     if !channels_first(&graph.node[transpose]) {
