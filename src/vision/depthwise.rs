@@ -40,19 +40,27 @@ impl DepthwiseConv {
     }
 
     /// The output's height and width for an input of `height` x `width`.
-    fn output_side(&self, height: usize, width: usize) -> Option<[usize; 2]> {
+    pub(super) fn output_side(&self, height: usize, width: usize) -> Option<[usize; 2]> {
         output_side([height, width], self.kernel, self.strides, self.pads)
     }
 
     /// Convolves `input` (planes of `height` x `width`) into `output` (planes of `out_height` x `out_width`, as
-    /// [`DepthwiseConv::output_side`] gives, neither side 0).
-    fn apply(
+    /// [`DepthwiseConv::output_side`] gives, neither side 0, each `out_stride` values after the one before).
+    pub(super) fn apply(
         &self,
         input: &[f32],
         [height, width]: [usize; 2],
         [out_height, out_width]: [usize; 2],
         output: &mut [f32],
+        out_stride: usize,
     ) -> TractResult<()> {
+        let plane_count = input.len() / (height * width).max(1);
+        ensure!(
+            out_stride >= out_height * out_width
+                && output.len() >= (plane_count * out_stride).saturating_sub(out_stride - out_height * out_width),
+            "{} output values for {plane_count} planes of {out_height} x {out_width}, {out_stride} apart",
+            output.len()
+        );
         let [kernel_height, kernel_width] = self.kernel;
         let weights = self.weights.try_as_plain_ram()?.as_slice::<f32>()?;
         let bias = match &self.bias {
@@ -66,7 +74,8 @@ impl DepthwiseConv {
             let taps = &weights[channel * kernel_size..][..kernel_size];
             (taps, bias.map_or(0.0, |bias| bias[channel]))
         };
-        let planes = input.chunks_exact(height * width).zip(output.chunks_exact_mut(out_height * out_width));
+        let out_planes = output.chunks_mut(out_stride).map(|plane| &mut plane[..out_height * out_width]);
+        let planes = input.chunks_exact(height * width).zip(out_planes);
         // Each plane is copied with its zero border, split into its strides' phases, and every tap applied along
         // one run over all output rows at once (each row as wide as a phase, the values past the output's width
         // thrown away): row by row costs more than the arithmetic on small planes, and reading a plane in place
@@ -160,7 +169,9 @@ impl EvalOp for DepthwiseConv {
         eval_planes(
             inputs,
             |height, width| self.output_side(height, width),
-            |input, side, out_side, output| self.apply(input, side, out_side, output),
+            |input, side, [out_height, out_width], output| {
+                self.apply(input, side, [out_height, out_width], output, out_height * out_width)
+            },
         )
     }
 }

@@ -30,6 +30,7 @@ pub mod prelu;
 pub mod reduce;
 pub mod reference;
 pub mod resample_avx2;
+pub mod separable;
 pub mod wide;
 
 use std::path::Path;

@@ -227,6 +227,40 @@ impl PointwiseConv {
         self.apply_on(input, side, residual, output, has_avx2_fma())
     }
 
+    /// Whether this is a 1x1 convolution ([`PointwiseConv::apply_strided`] takes it) that adds a residual.
+    pub(super) fn is_one_by_one(&self) -> Option<bool> {
+        self.patches.is_none().then_some(self.adds_residual)
+    }
+
+    /// The output channels.
+    pub(super) fn output_channels(&self) -> usize {
+        self.output_channels
+    }
+
+    /// A 1x1 convolution's [`PointwiseConv::apply`] on input planes of `side`, each `plane_stride` values after
+    /// the one before.
+    pub(super) fn apply_strided(
+        &self,
+        input: &[f32],
+        plane_stride: usize,
+        side: [usize; 2],
+        residual: Option<&[f32]>,
+        output: &mut [f32],
+    ) -> TractResult<()> {
+        ensure!(self.patches.is_none(), "planes apart read by a convolution over patches");
+        let pixels = side[0] * side[1];
+        let taps: Vec<usize> = (0..self.input_channels).map(|channel| channel * plane_stride).collect();
+        ensure!(
+            plane_stride >= pixels && taps.last().is_none_or(|&last| last + pixels <= input.len()),
+            "{} input values for {} planes of {pixels}, {plane_stride} apart",
+            input.len(),
+            self.input_channels
+        );
+        let reading = Reading { values: input, taps: &taps, rows: Rows { count: 1, len: pixels, step: 0 } };
+        self.run_on(&reading, residual, output, has_avx2_fma());
+        Ok(())
+    }
+
     /// [`PointwiseConv::apply`], with AVX2 and FMA if `wide` (only when the processor has them, [`has_avx2_fma`]).
     fn apply_on(
         &self,
@@ -251,16 +285,20 @@ impl PointwiseConv {
                 Reading { values: input, taps: &plain_taps, rows: Rows { count: 1, len: pixels, step: 0 } }
             }
         };
+        self.run_on(&reading, residual, output, wide);
+        Ok(())
+    }
+
+    /// The convolution of `reading`, with AVX2 and FMA if `wide`, as for [`PointwiseConv::apply_on`].
+    fn run_on(&self, reading: &Reading<'_>, residual: Option<&[f32]>, output: &mut [f32], wide: bool) {
         #[cfg(target_arch = "x86_64")]
         if wide {
             // SAFETY: `wide` is only true when the processor has AVX2 and FMA.
-            unsafe { self.apply_avx2_fma(&reading, residual, output) };
-            return Ok(());
+            return unsafe { self.apply_avx2_fma(reading, residual, output) };
         }
         let _ = wide;
         // FMA is part of the baseline on aarch64 (the Lambda functions' architecture), not on x86-64.
-        self.apply_portable::<{ cfg!(target_arch = "aarch64") }>(&reading, residual, output);
-        Ok(())
+        self.apply_portable::<{ cfg!(target_arch = "aarch64") }>(reading, residual, output)
     }
 
     #[cfg(target_arch = "x86_64")]
