@@ -163,12 +163,11 @@ pub(super) fn output_side(
     Some([out(side[0], top + bottom, kernel[0], strides[0])?, out(side[1], left + right, kernel[1], strides[1])?])
 }
 
-/// Deals a padded row out to `stride` phases: value `stride * i + p` goes to `phases[p * phase_len + i]`, for
-/// `i` below `phase_width`.
-fn deal_out(padded_row: &[f32], stride: usize, phases: &mut [f32], phase_len: usize) {
+/// Deals a padded row out to `stride` phases: value `stride * i + p` goes to `phases[p * phase_stride + i]`.
+fn deal_out(padded_row: &[f32], stride: usize, phases: &mut [f32], phase_stride: usize) {
     for (i, group) in padded_row.chunks_exact(stride).enumerate() {
         for (phase, &value) in group.iter().enumerate() {
-            phases[phase * phase_len + i] = value;
+            phases[phase * phase_stride + i] = value;
         }
     }
 }
@@ -233,6 +232,17 @@ pub(super) struct Phases {
     before: [usize; 2],
     /// Each phase's height and width.
     phase_side: [usize; 2],
+    /// How far apart consecutive phases start: their length, or more ([`Phases::spread_out`]).
+    phase_stride: usize,
+}
+
+/// Values a float plane of `len` takes when planes are laid [`line_staggered`] apart: a whole number of 64-byte
+/// lines, an odd number of them, so consecutive planes start in different sets of the first-level cache. Laid end to
+/// end, planes a multiple of 4 KiB long (32x32, 64x64, 128x128 floats) start in one set: a 1x1 convolution reading a
+/// tile of every plane then finds more lines in that set than it has ways, and reads each from the next level.
+pub(super) fn line_staggered(len: usize) -> usize {
+    const LINE: usize = 16;
+    (len.div_ceil(LINE) | 1) * LINE
 }
 
 impl Phases {
@@ -241,7 +251,13 @@ impl Phases {
         let [top, left, bottom, right] = pads;
         let padded = [side[0] + top + bottom, side[1] + left + right];
         let phase_side = [padded[0].div_ceil(strides[0]), padded[1].div_ceil(strides[1])];
-        Self { strides, side, before: [top, left], phase_side }
+        let phase_stride = phase_side[0] * phase_side[1];
+        Self { strides, side, before: [top, left], phase_side, phase_stride }
+    }
+
+    /// The same phases laid [`line_staggered`] apart, the gaps between them never written nor read.
+    pub(super) fn spread_out(self) -> Self {
+        Self { phase_stride: line_staggered(self.phase_stride), ..self }
     }
 
     /// Whether [`Phases::split`] writes every value of a plane's phases: nothing is padded and the strides divide
@@ -253,13 +269,9 @@ impl Phases {
             && width == self.phase_side[1] * self.strides[1]
     }
 
-    fn phase_len(&self) -> usize {
-        self.phase_side[0] * self.phase_side[1]
-    }
-
     /// How many values one plane's phases take.
     pub(super) fn len(&self) -> usize {
-        self.strides[0] * self.strides[1] * self.phase_len()
+        self.strides[0] * self.strides[1] * self.phase_stride
     }
 
     /// How far apart consecutive output rows read (a phase's width).
@@ -271,7 +283,7 @@ impl Phases {
     pub(super) fn tap_start(&self, dy: usize, dx: usize) -> usize {
         let [stride_y, stride_x] = self.strides;
         let phase = (dy % stride_y) * stride_x + dx % stride_x;
-        phase * self.phase_len() + dy / stride_y * self.phase_side[1] + dx / stride_x
+        phase * self.phase_stride + dy / stride_y * self.phase_side[1] + dx / stride_x
     }
 
     /// Scratch for [`Phases::split`]: one padded row.
@@ -284,16 +296,16 @@ impl Phases {
     /// from [`Phases::padded_row`], reused likewise.
     pub(super) fn split(&self, plane: &[f32], padded_row: &mut [f32], phases: &mut [f32]) {
         let ([stride_y, stride_x], [top, left], width) = (self.strides, self.before, self.side[1]);
-        let (phase_len, phase_width) = (self.phase_len(), self.phase_side[1]);
+        let (phase_stride, phase_width) = (self.phase_stride, self.phase_side[1]);
         for (y, row) in plane.chunks_exact(width).enumerate() {
             let padded_y = y + top;
-            let at = (padded_y % stride_y) * stride_x * phase_len + padded_y / stride_y * phase_width;
+            let at = (padded_y % stride_y) * stride_x * phase_stride + padded_y / stride_y * phase_width;
             match stride_x {
                 1 => phases[at + left..][..width].copy_from_slice(row),
                 // Padded column `left + x` goes to phase `(left + x) % 2`, at `(left + x) / 2`: the row is dealt
                 // out where it lies, not copied into `padded_row` first.
                 2 => {
-                    let (even, odd) = phases[at..].split_at_mut(phase_len);
+                    let (even, odd) = phases[at..].split_at_mut(phase_stride);
                     let (even, odd) = (&mut even[..phase_width], &mut odd[..phase_width]);
                     match left % 2 {
                         0 => deal_pairs(row, &mut even[left / 2..], &mut odd[left / 2..]),
@@ -302,7 +314,7 @@ impl Phases {
                 }
                 _ => {
                     padded_row[left..][..width].copy_from_slice(row);
-                    deal_out(padded_row, stride_x, &mut phases[at..], phase_len);
+                    deal_out(padded_row, stride_x, &mut phases[at..], phase_stride);
                 }
             }
         }
@@ -327,23 +339,36 @@ mod tests {
             ([4, 37], [2, 2], [1, 2, 1, 0], false),
             ([4, 35], [3, 3], [1, 1, 1, 1], false),
         ] {
-            let layout = Phases::new(side, strides, pads);
+            let (layout, spread) = (Phases::new(side, strides, pads), Phases::new(side, strides, pads).spread_out());
             assert_eq!(layout.fills_every_value(), fills, "{side:?} {strides:?} {pads:?}");
-            let plane: Vec<f32> = (0..side[0] * side[1]).map(|v| v as f32).collect();
-            let mut phases = vec![f32::NAN; layout.len()];
-            layout.split(&plane, &mut layout.padded_row(), &mut phases);
-            // Each value of the plane lands once, where its tap reads it.
-            for (y, row) in plane.chunks_exact(side[1]).enumerate() {
-                for (x, &value) in row.iter().enumerate() {
-                    let (padded_y, padded_x) = (y + pads[0], x + pads[1]);
-                    let at = layout.tap_start(padded_y % strides[0], padded_x % strides[1])
-                        + padded_y / strides[0] * layout.row_step()
-                        + padded_x / strides[1];
-                    assert_eq!(phases[at], value, "{side:?} {strides:?} {pads:?}: ({y}, {x})");
+            for (layout, spread_out) in [(layout, false), (spread, true)] {
+                let case = format!("{side:?} {strides:?} {pads:?}, spread out {spread_out}");
+                let plane: Vec<f32> = (0..side[0] * side[1]).map(|v| v as f32).collect();
+                let mut phases = vec![f32::NAN; layout.len()];
+                layout.split(&plane, &mut layout.padded_row(), &mut phases);
+                // Each value of the plane lands once, where its tap reads it.
+                let mut landed = 0;
+                for (y, row) in plane.chunks_exact(side[1]).enumerate() {
+                    for (x, &value) in row.iter().enumerate() {
+                        let (padded_y, padded_x) = (y + pads[0], x + pads[1]);
+                        let at = layout.tap_start(padded_y % strides[0], padded_x % strides[1])
+                            + padded_y / strides[0] * layout.row_step()
+                            + padded_x / strides[1];
+                        assert_eq!(phases[at], value, "{case}: ({y}, {x})");
+                        landed += 1;
+                    }
                 }
-            }
-            if fills {
-                assert!(phases.iter().all(|v| !v.is_nan()), "{side:?} {strides:?}: a value left unwritten");
+                let written = phases.iter().filter(|v| !v.is_nan()).count();
+                // Unpadded, the phases hold the plane's values and nothing else (spread out, the gaps stay as
+                // they were).
+                if fills {
+                    assert_eq!(written, landed, "{case}: a value left unwritten or one written twice");
+                }
+                if spread_out {
+                    let phase_count = strides[0] * strides[1];
+                    assert_eq!(layout.len() % (16 * phase_count), 0, "{case}: phases a whole number of lines apart");
+                    assert_eq!(layout.len() / phase_count / 16 % 2, 1, "{case}: an odd number of lines apart");
+                }
             }
         }
     }

@@ -1,5 +1,5 @@
 //! A depthwise convolution and the 1x1 convolution that alone reads it, as one operator: the depthwise output is
-//! written to planes [`plane_stride`] apart instead of end to end, then read by the 1x1 convolution from there.
+//! written to planes [`line_staggered`] apart instead of end to end, then read by the 1x1 convolution from there.
 //! End to end, planes of 32x32, 64x64 or 128x128 values start a multiple of 4 KiB apart, so a tile's values of every
 //! plane fall in one set of the first-level cache, more lines than it has ways, and the 1x1 convolution read them
 //! from the next level: a 16->8 convolution over 128x128 planes took 1.4-2 times as long as over planes one cache
@@ -7,18 +7,11 @@
 //! 16: each model loaded with and without this operator in one process, paired run by run (200 pairs, twice,
 //! 2026-12-02), FaceMesh took 0.96-0.99 of the time with it; outputs bit-identical.
 
+use super::conv::line_staggered;
 use super::depthwise::DepthwiseConv;
 use super::onnx::unwritten_tensor;
 use super::pointwise::PointwiseConv;
 use tract_onnx::tract_hir::internal::*;
-
-/// Values a float plane of `pixels` takes when written [`plane_stride`] apart: a whole number of 64-byte lines,
-/// an odd number of them, so consecutive planes start in different sets of the cache.
-pub(super) fn plane_stride(pixels: usize) -> usize {
-    const LINE: usize = 16;
-    let lines = pixels.div_ceil(LINE);
-    (lines | 1) * LINE
-}
 
 /// A depthwise convolution followed by the 1x1 convolution (with its PRelu and residual, if any) that alone reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +31,7 @@ impl SeparableConv {
         output: &mut [f32],
         between: &mut [f32],
     ) -> TractResult<()> {
-        let stride = plane_stride(out_side[0] * out_side[1]);
+        let stride = line_staggered(out_side[0] * out_side[1]);
         self.depthwise.apply(input, side, out_side, between, stride)?;
         self.pointwise.apply_strided(between, stride, out_side, residual, output)
     }
@@ -98,7 +91,7 @@ impl EvalOp for SeparableConv {
             return Ok(tvec!(Tensor::zero::<f32>(&shape)?.into_tvalue()));
         }
         // SAFETY: the depthwise convolution writes every value of each plane; the gaps between planes are not read.
-        let mut between = unsafe { unwritten_tensor(&[channels * plane_stride(out_pixels)])? };
+        let mut between = unsafe { unwritten_tensor(&[channels * line_staggered(out_pixels)])? };
         let mut between_ram = between.try_as_plain_ram_mut()?;
         let between = between_ram.as_slice_mut::<f32>()?;
         // SAFETY: the pointwise convolution writes every value of each output plane.
