@@ -60,7 +60,8 @@ pub fn fuse_separable_convs(model: &mut TypedModel) -> TractResult<()> {
         patch.shunt_outside(model, OutletId::new(id, 0), fused)?;
         patch.apply(model)?;
     }
-    Ok(())
+    // The fused depthwise and 1x1 convolutions, read by nothing now, leave the graph.
+    model.compact()
 }
 
 impl Op for SeparableConv {
