@@ -550,23 +550,32 @@ mod tests {
         let mut proto = conv_model(channels, 1, 1, 1, [0; 4]);
         let graph = proto.graph.as_mut().unwrap();
         graph.node[0].output = vec!["c".to_owned()];
-        let node = |op: &str, input: [&str; 2], output: &str| NodeProto {
-            name: output.to_owned(),
-            op_type: op.to_owned(),
-            input: input.map(str::to_owned).to_vec(),
-            output: vec![output.to_owned()],
-            ..NodeProto::default()
-        };
         if residual {
-            graph.node.push(node("Add", ["c", "x"], "s"));
+            graph.node.push(graph_node("Add", &["c", "x"], "s"));
         }
-        graph.node.push(node("PRelu", [if residual { "s" } else { "c" }, "slope"], "y"));
+        graph.node.push(graph_node("PRelu", &[if residual { "s" } else { "c" }, "slope"], "y"));
         graph.initializer.push(float_tensor("slope", vec![slopes.len() as i64, 1, 1], slopes.to_vec()));
         if conv_out {
-            let output = ValueInfoProto { name: "c".to_owned(), ..graph.output[0].clone() };
-            graph.output.push(output);
+            also_output(graph, "c");
         }
         proto
+    }
+
+    /// A node of `op` reading `inputs`, writing `output` (and named after it).
+    fn graph_node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+        NodeProto {
+            name: output.to_owned(),
+            op_type: op.to_owned(),
+            input: inputs.iter().map(|&input| input.to_owned()).collect(),
+            output: vec![output.to_owned()],
+            ..NodeProto::default()
+        }
+    }
+
+    /// Makes the value `name` an output of `graph` too, typed as its first output.
+    fn also_output(graph: &mut GraphProto, name: &str) {
+        let output = ValueInfoProto { name: name.to_owned(), ..graph.output[0].clone() };
+        graph.output.push(output);
     }
 
     #[test]
@@ -612,25 +621,17 @@ mod tests {
         let mut proto = conv_model(channels, channels, 3, 1, [1; 4]);
         let graph = proto.graph.as_mut().unwrap();
         graph.node[0].output = vec!["d".to_owned()];
-        let node = |op: &str, input: &[&str], output: &str| NodeProto {
-            name: output.to_owned(),
-            op_type: op.to_owned(),
-            input: input.iter().map(|&i| i.to_owned()).collect(),
-            output: vec![output.to_owned()],
-            ..NodeProto::default()
-        };
         let c = channels as i64;
         let weights = (0..channels * channels).map(|i| ((i * 29) % 17) as f32 / 8.0 - 1.0).collect();
         graph.initializer.push(float_tensor("w1", vec![c, c, 1, 1], weights));
         graph.initializer.push(float_tensor("b1", vec![c], (0..channels).map(|i| 0.5 - i as f32 * 0.125).collect()));
         graph.initializer.push(float_tensor("slope", vec![c, 1, 1], slopes.to_vec()));
-        let pointwise = node("Conv", &["d", "w1", "b1"], "c");
+        let pointwise = graph_node("Conv", &["d", "w1", "b1"], "c");
         graph.node.push(NodeProto { attribute: vec![ints_attribute("kernel_shape", vec![1, 1])], ..pointwise });
-        graph.node.push(node("Add", &["c", "x"], "s"));
-        graph.node.push(node("PRelu", &["s", "slope"], "y"));
+        graph.node.push(graph_node("Add", &["c", "x"], "s"));
+        graph.node.push(graph_node("PRelu", &["s", "slope"], "y"));
         if depthwise_out {
-            let output = ValueInfoProto { name: "d".to_owned(), ..graph.output[0].clone() };
-            graph.output.push(output);
+            also_output(graph, "d");
         }
         proto
     }

@@ -612,45 +612,61 @@ impl EvalOp for PointwiseConv {
     op_out_of_plan!();
 
     fn eval(&self, _context: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (input, residual) = match &inputs[..] {
-            [input] if !self.adds_residual => (input, None),
-            [input, residual] if self.adds_residual => (input, Some(residual)),
-            _ => bail!("{} inputs to a pointwise convolution (residual: {})", inputs.len(), self.adds_residual),
-        };
-        let &[batch, channels, height, width] = input.shape() else {
-            bail!("an input of shape {:?}, expected rank 4", input.shape());
-        };
         let planes = self.patches.map_or(self.input_channels, |patches| patches.planes);
-        ensure!(channels == planes, "{channels} input channels, expected {planes}");
-        let [out_height, out_width] = self.output_side([height, width]).context("kernel larger than the input")?;
-        let (pixels, out_pixels) = (height * width, out_height * out_width);
-        let shape = [batch, self.output_channels, out_height, out_width];
-        if pixels == 0 || out_pixels == 0 {
-            return Ok(tvec!(Tensor::zero::<f32>(&shape)?.into_tvalue()));
-        }
-        // SAFETY: `apply` writes every value of each output plane: the tiles of every block of output channels, and
-        // the pixels left over from them, channel by channel.
-        let mut output = unsafe { unwritten_tensor(&shape)? };
-        let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
-        let residual_ram = residual.map(|residual| residual.try_as_plain_ram()).transpose()?;
-        let residual = residual_ram.as_ref().map(|ram| ram.as_slice::<f32>()).transpose()?;
-        let out_size = self.output_channels * out_pixels;
-        if let Some(residual) = residual {
+        let output_side = |side| self.output_side(side);
+        eval_images(&inputs, self.adds_residual, self.output_channels, output_side, |image, side, residual, out| {
             ensure!(
-                residual.len() == batch * out_size,
-                "a residual of {} values, not {}",
-                residual.len(),
-                batch * out_size
+                image.len() == planes * side[0] * side[1],
+                "{} input values, expected {planes} planes",
+                image.len()
             );
-        }
-        let mut planes = output.try_as_plain_ram_mut()?;
-        let outputs = planes.as_slice_mut::<f32>()?.chunks_exact_mut(out_size);
-        for (index, (image, out)) in values.chunks_exact(channels * pixels).zip(outputs).enumerate() {
-            let residual = residual.map(|residual| &residual[index * out_size..][..out_size]);
-            self.apply(image, [height, width], residual, out)?;
-        }
-        Ok(tvec!(output.into_tvalue()))
+            self.apply(image, side, residual, out)
+        })
     }
+}
+
+/// Evaluates an operator of ours that maps each image of an (N, C, H, W) float input (and, when it `adds_residual`,
+/// of a second input of the output's shape) to `output_channels` planes of the side `output_side` gives:
+/// `apply(image, [height, width], residual, output)` must write every value of its image's output, which is not
+/// zeroed first. An empty input or output plane gives the (empty or zero) output without calling `apply`.
+pub(super) fn eval_images(
+    inputs: &[TValue],
+    adds_residual: bool,
+    output_channels: usize,
+    output_side: impl Fn([usize; 2]) -> Option<[usize; 2]>,
+    mut apply: impl FnMut(&[f32], [usize; 2], Option<&[f32]>, &mut [f32]) -> TractResult<()>,
+) -> TractResult<TVec<TValue>> {
+    let (input, residual) = match inputs {
+        [input] if !adds_residual => (input, None),
+        [input, residual] if adds_residual => (input, Some(residual)),
+        _ => bail!("{} inputs to a convolution (residual: {adds_residual})", inputs.len()),
+    };
+    let &[batch, channels, height, width] = input.shape() else {
+        bail!("an input of shape {:?}, expected rank 4", input.shape());
+    };
+    let [out_height, out_width] = output_side([height, width]).context("kernel larger than the input")?;
+    let (pixels, out_pixels) = (height * width, out_height * out_width);
+    let shape = [batch, output_channels, out_height, out_width];
+    if pixels == 0 || out_pixels == 0 {
+        return Ok(tvec!(Tensor::zero::<f32>(&shape)?.into_tvalue()));
+    }
+    // SAFETY: `apply` writes every value of each image's output, as this function's contract asks.
+    let mut output = unsafe { unwritten_tensor(&shape)? };
+    let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
+    let residual_ram = residual.map(|residual| residual.try_as_plain_ram()).transpose()?;
+    let residual = residual_ram.as_ref().map(|ram| ram.as_slice::<f32>()).transpose()?;
+    let out_size = output_channels * out_pixels;
+    if let Some(residual) = residual {
+        let expected = batch * out_size;
+        ensure!(residual.len() == expected, "a residual of {} values, not {expected}", residual.len());
+    }
+    let mut planes = output.try_as_plain_ram_mut()?;
+    let outputs = planes.as_slice_mut::<f32>()?.chunks_exact_mut(out_size);
+    for (index, (image, out)) in values.chunks_exact(channels * pixels).zip(outputs).enumerate() {
+        let residual = residual.map(|residual| &residual[index * out_size..][..out_size]);
+        apply(image, [height, width], residual, out)?;
+    }
+    Ok(tvec!(output.into_tvalue()))
 }
 
 impl TypedOp for PointwiseConv {

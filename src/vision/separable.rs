@@ -10,7 +10,7 @@
 use super::conv::line_staggered;
 use super::depthwise::DepthwiseConv;
 use super::onnx::unwritten_tensor;
-use super::pointwise::PointwiseConv;
+use super::pointwise::{eval_images, PointwiseConv};
 use tract_onnx::tract_hir::internal::*;
 
 /// A depthwise convolution followed by the 1x1 convolution (with its PRelu and residual, if any) that alone reads it.
@@ -77,45 +77,17 @@ impl EvalOp for SeparableConv {
 
     fn eval(&self, _context: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let adds_residual = self.pointwise.is_one_by_one() == Some(true);
-        let (input, residual) = match &inputs[..] {
-            [input] if !adds_residual => (input, None),
-            [input, residual] if adds_residual => (input, Some(residual)),
-            _ => bail!("{} inputs to a separable convolution (residual: {adds_residual})", inputs.len()),
-        };
-        let &[batch, channels, height, width] = input.shape() else {
-            bail!("an input of shape {:?}, expected rank 4", input.shape());
-        };
-        let out_side = self.depthwise.output_side(height, width).context("kernel larger than the input")?;
-        let out_pixels = out_side[0] * out_side[1];
-        let shape = [batch, self.pointwise.output_channels(), out_side[0], out_side[1]];
-        if height * width == 0 || out_pixels == 0 {
-            return Ok(tvec!(Tensor::zero::<f32>(&shape)?.into_tvalue()));
-        }
-        // SAFETY: the depthwise convolution writes every value of each plane; the gaps between planes are not read.
-        let mut between = unsafe { unwritten_tensor(&[channels * line_staggered(out_pixels)])? };
-        let mut between_ram = between.try_as_plain_ram_mut()?;
-        let between = between_ram.as_slice_mut::<f32>()?;
-        // SAFETY: the pointwise convolution writes every value of each output plane.
-        let mut output = unsafe { unwritten_tensor(&shape)? };
-        let values = input.try_as_plain_ram()?.as_slice::<f32>()?;
-        let residual_ram = residual.map(|residual| residual.try_as_plain_ram()).transpose()?;
-        let residual = residual_ram.as_ref().map(|ram| ram.as_slice::<f32>()).transpose()?;
-        let out_size = shape[1] * out_pixels;
-        if let Some(residual) = residual {
-            ensure!(
-                residual.len() == batch * out_size,
-                "a residual of {} values, not {}",
-                residual.len(),
-                batch * out_size
-            );
-        }
-        let mut planes = output.try_as_plain_ram_mut()?;
-        let outputs = planes.as_slice_mut::<f32>()?.chunks_exact_mut(out_size);
-        for (index, (image, out)) in values.chunks_exact(channels * height * width).zip(outputs).enumerate() {
-            let residual = residual.map(|residual| &residual[index * out_size..][..out_size]);
-            self.apply(image, [height, width], out_side, residual, out, between)?;
-        }
-        Ok(tvec!(output.into_tvalue()))
+        let output_side = |[height, width]: [usize; 2]| self.depthwise.output_side(height, width);
+        let output_channels = self.pointwise.output_channels();
+        eval_images(&inputs, adds_residual, output_channels, output_side, |image, side, residual, out| {
+            let out_side = output_side(side).context("kernel larger than the input")?;
+            let channels = image.len() / (side[0] * side[1]);
+            // SAFETY: the depthwise convolution writes every value of each plane; the gaps between planes are not
+            // read.
+            let mut between = unsafe { unwritten_tensor(&[channels * line_staggered(out_side[0] * out_side[1])])? };
+            let mut between = between.try_as_plain_ram_mut()?;
+            self.apply(image, side, out_side, residual, out, between.as_slice_mut::<f32>()?)
+        })
     }
 }
 
