@@ -801,18 +801,10 @@ mod tests {
         let mut proto = prelu_model(slopes, &[slopes.len() as i64, 1, 1]);
         let graph = proto.graph.as_mut().unwrap();
         graph.node[0].input[0] = "sum".to_owned();
-        let add = NodeProto {
-            name: "add".to_owned(),
-            op_type: "Add".to_owned(),
-            input: vec!["x".to_owned(), "c".to_owned()],
-            output: vec!["sum".to_owned()],
-            ..NodeProto::default()
-        };
-        graph.node.insert(0, add);
+        graph.node.insert(0, graph_node("Add", &["x", "c"], "sum"));
         graph.initializer.push(float_tensor("c", vec![1, slopes.len() as i64, 2, 2], c.to_vec()));
         if sum_out {
-            let output = ValueInfoProto { name: "sum".to_owned(), ..graph.output[0].clone() };
-            graph.output.push(output);
+            also_output(graph, "sum");
         }
         proto
     }

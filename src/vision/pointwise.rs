@@ -230,9 +230,14 @@ impl PointwiseConv {
         self.apply_on(input, side, residual, output, has_avx2_fma())
     }
 
-    /// Whether this is a 1x1 convolution ([`PointwiseConv::apply_strided`] takes it) that adds a residual.
-    pub(super) fn is_one_by_one(&self) -> Option<bool> {
-        self.patches.is_none().then_some(self.adds_residual)
+    /// Whether this is a 1x1 convolution, which [`PointwiseConv::apply_strided`] takes (not one over patches).
+    pub(super) fn is_one_by_one(&self) -> bool {
+        self.patches.is_none()
+    }
+
+    /// Whether a second input, of the output's shape, is added before the PRelu (a residual connection).
+    pub(super) fn adds_residual(&self) -> bool {
+        self.adds_residual
     }
 
     /// The output channels.

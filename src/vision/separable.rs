@@ -21,7 +21,8 @@ pub struct SeparableConv {
 }
 
 impl SeparableConv {
-    /// Runs both on one image's planes `input` of `side` into `output`, adding `residual` if given.
+    /// Runs both on one image's planes `input` of `side` into `output` (planes of `out_side`), adding `residual` if
+    /// given.
     fn apply(
         &self,
         input: &[f32],
@@ -29,9 +30,13 @@ impl SeparableConv {
         out_side: [usize; 2],
         residual: Option<&[f32]>,
         output: &mut [f32],
-        between: &mut [f32],
     ) -> TractResult<()> {
         let stride = line_staggered(out_side[0] * out_side[1]);
+        let channels = input.len() / (side[0] * side[1]);
+        // SAFETY: the depthwise convolution writes every value of each plane; the gaps between planes are not read.
+        let mut between = unsafe { unwritten_tensor(&[channels * stride])? };
+        let mut between = between.try_as_plain_ram_mut()?;
+        let between = between.as_slice_mut::<f32>()?;
         self.depthwise.apply(input, side, out_side, between, stride)?;
         self.pointwise.apply_strided(between, stride, out_side, residual, output)
     }
@@ -43,7 +48,7 @@ pub fn fuse_separable_convs(model: &mut TypedModel) -> TractResult<()> {
     for id in 0..model.nodes().len() {
         let node = model.node(id);
         let Some(pointwise) = node.op_as::<PointwiseConv>() else { continue };
-        if pointwise.is_one_by_one().is_none() {
+        if !pointwise.is_one_by_one() {
             continue;
         }
         let source = node.inputs[0];
@@ -76,18 +81,18 @@ impl EvalOp for SeparableConv {
     op_out_of_plan!();
 
     fn eval(&self, _context: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let adds_residual = self.pointwise.is_one_by_one() == Some(true);
         let output_side = |[height, width]: [usize; 2]| self.depthwise.output_side(height, width);
         let output_channels = self.pointwise.output_channels();
-        eval_images(&inputs, adds_residual, output_channels, output_side, |image, side, residual, out| {
-            let out_side = output_side(side).context("kernel larger than the input")?;
-            let channels = image.len() / (side[0] * side[1]);
-            // SAFETY: the depthwise convolution writes every value of each plane; the gaps between planes are not
-            // read.
-            let mut between = unsafe { unwritten_tensor(&[channels * line_staggered(out_side[0] * out_side[1])])? };
-            let mut between = between.try_as_plain_ram_mut()?;
-            self.apply(image, side, out_side, residual, out, between.as_slice_mut::<f32>()?)
-        })
+        eval_images(
+            &inputs,
+            self.pointwise.adds_residual(),
+            output_channels,
+            output_side,
+            |image, side, residual, out| {
+                let out_side = output_side(side).context("kernel larger than the input")?;
+                self.apply(image, side, out_side, residual, out)
+            },
+        )
     }
 }
 
