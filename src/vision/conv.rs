@@ -260,13 +260,27 @@ impl Phases {
         Self { phase_stride: line_staggered(self.phase_stride), ..self }
     }
 
-    /// Whether [`Phases::split`] writes every value of a plane's phases: nothing is padded and the strides divide
-    /// the plane's sides (FaceMesh's 2x2 stride-2 convolutions), so no value is left to be a zero of the border.
-    pub(super) fn fills_every_value(&self) -> bool {
-        let [height, width] = self.side;
-        self.before == [0, 0]
-            && height == self.phase_side[0] * self.strides[0]
-            && width == self.phase_side[1] * self.strides[1]
+    /// Writes a zero wherever `phases` (one plane's, [`Phases::len`] values) hold the border's padding, the values
+    /// [`Phases::split`] does not write; the gaps between phases laid out [`Phases::spread_out`] are left as they are.
+    /// A buffer split into after this needs no clearing first.
+    pub(super) fn zero_padding(&self, phases: &mut [f32]) {
+        let ([stride_y, stride_x], [top, left], [height, width]) = (self.strides, self.before, self.side);
+        let [phase_height, phase_width] = self.phase_side;
+        for (phase_y, phase_x) in (0..stride_y).flat_map(|py| (0..stride_x).map(move |px| (py, px))) {
+            let phase = &mut phases[(phase_y * stride_x + phase_x) * self.phase_stride..][..phase_height * phase_width];
+            // Phase column j holds padded column `phase_x + j * stride_x`: the plane's columns are j in first..end.
+            let first = left.saturating_sub(phase_x).div_ceil(stride_x).min(phase_width);
+            let end = (left + width).saturating_sub(phase_x).div_ceil(stride_x).min(phase_width);
+            for (i, row) in phase.chunks_exact_mut(phase_width).enumerate() {
+                let padded_y = phase_y + i * stride_y;
+                if padded_y < top || padded_y >= top + height {
+                    row.fill(0.0);
+                } else {
+                    row[..first].fill(0.0);
+                    row[end..].fill(0.0);
+                }
+            }
+        }
     }
 
     /// How many values one plane's phases take.
@@ -326,7 +340,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_unpadded_split_writes_every_value_and_a_padded_one_says_it_does_not() {
+    fn an_unpadded_split_writes_every_value_and_a_padded_one_writes_the_rest_when_its_padding_is_zeroed() {
         // FaceMesh's 2x2 stride-2 downsampling, a stride of 1, and rows whose width the stride does not divide.
         for (side, strides, pads, fills) in [
             ([8, 6], [2, 2], [0; 4], true),
@@ -340,7 +354,6 @@ mod tests {
             ([4, 35], [3, 3], [1, 1, 1, 1], false),
         ] {
             let (layout, spread) = (Phases::new(side, strides, pads), Phases::new(side, strides, pads).spread_out());
-            assert_eq!(layout.fills_every_value(), fills, "{side:?} {strides:?} {pads:?}");
             for (layout, spread_out) in [(layout, false), (spread, true)] {
                 let case = format!("{side:?} {strides:?} {pads:?}, spread out {spread_out}");
                 let plane: Vec<f32> = (0..side[0] * side[1]).map(|v| v as f32).collect();
@@ -359,6 +372,15 @@ mod tests {
                     }
                 }
                 let written = phases.iter().filter(|v| !v.is_nan()).count();
+                // With the padding zeroed as well, every value a tap can read is written: the split into a
+                // cleared buffer, value for value.
+                layout.zero_padding(&mut phases);
+                let mut cleared = vec![0.0; layout.len()];
+                layout.split(&plane, &mut layout.padded_row(), &mut cleared);
+                for (at, (&value, &want)) in phases.iter().zip(&cleared).enumerate() {
+                    let in_gap = at % layout.phase_stride >= layout.phase_side[0] * layout.phase_side[1];
+                    assert!(if in_gap { value.is_nan() } else { value == want }, "{case}: value {at}");
+                }
                 // Unpadded, the phases hold the plane's values and nothing else (spread out, the gaps stay as
                 // they were).
                 if fills {

@@ -84,18 +84,16 @@ impl Patches {
         // 2026-12-02): FaceMesh 0.99 of the time, outputs bit-identical.
         let layout = Phases::new(side, self.strides, self.pads).spread_out();
         let len = [self.planes * layout.len()];
-        // Zeroed only where a border needs its zeros: FaceMesh's 2x2 stride-2 convolutions split 1 MB a frame, and
-        // clearing it first was another pass over it.
-        let mut phases = if layout.fills_every_value() {
-            // SAFETY: `split` writes every value of each plane's phases when `fills_every_value` holds.
-            unsafe { unwritten_tensor(&len)? }
-        } else {
-            Tensor::zero::<f32>(&len)?
-        };
+        // SAFETY: every value of each plane's phases is written below, by `zero_padding` or by `split` (the gaps
+        // between phases are never read). Clearing them all first was another pass over them (FaceMesh's first
+        // layer: 800 KB a frame); each model loaded once and run both ways in turn, paired run by run (200 pairs,
+        // twice, 2026-12-02): FaceMesh 0.99 of the time, outputs bit-identical.
+        let mut phases = unsafe { unwritten_tensor(&len)? };
         let mut padded_row = layout.padded_row();
         let mut values = phases.try_as_plain_ram_mut()?;
         let planes = values.as_slice_mut::<f32>()?.chunks_exact_mut(layout.len());
         for (plane, into) in input.chunks_exact(side[0] * side[1]).zip(planes) {
+            layout.zero_padding(into);
             layout.split(plane, &mut padded_row, into);
         }
         let [kernel_height, kernel_width] = self.kernel;
