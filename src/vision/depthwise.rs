@@ -108,7 +108,7 @@ impl DepthwiseConv {
             let (taps, start) = kernel_of(plane_index % channels);
             if let (Some(starts), Ok(taps)) = (by_rows, <[f32; 9]>::try_from(taps)) {
                 let runs = Runs { values: &phases, starts, rows: out_height, width: out_width, step: row_step };
-                rows_3x3(out_plane, &runs, Taps { taps, start });
+                rows_3x3(out_plane, &runs, Taps { taps, start }, wide);
                 continue;
             }
             let out = if row_step == out_width { &mut out_plane[..] } else { &mut rows[..] };
@@ -154,20 +154,21 @@ struct Runs<'a> {
 /// FaceMesh's depthwise convolutions alone, each way in turn (300 pairs, 2026-12-02), took 0.85-0.88 of the time
 /// over 128x128 to 32x32 planes, 0.76-0.78 over 16x16; each model loaded once and run both ways in turn, paired run
 /// by run (200 pairs, twice, 2026-12-02), FaceMesh 0.97 (0.84 in a noisier minute), MiniFASNet 0.97-0.99, BlazeFace
-/// 0.92-0.95, outputs bit-identical.
-fn rows_3x3(out: &mut [f32], runs: &Runs<'_>, kernel: Taps) {
+/// 0.92-0.95, outputs bit-identical. `wide` as for [`run_3x3`].
+fn rows_3x3(out: &mut [f32], runs: &Runs<'_>, kernel: Taps, wide: bool) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx() && runs.width >= 8 {
-        // SAFETY: the processor has AVX.
+    if wide {
+        // SAFETY: `wide` is only true when the processor has AVX.
         return unsafe { rows_3x3_avx(out, runs, kernel) };
     }
+    let _ = wide;
     let &Runs { values, starts, width, step, .. } = runs;
     for (y, out) in out.chunks_exact_mut(width).take(runs.rows).enumerate() {
         run_3x3_plain(out, starts.map(|start| &values[start + y * step..][..width]), kernel);
     }
 }
 
-/// [`rows_3x3`] with AVX, for rows of at least eight values. Every index is checked once, before the loops.
+/// [`rows_3x3`] with AVX, for rows of at least eight values (asserted). Every index is checked once, before the loops.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
 fn rows_3x3_avx(out: &mut [f32], runs: &Runs<'_>, kernel: Taps) {
